@@ -1,0 +1,101 @@
+/**
+ * The transport-independent bid endpoint: a complete (already inflated) body in, an HTTP status and body out.
+ * Both the uWebSockets.js server and the node:http peer of the bench call this, so they decide identically.
+ *
+ *   parse JSON -> validate -> decide (src/bidding/decide.ts) -> serialise (src/openrtb/response.ts)
+ *
+ * The current Decider (config + segment store) is swapped whole by `swap()`: a request sees the old pair or
+ * the new pair, never half of each. Never throws for request content.
+ */
+import { performance } from 'node:perf_hooks';
+import { BAD_REQUEST, NBR_CODE, NO_BID, NO_BID_LABELS } from '../openrtb/reasons.js';
+import { validateBidRequest } from '../openrtb/validate.js';
+import { buildBidResponse, buildNoBidResponse } from '../openrtb/response.js';
+import { Decider, Decision } from './decide.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface BidResult {
+  status: 200 | 204 | 400;
+  /** JSON body; empty for 204. */
+  body: string;
+  /** Reason label: "bid", a no-bid reason, or a bad-request reason. */
+  reason: string;
+  /** Short human reason for a 400. */
+  detail: string;
+}
+
+export class BidHandler {
+  private decider: Decider;
+  private readonly metrics: Metrics;
+  private readonly decision = new Decision();
+  /** Reused result object: read it before the next call. */
+  private readonly result: BidResult = { status: 204, body: '', reason: '', detail: '' };
+
+  constructor(decider: Decider, metrics: Metrics) {
+    this.decider = decider;
+    this.metrics = metrics;
+  }
+
+  get current(): Decider {
+    return this.decider;
+  }
+
+  /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
+  swap(next: Decider): void {
+    this.decider = next;
+  }
+
+  handle(body: string): BidResult {
+    const start = performance.now();
+    const nowMs = performance.timeOrigin + start; // the one clock read of this request
+    const r = this.result;
+    const m = this.metrics;
+    let req: unknown;
+    try {
+      req = JSON.parse(body);
+    } catch {
+      m.badRequestCounters[BAD_REQUEST.invalid_json].inc();
+      return this.bad('invalid_json', 'body is not valid JSON');
+    }
+    const problem = validateBidRequest(req);
+    if (problem !== null) {
+      m.badRequestCounters[BAD_REQUEST.invalid_request].inc();
+      return this.bad('invalid_request', problem);
+    }
+    const decider = this.decider; // one pair for the whole request
+    const d = this.decision;
+    const request = req as { id: string; imp: { id: string }[]; test?: number };
+    decider.decide(request, nowMs, d);
+    (d.knownUser ? m.knownUser : m.unknownUser).inc();
+    if (d.bidCount > 0) {
+      r.status = 200;
+      r.body = buildBidResponse(request, d, decider.config, nowMs);
+      r.reason = 'bid';
+      r.detail = '';
+      m.bidCounter.inc();
+      for (let k = 0; k < d.bidCount; k++) m.bidPrice.observe(d.priceMicros[k] / 1e6);
+    } else {
+      if (decider.config.settings.noBidStyle === 'nbr') {
+        r.status = 200;
+        r.body = buildNoBidResponse(request.id, NBR_CODE[d.reason]);
+      } else {
+        r.status = 204;
+        r.body = '';
+      }
+      r.reason = NO_BID_LABELS[d.reason] ?? NO_BID_LABELS[NO_BID.none];
+      r.detail = '';
+      m.noBidCounters[d.reason].inc();
+    }
+    m.decisionSeconds.observe((performance.now() - start) / 1000);
+    return r;
+  }
+
+  private bad(reason: string, detail: string): BidResult {
+    const r = this.result;
+    r.status = 400;
+    r.reason = reason;
+    r.detail = detail;
+    r.body = JSON.stringify({ error: reason, reason: detail });
+    return r;
+  }
+}

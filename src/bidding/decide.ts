@@ -1,0 +1,406 @@
+/**
+ * The decision: one synchronous pass from a validated BidRequest to at most one bid per imp. It reads top to
+ * bottom in the order of the pipeline, cheapest and most selective filters first:
+ *
+ *   request gates (test, seats, tmax, currency)      O(1), reject whole requests before any per-item work
+ *   supply tables (active & channel & device & geo)  a few word-ANDs over precomputed line-item bitsets
+ *   user keys -> segment bits                        one hash + probe per key into the segment store
+ *   targeting programs                               mask tests over the user's bits, only for survivors
+ *   per imp: deals, format, creative blocks, floor   the only per-imp work, on the few line items left
+ *   choice                                           highest price in the response currency, then priority
+ *
+ * A Decider is built once per (config, store) pair and owns every scratch buffer, so deciding allocates nothing
+ * but what the request itself forces. Never throws on request content: it returns a no-bid reason code.
+ */
+import { NO_BID, STAGE_OF } from '../openrtb/reasons.js';
+import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
+import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE, FORMAT_AUDIO, FORMAT_BANNER, FORMAT_NATIVE, FORMAT_VIDEO } from '../config/compile.js';
+import type { SegmentStore } from '../segments/segment-store.js';
+import { evalTargeting } from '../segments/targeting.js';
+import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
+
+/* The request as the decision reads it: validate.ts has checked the type of every field used here. */
+type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const MAX_EIDS = 32;
+const MAX_UIDS = 8;
+
+/** The result of one decision; reused across requests (read it before the next decide call). */
+export class Decision {
+  /** NO_BID.none when at least one bid was made, else the no-bid reason. */
+  reason: number = NO_BID.none;
+  bidCount = 0;
+  respCur = 'USD';
+  knownUser = false;
+  impIndex: Int32Array = new Int32Array(16);
+  priceMicros: Float64Array = new Float64Array(16);
+  lineItem: (CompiledLineItem | null)[] = new Array(16).fill(null);
+  creative: (CompiledCreative | null)[] = new Array(16).fill(null);
+  dealId: (string | null)[] = new Array(16).fill(null);
+  /** The served size: creative's own for banners. */
+  w: Int32Array = new Int32Array(16);
+  h: Int32Array = new Int32Array(16);
+
+  ensure(n: number): void {
+    if (n <= this.impIndex.length) return;
+    const size = Math.max(n, this.impIndex.length * 2);
+    this.impIndex = new Int32Array(size);
+    this.priceMicros = new Float64Array(size);
+    this.w = new Int32Array(size);
+    this.h = new Int32Array(size);
+    this.lineItem = new Array(size).fill(null);
+    this.creative = new Array(size).fill(null);
+    this.dealId = new Array(size).fill(null);
+  }
+}
+
+export class Decider {
+  readonly config: CompiledConfig;
+  readonly store: SegmentStore;
+  private readonly userBits: Uint32Array;
+  private readonly candidates: Uint32Array;
+  /** Per-request creative block memo: blockedGen[c] === generation means decided this request. */
+  private readonly creativeGen: Uint32Array;
+  private readonly creativeBlocked: Uint8Array;
+  private generation = 0;
+  /* per-request state, set by decide() for the helpers below */
+  private deepest = 0;
+  private deepestReason: number = NO_BID.none;
+
+  constructor(config: CompiledConfig, store: SegmentStore) {
+    this.config = config;
+    this.store = store;
+    this.userBits = new Uint32Array(config.dictionary.words);
+    this.candidates = new Uint32Array(config.supply.words);
+    this.creativeGen = new Uint32Array(config.creatives.length);
+    this.creativeBlocked = new Uint8Array(config.creatives.length);
+  }
+
+  private note(reason: number): void {
+    const stage = STAGE_OF[reason];
+    if (stage >= this.deepest) {
+      this.deepest = stage;
+      this.deepestReason = reason;
+    }
+  }
+
+  /** Decides on a validated request. `nowMs` is the one clock read of this request. */
+  decide(req: Any, nowMs: number, out: Decision): void {
+    out.bidCount = 0;
+    out.knownUser = false;
+    this.deepest = 0;
+    this.deepestReason = NO_BID.none;
+    out.reason = this.requestGates(req, out);
+    if (out.reason !== NO_BID.none) return;
+    if (!this.supplyCandidates(req)) {
+      out.reason = this.deepestReason;
+      return;
+    }
+    out.knownUser = this.userSegments(req);
+    if (!this.targetingSurvivors()) {
+      out.reason = NO_BID.unmatched_user;
+      return;
+    }
+    this.generation = (this.generation + 1) >>> 0 || 1;
+    const imps = req.imp as Any[];
+    out.ensure(imps.length);
+    const respRate = this.config.rates.get(out.respCur)!;
+    for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, respRate, out);
+    if (out.bidCount === 0) out.reason = this.deepestReason === NO_BID.none ? NO_BID.no_matching_format : this.deepestReason;
+    void nowMs; // pacing and frequency caps read the clock from here (later stages)
+  }
+
+  /** Whole-request gates: test traffic, seat lists, time budget, currency. Sets out.respCur. */
+  private requestGates(req: Any, out: Decision): number {
+    const s = this.config.settings;
+    if (req.test === 1 && s.testRequests === 'nobid') return NO_BID.test_request;
+    const wseat = req.wseat as string[] | undefined;
+    if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(s.seat) === -1) return NO_BID.seat_blocked;
+    const bseat = req.bseat as string[] | undefined;
+    if (bseat !== undefined && bseat.indexOf(s.seat) !== -1) return NO_BID.seat_blocked;
+    const tmax = req.tmax === undefined ? s.defaultTmaxMs : (req.tmax as number);
+    if (tmax < s.minTmaxMs) return NO_BID.insufficient_time;
+    const cur = req.cur as string[] | undefined;
+    if (cur === undefined || cur.length === 0) {
+      // OpenRTB: without `cur` the exchange means USD.
+      if (!this.config.rates.has('USD')) return NO_BID.no_currency;
+      out.respCur = 'USD';
+    } else if (cur.indexOf(s.currency) !== -1) {
+      out.respCur = s.currency;
+    } else {
+      let found: string | null = null;
+      for (let i = 0; i < cur.length && found === null; i++) if (this.config.rates.has(cur[i])) found = cur[i];
+      if (found === null) return NO_BID.no_currency;
+      out.respCur = found;
+    }
+    return NO_BID.none;
+  }
+
+  /** candidates = active & channel & device type & country. False (and a reason noted) when empty. */
+  private supplyCandidates(req: Any): boolean {
+    const t = this.config.supply;
+    const cand = this.candidates;
+    const channel = req.site !== undefined ? CHANNEL_SITE : req.app !== undefined ? CHANNEL_APP : CHANNEL_DOOH;
+    const byChannel = t.byChannel[channel];
+    let any = 0;
+    for (let w = 0; w < t.words; w++) any |= cand[w] = t.active[w];
+    if (any === 0) {
+      this.note(NO_BID.no_active_line_item);
+      return false;
+    }
+    const device = req.device;
+    const dt = device === undefined ? undefined : device.devicetype;
+    const byDevice = dt === undefined ? t.anyDeviceType : (t.byDeviceType.get(dt) ?? t.anyDeviceType);
+    const geo = device !== undefined && device.geo !== undefined ? device.geo : req.user !== undefined ? req.user.geo : undefined;
+    const country = geo === undefined ? undefined : geo.country;
+    const byCountry = country === undefined ? t.anyCountry : (t.byCountry.get(country) ?? t.anyCountry);
+    any = 0;
+    for (let w = 0; w < t.words; w++) any |= cand[w] &= byChannel[w] & byDevice[w] & byCountry[w];
+    if (any === 0) {
+      this.note(NO_BID.supply_mismatch);
+      return false;
+    }
+    return true;
+  }
+
+  /** ORs the segment rows of every known user key into userBits. Returns whether any key was known. */
+  private userSegments(req: Any): boolean {
+    const bits = this.userBits;
+    bits.fill(0);
+    const store = this.store;
+    let known = false;
+    const user = req.user;
+    if (user !== undefined) {
+      if (typeof user.buyeruid === 'string' && user.buyeruid.length > 0) {
+        hashKey(KEY_KIND.buyeruid, user.buyeruid);
+        known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
+      }
+      if (typeof user.id === 'string' && user.id.length > 0) {
+        hashKey(KEY_KIND.userid, user.id);
+        known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
+      }
+      const eids = user.eids !== undefined ? user.eids : user.ext !== undefined ? user.ext.eids : undefined;
+      if (Array.isArray(eids)) known = this.eidSegments(eids) || known;
+    }
+    const device = req.device;
+    if (device !== undefined && typeof device.ifa === 'string' && device.ifa.length > 0) {
+      hashKey(KEY_KIND.ifa, device.ifa);
+      known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
+    }
+    return known;
+  }
+
+  private eidSegments(eids: Any[]): boolean {
+    let known = false;
+    const n = eids.length < MAX_EIDS ? eids.length : MAX_EIDS;
+    for (let e = 0; e < n; e++) {
+      const eid = eids[e];
+      if (eid === null || typeof eid !== 'object' || typeof eid.source !== 'string' || !Array.isArray(eid.uids)) continue;
+      const uids = eid.uids as Any[];
+      const m = uids.length < MAX_UIDS ? uids.length : MAX_UIDS;
+      for (let u = 0; u < m; u++) {
+        const uid = uids[u];
+        if (uid === null || typeof uid !== 'object' || typeof uid.id !== 'string' || uid.id.length === 0) continue;
+        hashBegin(KEY_KIND.eid);
+        hashFeed(eid.source);
+        hashFeed(uid.id);
+        hashEnd();
+        known = this.store.orInto(keyHash.hi, keyHash.lo, this.userBits) || known;
+      }
+    }
+    return known;
+  }
+
+  /** Clears candidates whose targeting the user does not match. False when none is left. */
+  private targetingSurvivors(): boolean {
+    const cand = this.candidates;
+    const items = this.config.lineItems;
+    let any = 0;
+    for (let w = 0; w < cand.length; w++) {
+      let x = cand[w];
+      while (x !== 0) {
+        const low = x & -x;
+        const i = (w << 5) + 31 - Math.clz32(low);
+        x ^= low;
+        if (!evalTargeting(items[i].targeting, this.userBits)) cand[w] &= ~low;
+      }
+      any |= cand[w];
+    }
+    return any !== 0;
+  }
+
+  private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, out: Decision): void {
+    const rates = this.config.rates;
+    const floorRate = rates.get(imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur);
+    if (floorRate === undefined) {
+      this.note(NO_BID.no_floor_rate);
+      return;
+    }
+    const floorMicros = imp.bidfloor === undefined ? 0 : Math.ceil((imp.bidfloor * 1e6 * floorRate) / respRate - 1e-6);
+    const pmp = imp.pmp;
+    const privateAuction = pmp !== undefined && pmp.private_auction === 1;
+    const deals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
+    const cand = this.candidates;
+    const items = this.config.lineItems;
+    let bestPrice = -1;
+    let bestItem: CompiledLineItem | null = null;
+    let bestCreative: CompiledCreative | null = null;
+    let bestDeal: string | null = null;
+    for (let w = 0; w < cand.length; w++) {
+      let x = cand[w];
+      while (x !== 0) {
+        const low = x & -x;
+        const li = items[(w << 5) + 31 - Math.clz32(low)];
+        x ^= low;
+        const bidResp = Math.floor(li.bidMicros / respRate);
+        // Deals first: a line item that lists a deal the imp offers bids through it.
+        let price = -1;
+        let dealId: string | null = null;
+        let creative: CompiledCreative | null = null;
+        if (deals !== undefined && li.deals.size > 0) {
+          for (let d = 0; d < deals.length && price < 0; d++) {
+            const deal = deals[d];
+            if (!li.deals.has(deal.id)) continue;
+            const wseat = deal.wseat as string[] | undefined;
+            if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+              this.note(NO_BID.deal_mismatch);
+              continue;
+            }
+            const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
+            if (c === null) continue;
+            const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
+            if (dealRate === undefined) {
+              this.note(NO_BID.no_floor_rate);
+              continue;
+            }
+            const dealFloor = deal.bidfloor === undefined ? 0 : Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
+            if (bidResp < dealFloor) {
+              this.note(NO_BID.below_floor);
+              continue;
+            }
+            price = deal.at === 3 ? dealFloor : bidResp; // at=3: the deal's fixed price
+            dealId = deal.id;
+            creative = c;
+          }
+        }
+        if (price < 0) {
+          if (privateAuction || li.dealsOnly) {
+            this.note(NO_BID.deal_mismatch);
+            continue;
+          }
+          creative = this.pickCreative(req, imp, li, undefined);
+          if (creative === null) continue;
+          if (bidResp < floorMicros || bidResp <= 0) {
+            this.note(NO_BID.below_floor);
+            continue;
+          }
+          price = bidResp;
+        }
+        if (price > bestPrice || (price === bestPrice && bestItem !== null && li.priority > bestItem.priority)) {
+          bestPrice = price;
+          bestItem = li;
+          bestCreative = creative;
+          bestDeal = dealId;
+        }
+      }
+    }
+    if (bestItem === null || bestCreative === null) return;
+    const k = out.bidCount++;
+    out.impIndex[k] = impIdx;
+    out.priceMicros[k] = bestPrice;
+    out.lineItem[k] = bestItem;
+    out.creative[k] = bestCreative;
+    out.dealId[k] = bestDeal;
+    out.w[k] = bestCreative.w;
+    out.h[k] = bestCreative.h;
+  }
+
+  /** First creative of the line item that fits the imp and is not blocked; notes why when none does. */
+  private pickCreative(req: Any, imp: Any, li: CompiledLineItem, wadomain: string[] | undefined): CompiledCreative | null {
+    const creatives = li.creatives;
+    let formatOk = false;
+    for (let c = 0; c < creatives.length; c++) {
+      const cr = creatives[c];
+      if (!fitsFormat(imp, cr)) continue;
+      formatOk = true;
+      if (this.blockedByRequest(req, cr) || blockedByImp(imp, cr)) continue;
+      if (wadomain !== undefined && wadomain.length > 0 && !intersects(cr.adomain, wadomain)) continue;
+      return cr;
+    }
+    this.note(formatOk ? NO_BID.creative_blocked : NO_BID.no_matching_format);
+    return null;
+  }
+
+  /** bcat/cattax, badv, bapp, wlang: the same for every imp, so decided once per creative per request. */
+  private blockedByRequest(req: Any, cr: CompiledCreative): boolean {
+    if (this.creativeGen[cr.index] === this.generation) return this.creativeBlocked[cr.index] === 1;
+    let blocked = false;
+    const bcat = req.bcat as string[] | undefined;
+    if (bcat !== undefined && bcat.length > 0 && cr.catWithParents.length > 0) {
+      const cattax = req.cattax === undefined ? 1 : req.cattax;
+      // A block list in a taxonomy we do not tag in cannot be checked: stay safe and do not serve.
+      blocked = cattax !== cr.cattax || intersects(cr.catWithParents, bcat);
+    }
+    const badv = req.badv as string[] | undefined;
+    if (!blocked && badv !== undefined && badv.length > 0) blocked = intersects(cr.adomain, badv);
+    const bapp = req.bapp as string[] | undefined;
+    if (!blocked && bapp !== undefined && cr.bundle !== null) blocked = bapp.indexOf(cr.bundle) !== -1;
+    const wlang = req.wlang as string[] | undefined;
+    if (!blocked && wlang !== undefined && wlang.length > 0) blocked = cr.lang === null || wlang.indexOf(cr.lang) === -1;
+    this.creativeGen[cr.index] = this.generation;
+    this.creativeBlocked[cr.index] = blocked ? 1 : 0;
+    return blocked;
+  }
+}
+
+function intersects(a: readonly string[], b: readonly string[]): boolean {
+  for (let i = 0; i < a.length; i++) if (b.indexOf(a[i]) !== -1) return true;
+  return false;
+}
+
+function intersectsInt(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (b.indexOf(a[i]) !== -1) return true;
+  return false;
+}
+
+/** Does the creative fit one of the formats the imp offers? */
+function fitsFormat(imp: Any, cr: CompiledCreative): boolean {
+  switch (cr.format) {
+    case FORMAT_BANNER: {
+      const b = imp.banner;
+      if (b === undefined) return false;
+      const formats = b.format as Any[] | undefined;
+      if (formats !== undefined) {
+        for (let i = 0; i < formats.length; i++) if (formats[i].w === cr.w && formats[i].h === cr.h) return true;
+        return false;
+      }
+      return b.w === cr.w && b.h === cr.h;
+    }
+    case FORMAT_VIDEO:
+    case FORMAT_AUDIO: {
+      const m = cr.format === FORMAT_VIDEO ? imp.video : imp.audio;
+      if (m === undefined) return false;
+      if (!intersects(cr.mimes, m.mimes)) return false;
+      if (m.minduration !== undefined && cr.duration < m.minduration) return false;
+      if (m.maxduration !== undefined && m.maxduration > 0 && cr.duration > m.maxduration) return false;
+      if (cr.format === FORMAT_VIDEO) {
+        if (Array.isArray(m.protocols) && m.protocols.length > 0) return m.protocols.indexOf(cr.protocol) !== -1;
+        if (m.protocol !== undefined) return m.protocol === cr.protocol;
+      }
+      return true;
+    }
+    case FORMAT_NATIVE:
+      return imp.native !== undefined;
+    default:
+      return false;
+  }
+}
+
+/** battr of the matched format, and imp.secure. */
+function blockedByImp(imp: Any, cr: CompiledCreative): boolean {
+  if (imp.secure === 1 && !cr.secure) return true;
+  if (cr.attr.length === 0) return false;
+  const media = cr.format === FORMAT_BANNER ? imp.banner : cr.format === FORMAT_VIDEO ? imp.video : cr.format === FORMAT_AUDIO ? imp.audio : imp.native;
+  const battr = media === undefined ? undefined : (media.battr as number[] | undefined);
+  return battr !== undefined && intersectsInt(cr.attr, battr);
+}

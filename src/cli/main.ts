@@ -1,0 +1,71 @@
+/**
+ * The `segbid` command line (commander): `serve` runs the bidder, `demo` (re)writes the demo fixtures.
+ * Without --config / SEGBID_CONFIG, `serve` runs the embedded demo under fixtures/demo, writing its segment
+ * store first when it is missing (it is generated, not committed).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { pino } from 'pino';
+import { DEMO_CONFIG, DEMO_DIR } from '../common/paths.js';
+import { writeDemo } from '../fixtures/demo.js';
+import { startBidder } from '../server/start.js';
+import { SegbidError } from '../common/errors.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer 0-65535');
+  return n;
+}
+
+const program = new Command();
+program.name('segbid').description('Real-time bidding decision engine on strategic segmentation').showHelpAfterError();
+
+program
+  .command('serve', { isDefault: true })
+  .description('run the bidder: bid port (OpenRTB) and operations port (metrics, health)')
+  .option('--config <file>', 'trader configuration (JSON or YAML); default: $SEGBID_CONFIG, else the embedded demo')
+  .option('--port <port>', 'bid port (default $PORT or 8080)', port)
+  .option('--admin-port <port>', 'operations port (default $ADMIN_PORT or 8081)', port)
+  .option('--host <host>', 'listen address', process.env.HOST ?? '0.0.0.0')
+  .option('--allow-uws-fallback', 'run even if uWebSockets.js fell back to its slow pure-JS server', false)
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean }) => {
+    const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
+    let configPath = opts.config ?? process.env.SEGBID_CONFIG;
+    if (!configPath) {
+      configPath = DEMO_CONFIG;
+      writeDemo(DEMO_DIR, { storeOnlyIfMissing: true });
+    }
+    try {
+      const running = await startBidder({
+        configPath,
+        host: opts.host,
+        port: opts.port ?? port(process.env.PORT ?? '8080'),
+        adminPort: opts.adminPort ?? port(process.env.ADMIN_PORT ?? '8081'),
+        allowUwsFallback: opts.allowUwsFallback || process.env.SEGBID_ALLOW_UWS_FALLBACK === '1',
+        logger,
+        signals: true,
+      });
+      process.stdout.write(
+        `segbid bid port:        http://${opts.host}:${running.bidPort}/openrtb2/bid\n` +
+          `segbid operations port: http://${opts.host}:${running.adminPort}/metrics  /healthz  /readyz\n`,
+      );
+    } catch (e) {
+      if (e instanceof SegbidError) {
+        logger.fatal({ code: e.code, details: e.details }, e.message);
+        process.stderr.write(`segbid: ${e.code}: ${e.message}\n`);
+        process.exit(2);
+      }
+      throw e;
+    }
+  });
+
+program
+  .command('demo')
+  .description('write the demo segmentation, config and segment store (deterministic)')
+  .option('--dir <dir>', 'output folder', DEMO_DIR)
+  .option('--users <n>', 'demo CRM users', (v) => Number(v), 100_000)
+  .action((opts: { dir: string; users: number }) => {
+    writeDemo(opts.dir, { users: opts.users });
+    process.stdout.write(`demo fixtures written to ${opts.dir}\n`);
+  });
+
+await program.parseAsync(process.argv);

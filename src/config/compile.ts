@@ -1,0 +1,226 @@
+/**
+ * Compiles a validated configuration into the tables the bid path reads. Everything that can be decided when a
+ * config loads is decided here: integer indices, money in micro-units, line-item bitsets per supply dimension
+ * (channel, device type, country), targeting mask programs, creative block tables, and the JSON fragments of each
+ * creative. A CompiledConfig is immutable; a new config is compiled aside and swapped in whole.
+ */
+import { SegbidError, type ErrorDetail } from '../common/errors.js';
+import { buildDictionary, type SegmentDictionary } from '../segments/segmentation.js';
+import { compileTargeting, type TargetingProgram } from '../segments/targeting.js';
+import { DEFAULT_BIDDER, type BidderSettings, type Channel, type CreativeDef, type LineItemDef } from './types.js';
+import type { LoadedConfig } from './load.js';
+
+export const FORMAT_BANNER = 1;
+export const FORMAT_VIDEO = 2;
+export const FORMAT_AUDIO = 3;
+export const FORMAT_NATIVE = 4;
+const FORMAT_CODE = { banner: FORMAT_BANNER, video: FORMAT_VIDEO, audio: FORMAT_AUDIO, native: FORMAT_NATIVE } as const;
+
+export const CHANNEL_SITE = 0;
+export const CHANNEL_APP = 1;
+export const CHANNEL_DOOH = 2;
+const CHANNEL_CODE: Record<Channel, number> = { site: CHANNEL_SITE, app: CHANNEL_APP, dooh: CHANNEL_DOOH };
+
+export interface CompiledCreative {
+  readonly index: number;
+  readonly id: string;
+  /** OpenRTB mtype: 1 banner, 2 video, 3 audio, 4 native. */
+  readonly format: number;
+  readonly w: number;
+  readonly h: number;
+  readonly mimes: readonly string[];
+  readonly duration: number;
+  readonly protocol: number;
+  readonly secure: boolean;
+  readonly lang: string | null;
+  readonly bundle: string | null;
+  readonly attr: readonly number[];
+  readonly adomain: readonly string[];
+  readonly cattax: number;
+  /** Categories and their parents ("IAB2-1" also yields "IAB2"), so a bcat of a parent blocks its children. */
+  readonly catWithParents: readonly string[];
+  /** Pre-serialised `"adid":..,"crid":..,"adomain":[..],"cat":[..],"attr":[..]` (and w/h for banners). */
+  readonly jsonFields: string;
+  /** Pre-serialised `"adm":"..."`. */
+  readonly admField: string;
+}
+
+export interface CompiledLineItem {
+  readonly index: number;
+  readonly id: string;
+  readonly active: boolean;
+  readonly bidMicros: number;
+  readonly targeting: TargetingProgram;
+  readonly creatives: readonly CompiledCreative[];
+  readonly deals: ReadonlySet<string>;
+  readonly dealsOnly: boolean;
+  readonly priority: number;
+  /** URL-safe id, pre-encoded for event URLs. */
+  readonly urlId: string;
+}
+
+export interface SupplyTables {
+  /** Line-item bitset width in 32-bit words. */
+  readonly words: number;
+  readonly active: Uint32Array;
+  readonly byChannel: readonly Uint32Array[];
+  /** Line items that accept a device type; `anyDeviceType` = those with no device restriction. */
+  readonly byDeviceType: ReadonlyMap<number, Uint32Array>;
+  readonly anyDeviceType: Uint32Array;
+  readonly byCountry: ReadonlyMap<string, Uint32Array>;
+  readonly anyCountry: Uint32Array;
+}
+
+export interface CompiledConfig {
+  readonly settings: BidderSettings;
+  readonly dictionary: SegmentDictionary;
+  readonly creatives: readonly CompiledCreative[];
+  readonly lineItems: readonly CompiledLineItem[];
+  readonly supply: SupplyTables;
+  /** Bidder-currency units per unit of a currency. */
+  readonly rates: ReadonlyMap<string, number>;
+  readonly storePath: string | null;
+  readonly source: string;
+  /** Event URL prefix, e.g. `http://host:8080/ev/`. */
+  readonly eventPrefix: string;
+  readonly seatJson: string;
+}
+
+function catWithParents(cats: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const c of cats) {
+    out.add(c);
+    const dash = c.indexOf('-');
+    if (dash > 0) out.add(c.slice(0, dash));
+  }
+  return [...out];
+}
+
+function compileCreative(def: CreativeDef, index: number): CompiledCreative {
+  const format = FORMAT_CODE[def.format];
+  const cat = def.cat ?? [];
+  const attr = def.attr ?? [];
+  let jsonFields =
+    `"adid":${JSON.stringify(def.id)},"crid":${JSON.stringify(def.id)},"adomain":${JSON.stringify(def.adomain)}` +
+    `,"cat":${JSON.stringify(cat)},"attr":${JSON.stringify(attr)}`;
+  if (def.cattax !== undefined && def.cattax !== 1) jsonFields += `,"cattax":${def.cattax}`;
+  if (def.bundle) jsonFields += `,"bundle":${JSON.stringify(def.bundle)}`;
+  if (def.lang) jsonFields += `,"language":${JSON.stringify(def.lang)}`;
+  if (format === FORMAT_BANNER) jsonFields += `,"w":${def.w},"h":${def.h}`;
+  else if (format === FORMAT_VIDEO || format === FORMAT_AUDIO) jsonFields += `,"dur":${def.duration}`;
+  if (format === FORMAT_VIDEO) jsonFields += `,"protocol":${def.protocol}`;
+  return {
+    index,
+    id: def.id,
+    format,
+    w: def.w ?? 0,
+    h: def.h ?? 0,
+    mimes: def.mimes ?? [],
+    duration: def.duration ?? 0,
+    protocol: def.protocol ?? 0,
+    secure: def.secure ?? def.adm.indexOf('http://') === -1,
+    lang: def.lang ?? null,
+    bundle: def.bundle ?? null,
+    attr,
+    adomain: def.adomain,
+    cattax: def.cattax ?? 1,
+    catWithParents: catWithParents(cat),
+    jsonFields,
+    admField: `"adm":${JSON.stringify(def.adm)}`,
+  };
+}
+
+function setBit(set: Uint32Array, i: number): void {
+  set[i >>> 5] |= 1 << (i & 31);
+}
+
+function compileSupply(items: readonly LineItemDef[], compiled: readonly CompiledLineItem[]): SupplyTables {
+  const words = Math.max(1, Math.ceil(items.length / 32));
+  const active = new Uint32Array(words);
+  const byChannel = [new Uint32Array(words), new Uint32Array(words), new Uint32Array(words)];
+  const byDeviceType = new Map<number, Uint32Array>();
+  const anyDeviceType = new Uint32Array(words);
+  const byCountry = new Map<string, Uint32Array>();
+  const anyCountry = new Uint32Array(words);
+  // Every table exists before any line item is placed, so unrestricted line items land in all of them.
+  for (const def of items) for (const d of def.deviceTypes ?? []) if (!byDeviceType.has(d)) byDeviceType.set(d, new Uint32Array(words));
+  for (const def of items) for (const c of def.countries ?? []) if (!byCountry.has(c)) byCountry.set(c, new Uint32Array(words));
+  items.forEach((def, i) => {
+    if (compiled[i].active) setBit(active, i);
+    for (const ch of def.channels ?? ['site', 'app', 'dooh']) setBit(byChannel[CHANNEL_CODE[ch as Channel]], i);
+    if (def.deviceTypes) for (const d of def.deviceTypes) setBit(byDeviceType.get(d)!, i);
+    else {
+      setBit(anyDeviceType, i);
+      for (const set of byDeviceType.values()) setBit(set, i);
+    }
+    if (def.countries) for (const c of def.countries) setBit(byCountry.get(c)!, i);
+    else {
+      setBit(anyCountry, i);
+      for (const set of byCountry.values()) setBit(set, i);
+    }
+  });
+  return { words, active, byChannel, byDeviceType, anyDeviceType, byCountry, anyCountry };
+}
+
+/** Compiles a validated config. Throws SegbidError CONFIG_INVALID with every cross-reference error by path. */
+export function compileConfig(loaded: LoadedConfig): CompiledConfig {
+  const { config, segmentation, storePath, source } = loaded;
+  const errors: ErrorDetail[] = [];
+  const settings: BidderSettings = { ...DEFAULT_BIDDER, ...config.bidder, rates: { ...(config.bidder?.rates ?? {}) } };
+  settings.rates[settings.currency] = 1;
+  if (settings.minTmaxMs >= settings.defaultTmaxMs) {
+    errors.push({ path: '/bidder/minTmaxMs', message: 'must be below defaultTmaxMs' });
+  }
+  const dictionary = buildDictionary(segmentation, typeof config.segmentation === 'string' ? config.segmentation : '/segmentation', errors);
+
+  const creativeIndex = new Map<string, number>();
+  config.creatives.forEach((c, i) => {
+    if (creativeIndex.has(c.id)) errors.push({ path: `/creatives/${i}/id`, message: `duplicate creative id "${c.id}"` });
+    else creativeIndex.set(c.id, i);
+    (c.segments ?? []).forEach((s, j) => {
+      if (!dictionary.bitOf.has(s)) errors.push({ path: `/creatives/${i}/segments/${j}`, message: `unknown segment "${s}"` });
+    });
+  });
+  const creatives = config.creatives.map(compileCreative);
+
+  const lineItemIds = new Set<string>();
+  const lineItems: CompiledLineItem[] = config.lineItems.map((def, i) => {
+    if (lineItemIds.has(def.id)) errors.push({ path: `/lineItems/${i}/id`, message: `duplicate line item id "${def.id}"` });
+    lineItemIds.add(def.id);
+    const own: CompiledCreative[] = [];
+    def.creatives.forEach((cid, j) => {
+      const ci = creativeIndex.get(cid);
+      if (ci === undefined) errors.push({ path: `/lineItems/${i}/creatives/${j}`, message: `unknown creative "${cid}"` });
+      else own.push(creatives[ci]);
+    });
+    if (def.dealsOnly && !(def.deals && def.deals.length)) {
+      errors.push({ path: `/lineItems/${i}/dealsOnly`, message: 'dealsOnly needs at least one deal id in deals' });
+    }
+    return {
+      index: i,
+      id: def.id,
+      active: def.active ?? true,
+      bidMicros: Math.round(def.bid.cpm * 1e6),
+      targeting: compileTargeting(def.targeting, dictionary.bitOf, dictionary.words, `/lineItems/${i}/targeting`, errors),
+      creatives: own,
+      deals: new Set(def.deals ?? []),
+      dealsOnly: def.dealsOnly ?? false,
+      priority: def.priority ?? 0,
+      urlId: encodeURIComponent(def.id),
+    };
+  });
+  if (errors.length) throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, errors);
+
+  return {
+    settings,
+    dictionary,
+    creatives,
+    lineItems,
+    supply: compileSupply(config.lineItems, lineItems),
+    rates: new Map(Object.entries(settings.rates)),
+    storePath,
+    source,
+    eventPrefix: `${settings.eventBaseUrl}/ev/`,
+    seatJson: JSON.stringify(settings.seat),
+  };
+}

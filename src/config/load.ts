@@ -1,0 +1,84 @@
+/**
+ * Reads a configuration file (JSON or YAML), validates it against the schema with every error reported by
+ * path, resolves the files it points at (segmentation, segment store) relative to itself, and compiles it.
+ * Throws SegbidError with all details; never returns a half-valid config.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve, extname } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { SegbidError, type ErrorDetail } from '../common/errors.js';
+import { configSchema, segmentationSchema } from './schema.js';
+import type { SegbidConfig, SegmentationDef } from './types.js';
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validateConfigSchema = ajv.compile(configSchema);
+const validateSegmentationSchema = ajv.compile(segmentationSchema);
+
+function ajvDetails(errors: ErrorObject[] | null | undefined, prefix = ''): ErrorDetail[] {
+  const out: ErrorDetail[] = [];
+  for (const e of errors ?? []) {
+    // anyOf branches repeat the same complaint per branch; keep the most specific line per path.
+    if (e.keyword === 'anyOf' || e.keyword === 'if') continue;
+    let message = e.message ?? 'invalid';
+    if (e.keyword === 'additionalProperties') message = `unknown property "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+    if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    const detail = { path: prefix + e.instancePath, message };
+    if (!out.some((d) => d.path === detail.path && d.message === detail.message)) out.push(detail);
+  }
+  return out;
+}
+
+export function parseDocument(text: string, source: string): unknown {
+  const ext = extname(source).toLowerCase();
+  try {
+    return ext === '.yaml' || ext === '.yml' ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new SegbidError('CONFIG_INVALID', `${source}: not valid ${ext === '.json' ? 'JSON' : 'YAML/JSON'}: ${(e as Error).message}`);
+  }
+}
+
+function readDocument(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new SegbidError('CONFIG_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  return parseDocument(text, path);
+}
+
+export interface LoadedConfig {
+  config: SegbidConfig;
+  segmentation: SegmentationDef;
+  /** Absolute path of the segment store, or null for none. */
+  storePath: string | null;
+  /** Where it came from (a path, or "inline"). */
+  source: string;
+}
+
+/** Validates a config document already in memory. `baseDir` resolves relative paths in it. */
+export function validateConfigDocument(doc: unknown, baseDir: string, source: string): LoadedConfig {
+  if (!validateConfigSchema(doc)) {
+    throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, ajvDetails(validateConfigSchema.errors));
+  }
+  const config = doc as unknown as SegbidConfig;
+  let segmentation: SegmentationDef;
+  if (typeof config.segmentation === 'string') {
+    const segPath = resolve(baseDir, config.segmentation);
+    const segDoc = readDocument(segPath);
+    if (!validateSegmentationSchema(segDoc)) {
+      throw new SegbidError('CONFIG_INVALID', `${segPath}: invalid segmentation`, ajvDetails(validateSegmentationSchema.errors));
+    }
+    segmentation = segDoc as unknown as SegmentationDef;
+  } else {
+    segmentation = config.segmentation;
+  }
+  const storePath = config.segmentStore ? resolve(baseDir, config.segmentStore) : null;
+  return { config, segmentation, storePath, source };
+}
+
+export function loadConfigFile(path: string): LoadedConfig {
+  const abs = resolve(path);
+  return validateConfigDocument(readDocument(abs), dirname(abs), abs);
+}

@@ -1,0 +1,134 @@
+/**
+ * JSON Schema of the configuration (draft 2020-12 subset, compiled once by ajv with allErrors so that a trader
+ * sees every mistake at once, each with its path). Cross-references (creative ids, segment ids) are checked
+ * afterwards by the compiler, which reports them in the same {path, message} form.
+ */
+const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const ids = { type: 'array', items: id } as const;
+const nonNegInt = { type: 'integer', minimum: 0 } as const;
+const targeting = { $ref: '#/$defs/targeting' } as const;
+
+export const segmentationSchema = {
+  type: 'object',
+  required: ['segments'],
+  additionalProperties: false,
+  properties: {
+    width: { type: 'integer', minimum: 32, maximum: 4096, multipleOf: 32 },
+    segments: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'name', 'kind'],
+        additionalProperties: false,
+        properties: {
+          id,
+          name: { type: 'string' },
+          parent: { anyOf: [id, { type: 'null' }] },
+          kind: { enum: ['crm', 'third_party', 'contextual', 'lookalike', 'group'] },
+          rule: {},
+        },
+      },
+    },
+  },
+} as const;
+
+export const configSchema = {
+  $id: 'segbid-config',
+  type: 'object',
+  required: ['version', 'segmentation', 'creatives', 'lineItems'],
+  additionalProperties: false,
+  $defs: {
+    targeting: {
+      anyOf: [
+        id,
+        { type: 'object', required: ['all'], additionalProperties: false, properties: { all: { type: 'array', minItems: 1, items: targeting } } },
+        { type: 'object', required: ['any'], additionalProperties: false, properties: { any: { type: 'array', minItems: 1, items: targeting } } },
+        { type: 'object', required: ['none'], additionalProperties: false, properties: { none: { type: 'array', minItems: 1, items: targeting } } },
+      ],
+    },
+  },
+  properties: {
+    version: { const: 1 },
+    bidder: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        seat: id,
+        currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+        rates: {
+          type: 'object',
+          propertyNames: { pattern: '^[A-Z]{3}$' },
+          additionalProperties: { type: 'number', exclusiveMinimum: 0 },
+        },
+        eventBaseUrl: { type: 'string', pattern: '^https?://[A-Za-z0-9._~:/\\[\\]-]+[A-Za-z0-9\\]]$' },
+        defaultTmaxMs: { type: 'integer', minimum: 1, maximum: 10000 },
+        minTmaxMs: { type: 'integer', minimum: 0, maximum: 10000 },
+        maxBodyBytes: { type: 'integer', minimum: 1024, maximum: 16777216 },
+        maxInflatedBytes: { type: 'integer', minimum: 1024, maximum: 67108864 },
+        noBidStyle: { enum: ['204', 'nbr'] },
+        gzipMinBytes: nonNegInt,
+        testRequests: { enum: ['bid', 'nobid'] },
+      },
+    },
+    segmentation: { anyOf: [{ type: 'string', minLength: 1 }, segmentationSchema] },
+    segmentStore: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
+    creatives: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'format', 'adomain', 'adm'],
+        additionalProperties: false,
+        properties: {
+          id,
+          format: { enum: ['banner', 'video', 'audio', 'native'] },
+          adomain: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          cat: { type: 'array', items: { type: 'string', minLength: 1 } },
+          cattax: { type: 'integer', minimum: 1 },
+          attr: { type: 'array', items: { type: 'integer', minimum: 1 } },
+          secure: { type: 'boolean' },
+          lang: { type: 'string', minLength: 2 },
+          bundle: { type: 'string', minLength: 1 },
+          w: { type: 'integer', minimum: 1 },
+          h: { type: 'integer', minimum: 1 },
+          mimes: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          duration: { type: 'integer', minimum: 1 },
+          protocol: { type: 'integer', minimum: 1 },
+          adm: { type: 'string', minLength: 1 },
+          segments: ids,
+        },
+        allOf: [
+          { if: { properties: { format: { const: 'banner' } } }, then: { required: ['w', 'h'] } },
+          { if: { properties: { format: { const: 'video' } } }, then: { required: ['mimes', 'duration', 'protocol'] } },
+          { if: { properties: { format: { const: 'audio' } } }, then: { required: ['mimes', 'duration'] } },
+        ],
+      },
+    },
+    lineItems: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'bid', 'creatives'],
+        additionalProperties: false,
+        properties: {
+          id,
+          name: { type: 'string' },
+          active: { type: 'boolean' },
+          targeting,
+          bid: {
+            type: 'object',
+            required: ['cpm'],
+            additionalProperties: false,
+            properties: { cpm: { type: 'number', exclusiveMinimum: 0, maximum: 1000 } },
+          },
+          channels: { type: 'array', minItems: 1, items: { enum: ['site', 'app', 'dooh'] } },
+          deviceTypes: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1, maximum: 31 } },
+          countries: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Z]{3}$' } },
+          deals: ids,
+          dealsOnly: { type: 'boolean' },
+          creatives: { type: 'array', minItems: 1, items: id },
+          priority: { type: 'integer', minimum: 0, maximum: 100 },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,108 @@
+/**
+ * The trader-facing configuration, as written in JSON or YAML and validated by src/config/schema.ts.
+ * Money is written in currency units (CPM) by traders and converted to integer micro-units at compile time.
+ */
+
+/** A targeting expression over segment ids: a segment id, or all/any/none of sub-expressions (nested freely). */
+export type TargetingExpr = string | { all: TargetingExpr[] } | { any: TargetingExpr[] } | { none: TargetingExpr[] };
+
+export type Channel = 'site' | 'app' | 'dooh';
+export type CreativeFormat = 'banner' | 'video' | 'audio' | 'native';
+
+export interface SegmentDef {
+  id: string;
+  name: string;
+  parent?: string | null;
+  kind: 'crm' | 'third_party' | 'contextual' | 'lookalike' | 'group';
+  /** Kind-specific rule; interpreted by the segmentation compiler, carried through by the bidder. */
+  rule?: unknown;
+}
+
+export interface SegmentationDef {
+  /** Bitset width in bits; a multiple of 32. Bits are assigned in declaration order. */
+  width?: number;
+  segments: SegmentDef[];
+}
+
+export interface CreativeDef {
+  id: string;
+  format: CreativeFormat;
+  adomain: string[];
+  cat?: string[];
+  /** Category taxonomy of `cat` (OpenRTB `cattax`); 1 = IAB Content Category 1.0 (the default). */
+  cattax?: number;
+  attr?: number[];
+  /** Whether the markup and every URL it loads is https. Non-secure creatives never serve on `imp.secure=1`. */
+  secure?: boolean;
+  lang?: string;
+  /** Bundle of the advertised app, checked against `bapp`. */
+  bundle?: string;
+  w?: number;
+  h?: number;
+  mimes?: string[];
+  duration?: number;
+  protocol?: number;
+  adm: string;
+  /** Segment ids this creative speaks to (segment messages); empty = any segment. */
+  segments?: string[];
+}
+
+export interface LineItemDef {
+  id: string;
+  name?: string;
+  active?: boolean;
+  targeting?: TargetingExpr;
+  bid: { cpm: number };
+  channels?: Channel[];
+  deviceTypes?: number[];
+  countries?: string[];
+  /** Deal ids this line item may bid on when an imp offers them. */
+  deals?: string[];
+  /** Bid only on the deals above, never in the open auction. */
+  dealsOnly?: boolean;
+  creatives: string[];
+  priority?: number;
+}
+
+export interface BidderSettings {
+  seat: string;
+  currency: string;
+  /** Units of the bidder currency for one unit of each other currency. No rate: no bid in/with that currency. */
+  rates: Record<string, number>;
+  eventBaseUrl: string;
+  defaultTmaxMs: number;
+  /** Below this `tmax` (network round trip included) the answer cannot arrive in time: no-bid. */
+  minTmaxMs: number;
+  maxBodyBytes: number;
+  maxInflatedBytes: number;
+  /** `204`: no-bid is HTTP 204. `nbr`: HTTP 200 with `{"id":...,"seatbid":[],"nbr":N}`. */
+  noBidStyle: '204' | 'nbr';
+  gzipMinBytes: number;
+  /** What to do with `test=1` requests: bid normally (never billed) or no-bid. */
+  testRequests: 'bid' | 'nobid';
+}
+
+export interface SegbidConfig {
+  version: 1;
+  bidder?: Partial<BidderSettings>;
+  /** Inline segmentation, or a path (relative to the config file) to a segmentation JSON/YAML file. */
+  segmentation: SegmentationDef | string;
+  /** Path (relative to the config file) of the compiled segment store; absent = no known users. */
+  segmentStore?: string | null;
+  creatives: CreativeDef[];
+  lineItems: LineItemDef[];
+}
+
+export const DEFAULT_BIDDER: BidderSettings = {
+  seat: 'segbid',
+  currency: 'USD',
+  rates: { USD: 1 },
+  eventBaseUrl: 'http://127.0.0.1:8080',
+  defaultTmaxMs: 200,
+  minTmaxMs: 10,
+  maxBodyBytes: 256 * 1024,
+  maxInflatedBytes: 1024 * 1024,
+  noBidStyle: '204',
+  gzipMinBytes: 512,
+  testRequests: 'bid',
+};

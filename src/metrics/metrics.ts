@@ -1,0 +1,78 @@
+/**
+ * Prometheus metrics (prom-client). Label sets are bounded: outcome and reason come from fixed code tables,
+ * never from request content. The hot path increments pre-resolved label children (an array index, no label
+ * hashing per request).
+ */
+import client from 'prom-client';
+import { BAD_REQUEST_LABELS, NO_BID_LABELS } from '../openrtb/reasons.js';
+
+export const TRANSPORT_REASONS = ['too_large', 'inflated_too_large', 'unsupported_encoding', 'aborted'] as const;
+export type TransportReason = (typeof TRANSPORT_REASONS)[number];
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly requests: client.Counter<'outcome' | 'reason'>;
+  readonly decisionSeconds: client.Histogram<string>;
+  readonly bidPrice: client.Histogram<string>;
+  readonly inFlight: client.Gauge<string>;
+  readonly userLookups: client.Counter<'result'>;
+  readonly events: client.Counter<'kind'>;
+  readonly configReloads: client.Counter<'result'>;
+  readonly ready: client.Gauge<string>;
+
+  /** Pre-resolved children, indexed by reason code. */
+  readonly bidCounter: client.Counter.Internal;
+  readonly noBidCounters: client.Counter.Internal[];
+  readonly badRequestCounters: client.Counter.Internal[];
+  readonly transportCounters: Record<TransportReason, client.Counter.Internal>;
+  readonly knownUser: client.Counter.Internal;
+  readonly unknownUser: client.Counter.Internal;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new client.Counter({
+      name: 'segbid_bid_requests_total',
+      help: 'Bid requests by outcome (bid, nobid, bad_request, rejected) and reason',
+      labelNames: ['outcome', 'reason'],
+      registers,
+    });
+    this.decisionSeconds = new client.Histogram({
+      name: 'segbid_decision_seconds',
+      help: 'Time from a complete body to a serialised answer (parse, decide, respond)',
+      buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      registers,
+    });
+    this.bidPrice = new client.Histogram({
+      name: 'segbid_bid_price_cpm',
+      help: 'Bid prices (CPM, response currency)',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 50],
+      registers,
+    });
+    this.inFlight = new client.Gauge({ name: 'segbid_in_flight_requests', help: 'Bid requests being read or decided', registers });
+    this.userLookups = new client.Counter({
+      name: 'segbid_user_lookups_total',
+      help: 'Requests whose user keys were found (known) or not (unknown) in the segment store',
+      labelNames: ['result'],
+      registers,
+    });
+    this.events = new client.Counter({ name: 'segbid_events_total', help: 'Event notices received, by kind', labelNames: ['kind'], registers });
+    this.configReloads = new client.Counter({
+      name: 'segbid_config_reloads_total',
+      help: 'Config and segment store loads by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.ready = new client.Gauge({ name: 'segbid_ready', help: '1 when the bidder accepts traffic', registers });
+    if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+
+    this.bidCounter = this.requests.labels('bid', 'bid');
+    this.noBidCounters = NO_BID_LABELS.map((r) => this.requests.labels('nobid', r));
+    this.badRequestCounters = BAD_REQUEST_LABELS.map((r) => this.requests.labels('bad_request', r));
+    this.transportCounters = Object.fromEntries(TRANSPORT_REASONS.map((r) => [r, this.requests.labels('rejected', r)])) as Record<
+      TransportReason,
+      client.Counter.Internal
+    >;
+    this.knownUser = this.userLookups.labels('known');
+    this.unknownUser = this.userLookups.labels('unknown');
+  }
+}

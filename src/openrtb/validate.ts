@@ -1,0 +1,265 @@
+/**
+ * Structural validation of a parsed BidRequest: everything the decision code reads is checked for type and
+ * range here, once, so the decision code can trust it. Returns null when the request is usable, else a short
+ * one-line reason naming the path ("imp[0].banner.w must be a non-negative integer").
+ *
+ * Unknown fields and unknown enum values are tolerated (OpenRTB asks for it). Exchange-side rules the bidder
+ * does not read (ext.prebid, stored requests, bidder params) are not checked: a bidder may bid on those.
+ * Strings are only built on the failure path; a valid request allocates nothing here.
+ */
+import type { BidRequest } from 'iab-openrtb/v26';
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isNonNegInt(v: unknown): boolean {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+function isNonNegNumber(v: unknown): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+}
+
+function isFlag(v: unknown): boolean {
+  return v === 0 || v === 1;
+}
+
+function stringArrayError(v: unknown, path: string): string | null {
+  if (v === undefined) return null;
+  if (!Array.isArray(v)) return `${path} must be an array of strings`;
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return `${path}[${i}] must be a string`;
+  return null;
+}
+
+function intArrayError(v: unknown, path: string): string | null {
+  if (v === undefined) return null;
+  if (!Array.isArray(v)) return `${path} must be an array of integers`;
+  for (let i = 0; i < v.length; i++) if (!Number.isInteger(v[i])) return `${path}[${i}] must be an integer`;
+  return null;
+}
+
+/** Numeric fields that must be non-negative integers when present. */
+const BANNER_INTS = ['w', 'h', 'wmax', 'hmax', 'wmin', 'hmin', 'pos'] as const;
+const FORMAT_INTS = ['w', 'h', 'wratio', 'hratio', 'wmin'] as const;
+const VIDEO_INTS = ['w', 'h', 'minduration', 'maxduration', 'protocol', 'minbitrate', 'maxbitrate', 'sequence', 'maxextended', 'boxingallowed', 'linearity', 'plcmt', 'placement', 'pos'] as const;
+const AUDIO_INTS = ['minduration', 'maxduration', 'minbitrate', 'maxbitrate', 'sequence', 'maxextended', 'maxseq', 'stitched', 'feed', 'nvol'] as const;
+const DEVICE_INTS = ['w', 'h', 'ppi', 'devicetype', 'js', 'dnt', 'lmt'] as const;
+
+function nonNegIntsError(o: Obj, fields: readonly string[], path: string): string | null {
+  for (let i = 0; i < fields.length; i++) {
+    const v = o[fields[i]];
+    if (v !== undefined && !isNonNegInt(v)) return `${path}.${fields[i]} must be a non-negative integer`;
+  }
+  return null;
+}
+
+function bannerError(b: unknown, path: string): string | null {
+  if (!isObj(b)) return `${path} must be an object`;
+  let e = nonNegIntsError(b, BANNER_INTS, path);
+  if (e) return e;
+  if ((b.w === undefined) !== (b.h === undefined)) return `${path} has ${b.w === undefined ? 'h' : 'w'} without ${b.w === undefined ? 'w' : 'h'}`;
+  if (b.format !== undefined) {
+    if (!Array.isArray(b.format)) return `${path}.format must be an array`;
+    if (b.format.length === 0) return `${path}.format is empty`;
+    for (let i = 0; i < b.format.length; i++) {
+      const f = b.format[i];
+      const fp = `${path}.format[${i}]`;
+      if (!isObj(f)) return `${fp} must be an object`;
+      e = nonNegIntsError(f, FORMAT_INTS, fp);
+      if (e) return e;
+      const sized = f.w !== undefined || f.h !== undefined;
+      const ratio = f.wratio !== undefined || f.hratio !== undefined;
+      if (sized && ratio) return `${fp} mixes w/h with wratio/hratio`;
+      if (sized && (f.w === undefined || f.h === undefined)) return `${fp} needs both w and h`;
+      if (ratio && (f.wratio === undefined || f.hratio === undefined || f.wmin === undefined)) return `${fp} needs wratio, hratio and wmin`;
+      if (!sized && !ratio) return `${fp} has no size`;
+    }
+  } else if (b.w === undefined && (b.wmax !== undefined || b.hmax !== undefined || b.wmin !== undefined || b.hmin !== undefined)) {
+    return `${path} has only deprecated wmax/hmax/wmin/hmin and no size`;
+  }
+  return intArrayError(b.battr, `${path}.battr`) ?? intArrayError(b.btype, `${path}.btype`);
+}
+
+function mediaError(m: unknown, path: string, ints: readonly string[]): string | null {
+  if (!isObj(m)) return `${path} must be an object`;
+  const e = nonNegIntsError(m, ints, path) ?? stringArrayError(m.mimes, `${path}.mimes`);
+  if (e) return e;
+  if (!Array.isArray(m.mimes) || m.mimes.length === 0) return `${path}.mimes must list at least one mime type`;
+  if (typeof m.minduration === 'number' && typeof m.maxduration === 'number' && m.maxduration > 0 && m.minduration > m.maxduration) {
+    return `${path}.minduration exceeds maxduration`;
+  }
+  return intArrayError(m.protocols, `${path}.protocols`) ?? intArrayError(m.battr, `${path}.battr`);
+}
+
+function pmpError(p: unknown, path: string): string | null {
+  if (!isObj(p)) return `${path} must be an object`;
+  if (p.private_auction !== undefined && !isFlag(p.private_auction)) return `${path}.private_auction must be 0 or 1`;
+  if (p.deals === undefined) return null;
+  if (!Array.isArray(p.deals)) return `${path}.deals must be an array`;
+  for (let i = 0; i < p.deals.length; i++) {
+    const d = p.deals[i];
+    const dp = `${path}.deals[${i}]`;
+    if (!isObj(d)) return `${dp} must be an object`;
+    if (typeof d.id !== 'string' || d.id.length === 0) return `${dp}.id must be a non-empty string`;
+    if (d.bidfloor !== undefined && !isNonNegNumber(d.bidfloor)) return `${dp}.bidfloor must be a non-negative number`;
+    if (d.bidfloorcur !== undefined && typeof d.bidfloorcur !== 'string') return `${dp}.bidfloorcur must be a string`;
+    if (d.at !== undefined && !Number.isInteger(d.at)) return `${dp}.at must be an integer`;
+    const e = stringArrayError(d.wseat, `${dp}.wseat`) ?? stringArrayError(d.wadomain, `${dp}.wadomain`);
+    if (e) return e;
+  }
+  return null;
+}
+
+function impError(imp: unknown, i: number): string | null {
+  const path = `imp[${i}]`;
+  if (!isObj(imp)) return `${path} must be an object`;
+  if (typeof imp.id !== 'string' || imp.id.length === 0) return `${path}.id must be a non-empty string`;
+  if (imp.banner === undefined && imp.video === undefined && imp.audio === undefined && imp.native === undefined) {
+    return `${path} offers no banner, video, audio or native`;
+  }
+  if (imp.bidfloor !== undefined && !isNonNegNumber(imp.bidfloor)) return `${path}.bidfloor must be a non-negative number`;
+  if (imp.bidfloorcur !== undefined && typeof imp.bidfloorcur !== 'string') return `${path}.bidfloorcur must be a string`;
+  if (imp.secure !== undefined && !isFlag(imp.secure)) return `${path}.secure must be 0 or 1`;
+  if (imp.instl !== undefined && !isFlag(imp.instl)) return `${path}.instl must be 0 or 1`;
+  if (imp.metric !== undefined) {
+    if (!Array.isArray(imp.metric)) return `${path}.metric must be an array`;
+    for (let m = 0; m < imp.metric.length; m++) {
+      const metric = imp.metric[m];
+      if (!isObj(metric) || typeof metric.type !== 'string' || typeof metric.value !== 'number') {
+        return `${path}.metric[${m}] needs a type and a value`;
+      }
+    }
+  }
+  let e: string | null = null;
+  if (imp.banner !== undefined) e = bannerError(imp.banner, `${path}.banner`);
+  if (!e && imp.video !== undefined) e = mediaError(imp.video, `${path}.video`, VIDEO_INTS);
+  if (!e && imp.audio !== undefined) e = mediaError(imp.audio, `${path}.audio`, AUDIO_INTS);
+  if (!e && imp.native !== undefined) {
+    const n = imp.native;
+    if (!isObj(n) || (typeof n.request !== 'string' && !isObj(n.request)) || (typeof n.request === 'string' && n.request.length === 0)) {
+      e = `${path}.native.request is missing`;
+    }
+  }
+  if (!e && imp.pmp !== undefined) e = pmpError(imp.pmp, `${path}.pmp`);
+  return e;
+}
+
+function geoError(g: unknown, path: string): string | null {
+  if (g === undefined) return null;
+  if (!isObj(g)) return `${path} must be an object`;
+  if (g.country !== undefined && typeof g.country !== 'string') return `${path}.country must be a string`;
+  if (g.accuracy !== undefined && !isNonNegNumber(g.accuracy)) return `${path}.accuracy must be a non-negative number`;
+  return null;
+}
+
+function userError(u: unknown): string | null {
+  if (!isObj(u)) return 'user must be an object';
+  if (u.id !== undefined && typeof u.id !== 'string') return 'user.id must be a string';
+  if (u.buyeruid !== undefined && typeof u.buyeruid !== 'string') return 'user.buyeruid must be a string';
+  if (u.consent !== undefined && typeof u.consent !== 'string') return 'user.consent must be a string';
+  const e = geoError(u.geo, 'user.geo');
+  if (e) return e;
+  if (u.eids !== undefined && !Array.isArray(u.eids)) return 'user.eids must be an array';
+  if (u.data !== undefined && !Array.isArray(u.data)) return 'user.data must be an array';
+  if (u.ext !== undefined) {
+    if (!isObj(u.ext)) return 'user.ext must be an object';
+    if (u.ext.consent !== undefined && typeof u.ext.consent !== 'string') return 'user.ext.consent must be a string';
+    if (u.ext.eids !== undefined && !Array.isArray(u.ext.eids)) return 'user.ext.eids must be an array';
+    if (isObj(u.ext.prebid) && u.ext.prebid.buyeruids !== undefined) {
+      const b = u.ext.prebid.buyeruids;
+      if (!isObj(b) || Object.keys(b).length === 0) return 'user.ext.prebid.buyeruids must be a non-empty object';
+    }
+  }
+  return null;
+}
+
+function regsError(r: unknown): string | null {
+  if (!isObj(r)) return 'regs must be an object';
+  if (r.coppa !== undefined && !isFlag(r.coppa)) return 'regs.coppa must be 0 or 1';
+  if (r.gdpr !== undefined && !isFlag(r.gdpr)) return 'regs.gdpr must be 0 or 1';
+  if (r.us_privacy !== undefined && typeof r.us_privacy !== 'string') return 'regs.us_privacy must be a string';
+  if (r.gpp !== undefined && typeof r.gpp !== 'string') return 'regs.gpp must be a string';
+  if (r.ext !== undefined) {
+    if (!isObj(r.ext)) return 'regs.ext must be an object';
+    if (r.ext.gdpr !== undefined && !isFlag(r.ext.gdpr)) return 'regs.ext.gdpr must be 0 or 1';
+    if (r.ext.us_privacy !== undefined && typeof r.ext.us_privacy !== 'string') return 'regs.ext.us_privacy must be a string';
+  }
+  return null;
+}
+
+function distributionError(req: Obj): string | null {
+  let n = 0;
+  if (req.site !== undefined) {
+    n++;
+    if (!isObj(req.site)) return 'site must be an object';
+    if (Object.keys(req.site).length === 0) return 'site is empty';
+  }
+  if (req.app !== undefined) {
+    n++;
+    if (!isObj(req.app)) return 'app must be an object';
+  }
+  if (req.dooh !== undefined) {
+    n++;
+    if (!isObj(req.dooh)) return 'dooh must be an object';
+  }
+  if (n === 0) return 'request has none of site, app, dooh';
+  if (n > 1) return 'request has more than one of site, app, dooh';
+  return null;
+}
+
+/** Validates a parsed body. Returns null when the request is usable; `req` is then a BidRequest. */
+export function validateBidRequest(req: unknown): string | null {
+  if (!isObj(req)) return 'request must be a JSON object';
+  if (typeof req.id !== 'string' || req.id.length === 0) return 'id must be a non-empty string';
+  if (!Array.isArray(req.imp)) return 'imp must be an array';
+  if (req.imp.length === 0) return 'imp is empty';
+  if (req.tmax !== undefined && !isNonNegInt(req.tmax)) return 'tmax must be a non-negative integer';
+  if (req.at !== undefined && !Number.isInteger(req.at)) return 'at must be an integer';
+  if (req.test !== undefined && !isFlag(req.test)) return 'test must be 0 or 1';
+  let e =
+    distributionError(req) ??
+    stringArrayError(req.cur, 'cur') ??
+    stringArrayError(req.wseat, 'wseat') ??
+    stringArrayError(req.bseat, 'bseat') ??
+    stringArrayError(req.bcat, 'bcat') ??
+    stringArrayError(req.badv, 'badv') ??
+    stringArrayError(req.bapp, 'bapp') ??
+    stringArrayError(req.wlang, 'wlang');
+  if (e) return e;
+  if (req.device !== undefined) {
+    if (!isObj(req.device)) return 'device must be an object';
+    e = nonNegIntsError(req.device, DEVICE_INTS, 'device') ?? geoError(req.device.geo, 'device.geo');
+    if (e) return e;
+  }
+  if (req.user !== undefined && (e = userError(req.user))) return e;
+  if (req.regs !== undefined && (e = regsError(req.regs))) return e;
+  if (req.source !== undefined && !isObj(req.source)) return 'source must be an object';
+  for (let i = 0; i < req.imp.length; i++) {
+    e = impError(req.imp[i], i);
+    if (e) return e;
+  }
+  return duplicateImpIdError(req.imp as Obj[]);
+}
+
+/** imp ids must be unique; a pairwise scan is cheaper than a Set for the usual handful of imps. */
+function duplicateImpIdError(imps: Obj[]): string | null {
+  if (imps.length > 32) {
+    const seen = new Set<unknown>();
+    for (let i = 0; i < imps.length; i++) {
+      if (seen.has(imps[i].id)) return `imp[${i}].id "${String(imps[i].id).slice(0, 64)}" is not unique`;
+      seen.add(imps[i].id);
+    }
+    return null;
+  }
+  for (let i = 1; i < imps.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (imps[i].id === imps[j].id) return `imp[${i}].id "${String(imps[i].id).slice(0, 64)}" is not unique`;
+    }
+  }
+  return null;
+}
+
+export type { BidRequest };

@@ -1,0 +1,149 @@
+/**
+ * Targeting expressions compiled to mask programs, once per config. A program is a postfix sequence of
+ * (opcode, argument) pairs over precomputed masks; evaluating it reads the user's bitset and a preallocated
+ * stack and allocates nothing. Runs of plain segment ids inside all/any/none collapse into one mask test, so
+ * the common case `{all:[a,b,c]}` is a single AND-compare per word.
+ */
+import type { TargetingExpr } from '../config/types.js';
+import type { ErrorDetail } from '../common/errors.js';
+
+const OP_ALL = 1; // push (bits & mask) == mask
+const OP_ANY = 2; // push (bits & mask) != 0
+const OP_NONE = 3; // push (bits & mask) == 0
+const OP_AND = 4; // pop n, push their conjunction
+const OP_OR = 5; // pop n, push their disjunction
+const OP_NOT = 6; // negate the top
+
+export interface TargetingProgram {
+  /** (opcode, arg) pairs; empty = matches everyone. */
+  readonly code: Int32Array;
+  /** masks[m * words .. (m+1) * words) */
+  readonly masks: Uint32Array;
+  readonly words: number;
+  /** Stack slots the program needs. */
+  readonly depth: number;
+}
+
+const MAX_STACK = 256;
+const stack = new Uint8Array(MAX_STACK);
+
+export function compileTargeting(
+  expr: TargetingExpr | undefined,
+  bitOf: ReadonlyMap<string, number>,
+  words: number,
+  path: string,
+  errors: ErrorDetail[],
+): TargetingProgram {
+  const code: number[] = [];
+  const masks: number[] = [];
+  let depth = 0;
+  let maxDepth = 0;
+  const push = () => {
+    depth++;
+    if (depth > maxDepth) maxDepth = depth;
+  };
+  const maskOf = (segmentIds: { id: string; path: string }[]): number => {
+    const m = masks.length / words;
+    for (let w = 0; w < words; w++) masks.push(0);
+    for (const { id, path: p } of segmentIds) {
+      const bit = bitOf.get(id);
+      if (bit === undefined) {
+        errors.push({ path: p, message: `unknown segment "${id}"` });
+        continue;
+      }
+      masks[m * words + (bit >>> 5)] |= 1 << (bit & 31);
+    }
+    return m;
+  };
+  const emit = (e: TargetingExpr, p: string): void => {
+    if (typeof e === 'string') {
+      code.push(OP_ALL, maskOf([{ id: e, path: p }]));
+      push();
+      return;
+    }
+    const [kind, children] =
+      'all' in e ? (['all', e.all] as const) : 'any' in e ? (['any', e.any] as const) : (['none', e.none] as const);
+    const leaves: { id: string; path: string }[] = [];
+    const nested: { expr: TargetingExpr; path: string }[] = [];
+    children.forEach((c, i) => {
+      const cp = `${p}/${kind}/${i}`;
+      if (typeof c === 'string') leaves.push({ id: c, path: cp });
+      else nested.push({ expr: c, path: cp });
+    });
+    let parts = 0;
+    if (leaves.length) {
+      // none of leaves == (bits & mask) == 0; nested parts of a `none` are OR-ed then negated below.
+      code.push(kind === 'all' ? OP_ALL : kind === 'any' ? OP_ANY : OP_NONE, maskOf(leaves));
+      push();
+      parts++;
+    }
+    const before = depth;
+    for (const n of nested) {
+      emit(n.expr, n.path);
+      parts++;
+    }
+    if (kind === 'none' && nested.length) {
+      // none(leaves, nested...) = NONE(leaves) AND NOT(OR(nested...))
+      if (nested.length > 1) code.push(OP_OR, nested.length);
+      code.push(OP_NOT, 0);
+      depth = before + 1;
+      parts = leaves.length ? 2 : 1;
+    }
+    if (parts > 1) {
+      code.push(kind === 'any' ? OP_OR : OP_AND, parts);
+      depth -= parts - 1;
+    } else {
+      depth = depth - parts + 1;
+    }
+  };
+  if (expr !== undefined) emit(expr, path);
+  if (maxDepth > MAX_STACK) errors.push({ path, message: `targeting nested too deeply (${maxDepth} > ${MAX_STACK})` });
+  return { code: Int32Array.from(code), masks: Uint32Array.from(masks), words, depth: maxDepth };
+}
+
+/** Evaluates a compiled program against a user's bitset. Allocation-free. */
+export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
+  const code = p.code;
+  if (code.length === 0) return true;
+  const masks = p.masks;
+  const words = p.words;
+  let sp = 0;
+  for (let pc = 0; pc < code.length; pc += 2) {
+    const op = code[pc];
+    const arg = code[pc + 1];
+    if (op <= OP_NONE) {
+      const base = arg * words;
+      let result = 1;
+      if (op === OP_ALL) {
+        for (let w = 0; w < words; w++) {
+          const m = masks[base + w];
+          if ((bits[w] & m) !== m) { result = 0; break; }
+        }
+      } else {
+        let any = 0;
+        for (let w = 0; w < words; w++) {
+          if ((bits[w] & masks[base + w]) !== 0) { any = 1; break; }
+        }
+        result = op === OP_ANY ? any : 1 - any;
+      }
+      stack[sp++] = result;
+    } else if (op === OP_NOT) {
+      stack[sp - 1] = 1 - stack[sp - 1];
+    } else {
+      let acc = op === OP_AND ? 1 : 0;
+      for (let i = sp - arg; i < sp; i++) acc = op === OP_AND ? acc & stack[i] : acc | stack[i];
+      sp -= arg;
+      stack[sp++] = acc;
+    }
+  }
+  return stack[0] === 1;
+}
+
+/** Reference evaluator on segment ids, for tests: the obvious recursive reading of the expression. */
+export function evalTargetingNaive(e: TargetingExpr | undefined, has: (segmentId: string) => boolean): boolean {
+  if (e === undefined) return true;
+  if (typeof e === 'string') return has(e);
+  if ('all' in e) return e.all.every((c) => evalTargetingNaive(c, has));
+  if ('any' in e) return e.any.some((c) => evalTargetingNaive(c, has));
+  return !e.none.some((c) => evalTargetingNaive(c, has));
+}

@@ -1,0 +1,175 @@
+/**
+ * The bid port on uWebSockets.js: POST /openrtb2/bid, plus the event notice paths written into responses.
+ *
+ * Transport rules applied here (and only here): onAborted attached before reading; body chunks copied (uWS
+ * neuters them after the callback); the body size capped while reading (early 413 on a declared
+ * Content-Length, 413 as soon as a chunked body passes the cap); gzip/deflate inflated with a cap on the
+ * inflated size; every write inside res.cork; the response gzipped when the client accepts it.
+ * The per-request work after the body is complete is synchronous (src/bidding/bid-handler.ts).
+ */
+import { gunzipSync, inflateSync, gzipSync, constants as zlibConstants } from 'node:zlib';
+import { uWS } from './uws.js';
+import type { BidHandler } from '../bidding/bid-handler.js';
+import type { Metrics, TransportReason } from '../metrics/metrics.js';
+import type { Lifecycle } from './lifecycle.js';
+
+export const BID_PATH = '/openrtb2/bid';
+const EVENT_KINDS = new Set(['win', 'bill', 'loss', 'imp', 'click', 'conv']);
+
+/* The response being written: set right before res.cork(writePending), which runs synchronously. */
+let pendingRes: uWS.HttpResponse | null = null;
+let pendingStatus = '';
+let pendingBody: string | Buffer = '';
+let pendingVersion = '';
+let pendingGzip = false;
+let pendingClose = false;
+
+function writePending(): void {
+  const res = pendingRes!;
+  res.writeStatus(pendingStatus);
+  res.writeHeader('x-openrtb-version', pendingVersion);
+  if (pendingStatus === '204 No Content') {
+    // endWithoutBody() with no argument is the only form that writes no Content-Length (RFC 9110 forbids it on
+    // a 204); closing needs end(), which adds "Content-Length: 0", harmless while draining.
+    if (pendingClose) res.end(undefined, true);
+    else res.endWithoutBody();
+    return;
+  }
+  res.writeHeader('content-type', 'application/json');
+  if (pendingGzip) res.writeHeader('content-encoding', 'gzip');
+  res.end(pendingBody, pendingClose);
+}
+
+function respond(res: uWS.HttpResponse, status: string, body: string | Buffer, version: string, gzip: boolean, close: boolean): void {
+  pendingRes = res;
+  pendingStatus = status;
+  pendingBody = body;
+  pendingVersion = version;
+  pendingGzip = gzip;
+  pendingClose = close;
+  res.cork(writePending);
+  pendingRes = null;
+  pendingBody = '';
+}
+
+function statusLine(status: number): string {
+  return status === 200 ? '200 OK' : status === 204 ? '204 No Content' : status === 400 ? '400 Bad Request' : `${status}`;
+}
+
+export interface BidServerOptions {
+  handler: BidHandler;
+  metrics: Metrics;
+  lifecycle: Lifecycle;
+}
+
+/** Per-request reading state (one small object per request; the body buffer is the only other allocation). */
+class BodyReader {
+  aborted = false;
+  done = false;
+  length = 0;
+  fixed: Buffer | null;
+  chunks: Buffer[] | null;
+  constructor(declared: number) {
+    this.fixed = declared >= 0 ? Buffer.allocUnsafe(declared) : null;
+    this.chunks = declared >= 0 ? null : [];
+  }
+  body(): Buffer {
+    if (this.fixed !== null) return this.length === this.fixed.length ? this.fixed : this.fixed.subarray(0, this.length);
+    return Buffer.concat(this.chunks!, this.length);
+  }
+}
+
+export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
+  const { handler, metrics, lifecycle } = options;
+  const app = uWS.App();
+
+  const reject = (res: uWS.HttpResponse, reason: TransportReason, status: string, message: string, version: string, close: boolean) => {
+    metrics.transportCounters[reason].inc();
+    respond(res, status, JSON.stringify({ error: reason, reason: message }), version, false, close);
+  };
+
+  app.post(BID_PATH, (res, req) => {
+    // Headers must be read before the handler returns (uWS reuses the request object).
+    const declared = req.getHeader('content-length');
+    const encoding = req.getHeader('content-encoding').toLowerCase();
+    const acceptGzip = req.getHeader('accept-encoding').indexOf('gzip') !== -1;
+    const version = req.getHeader('x-openrtb-version') || '2.6';
+    // Content-Type is not checked: exchanges send JSON as text/plain, form types or nothing; the body is
+    // parsed as JSON whatever it says, and a body that is not JSON gets a 400.
+    const settings = handler.current.config.settings;
+    const maxBody = settings.maxBodyBytes;
+    const reader = new BodyReader(declared === '' ? -1 : Number(declared) <= maxBody ? Number(declared) : -1);
+    metrics.inFlight.inc();
+    res.onAborted(() => {
+      reader.aborted = true;
+      if (!reader.done) {
+        reader.done = true;
+        metrics.transportCounters.aborted.inc();
+        metrics.inFlight.dec();
+      }
+    });
+    if (declared !== '' && !(Number(declared) <= maxBody)) {
+      reader.done = true;
+      metrics.inFlight.dec();
+      reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
+      return;
+    }
+    if (encoding !== '' && encoding !== 'gzip' && encoding !== 'deflate' && encoding !== 'identity') {
+      reader.done = true;
+      metrics.inFlight.dec();
+      reject(res, 'unsupported_encoding', '415 Unsupported Media Type', `content-encoding ${encoding.slice(0, 32)} is not supported`, version, false);
+      return;
+    }
+    res.onData((chunk, isLast) => {
+      if (reader.done) return;
+      const size = chunk.byteLength;
+      if (reader.length + size > maxBody || (reader.fixed !== null && reader.length + size > reader.fixed.length)) {
+        reader.done = true;
+        metrics.inFlight.dec();
+        reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
+        return;
+      }
+      // Copy now: uWS neuters the chunk when this callback returns.
+      if (reader.fixed !== null) reader.fixed.set(new Uint8Array(chunk), reader.length);
+      else reader.chunks!.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+      reader.length += size;
+      if (!isLast) return;
+      reader.done = true;
+      metrics.inFlight.dec();
+      let raw = reader.body();
+      if (encoding === 'gzip' || encoding === 'deflate') {
+        try {
+          const opts = { maxOutputLength: settings.maxInflatedBytes };
+          raw = encoding === 'gzip' ? gunzipSync(raw, opts) : inflateSync(raw, opts);
+        } catch (e) {
+          if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+            reject(res, 'inflated_too_large', '413 Payload Too Large', `inflated body over ${settings.maxInflatedBytes} bytes`, version, true);
+          } else {
+            metrics.badRequestCounters[2].inc();
+            respond(res, '400 Bad Request', '{"error":"bad_gzip","reason":"body is not valid ' + encoding + '"}', version, false, false);
+          }
+          return;
+        }
+      }
+      const result = handler.handle(raw.toString('utf8'));
+      let body: string | Buffer = result.body;
+      const gzip = acceptGzip && body.length >= settings.gzipMinBytes && result.status !== 204;
+      if (gzip) body = gzipSync(body, { level: zlibConstants.Z_BEST_SPEED });
+      respond(res, statusLine(result.status), body, version, gzip, lifecycle.draining);
+    });
+  });
+
+  app.get('/ev/:kind', (res, req) => {
+    const kind = req.getParameter(0) ?? '';
+    metrics.events.inc({ kind: EVENT_KINDS.has(kind) ? kind : 'unknown' });
+    res.cork(() => res.writeStatus('204 No Content').endWithoutBody());
+  });
+
+  app.any(BID_PATH, (res) => {
+    res.cork(() => res.writeStatus('405 Method Not Allowed').writeHeader('allow', 'POST').end('{"error":"method_not_allowed"}'));
+  });
+  app.any('/*', (res) => {
+    res.cork(() => res.writeStatus('404 Not Found').end('{"error":"not_found"}'));
+  });
+  return app;
+}
