@@ -23,6 +23,30 @@ import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../seg
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const MAX_EIDS = 32;
+
+/**
+ * What budgets, pacing and the test-and-learn allocator say about line items (src/budget). Called on the hot
+ * path: implementations answer from precomputed state (typed arrays refreshed off the hot path) and allocate
+ * nothing. Money is integer micro-units of the bidder currency; one impression of a CPM bid costs cpm/1000.
+ */
+export interface BidPolicy {
+  /** May this line item bid at all now (not paused, budget left, pacing throttle passed)? One comparison each. */
+  eligible(lineItem: number, nowMs: number): boolean;
+  /** Ranking among the line items that can serve an imp; higher wins. The default ranks by price. */
+  rank(lineItem: number, priceMicros: number): number;
+  /**
+   * Reserves the maximum cost of a bid about to be sent (costMicros = price of one impression, bidder
+   * currency). False = not affordable: the bid is dropped and the imp goes to the next best line item.
+   */
+  reserve(lineItem: number, costMicros: number, nowMs: number): boolean;
+}
+
+/** No budgets: every active line item bids, the highest price wins. */
+export const UNLIMITED_POLICY: BidPolicy = {
+  eligible: () => true,
+  rank: (_lineItem, priceMicros) => priceMicros,
+  reserve: () => true,
+};
 const MAX_UIDS = 8;
 
 /** The result of one decision; reused across requests (read it before the next decide call). */
