@@ -164,6 +164,10 @@ export class Decider {
   private supplyCandidates(req: Any): boolean {
     const t = this.config.supply;
     const cand = this.candidates;
+    if (req.site === undefined && req.app === undefined && req.dooh === undefined) {
+      this.note(NO_BID.no_inventory);
+      return false;
+    }
     const channel = req.site !== undefined ? CHANNEL_SITE : req.app !== undefined ? CHANNEL_APP : CHANNEL_DOOH;
     const byChannel = t.byChannel[channel];
     let any = 0;

@@ -25,6 +25,7 @@ export const NO_BID = {
   deal_mismatch: 10,
   below_floor: 11,
   no_floor_rate: 12,
+  no_inventory: 13,
 } as const;
 export type NoBidReason = (typeof NO_BID)[keyof typeof NO_BID];
 export const NO_BID_LABELS: readonly string[] = Object.keys(NO_BID);
@@ -44,13 +45,14 @@ export const NBR_CODE: readonly number[] = [
   0, // deal_mismatch
   0, // below_floor
   0, // no_floor_rate
+  2, // no_inventory: no site, app or dooh: invalid request
 ];
 
 /**
  * How far the pipeline got before the last candidate was dropped. The reason reported for a no-bid is the
  * deepest stage any candidate reached: "below_floor" tells a trader more than "supply_mismatch".
  */
-export const STAGE_OF: readonly number[] = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9];
+export const STAGE_OF: readonly number[] = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 1];
 
 export const BAD_REQUEST = {
   invalid_json: 0,
