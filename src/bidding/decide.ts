@@ -179,8 +179,11 @@ export class Decider {
     const device = req.device;
     const dt = device === undefined ? undefined : device.devicetype;
     const byDevice = dt === undefined ? t.anyDeviceType : (t.byDeviceType.get(dt) ?? t.anyDeviceType);
-    const geo = device !== undefined && device.geo !== undefined ? device.geo : req.user !== undefined ? req.user.geo : undefined;
-    const country = geo === undefined ? undefined : geo.country;
+    // Fix (decision-cases: geo/device-geo-without-country-uses-user-geo): device.geo.country first, then
+    // user.geo.country; a device.geo with only coordinates used to hide the user's country.
+    const deviceGeo = device !== undefined ? device.geo : undefined;
+    let country = deviceGeo !== undefined ? deviceGeo.country : undefined;
+    if (country === undefined && req.user !== undefined && req.user.geo !== undefined) country = req.user.geo.country;
     const byCountry = country === undefined ? t.anyCountry : (t.byCountry.get(country) ?? t.anyCountry);
     any = 0;
     for (let w = 0; w < t.words; w++) any |= cand[w] &= byChannel[w] & byDevice[w] & byCountry[w];
@@ -259,12 +262,18 @@ export class Decider {
 
   private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, out: Decision): void {
     const rates = this.config.rates;
-    const floorRate = rates.get(imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur);
-    if (floorRate === undefined) {
-      this.note(NO_BID.no_floor_rate);
-      return;
+    // Fix (decision-cases: floor/zero-floor-in-unknown-currency, floor/no-floor-bidder-without-usd-rate): a rate
+    // is needed only to convert a floor; an imp without one (absent or 0) used to get no_floor_rate when its
+    // bidfloorcur (USD by default) had no rate, e.g. on a EUR-only bidder.
+    let floorMicros = 0;
+    if (imp.bidfloor !== undefined && imp.bidfloor > 0) {
+      const floorRate = rates.get(imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur);
+      if (floorRate === undefined) {
+        this.note(NO_BID.no_floor_rate);
+        return;
+      }
+      floorMicros = Math.ceil((imp.bidfloor * 1e6 * floorRate) / respRate - 1e-6);
     }
-    const floorMicros = imp.bidfloor === undefined ? 0 : Math.ceil((imp.bidfloor * 1e6 * floorRate) / respRate - 1e-6);
     const pmp = imp.pmp;
     const privateAuction = pmp !== undefined && pmp.private_auction === 1;
     const deals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
@@ -296,17 +305,24 @@ export class Decider {
             }
             const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
             if (c === null) continue;
-            const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
-            if (dealRate === undefined) {
-              this.note(NO_BID.no_floor_rate);
-              continue;
+            // Fix (decision-cases: deal/deal-without-floor-bidder-without-usd-rate): as for the imp floor, a rate
+            // is needed only when the deal has a floor to convert.
+            let dealFloor = 0;
+            if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
+              const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
+              if (dealRate === undefined) {
+                this.note(NO_BID.no_floor_rate);
+                continue;
+              }
+              dealFloor = Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
             }
-            const dealFloor = deal.bidfloor === undefined ? 0 : Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
             if (bidResp < dealFloor) {
               this.note(NO_BID.below_floor);
               continue;
             }
-            price = deal.at === 3 ? dealFloor : bidResp; // at=3: the deal's fixed price
+            // at=3: the deal's bidfloor is the fixed price. Fix (decision-cases: deal/fixed-price-at-3-without-floor):
+            // without a bidfloor there is no fixed price, and this used to bid a price of 0; bid the CPM instead.
+            price = deal.at === 3 && dealFloor > 0 ? dealFloor : bidResp;
             dealId = deal.id;
             creative = c;
           }

@@ -8,10 +8,14 @@ import { compileConfig } from '../config/compile.js';
 import { SegmentStore, checkStoreMatches, readStore } from '../segments/segment-store.js';
 import { Decider } from './decide.js';
 
-export function loadDecider(configPath: string): Decider {
+/** `sharedStore`: a store already mapped (worker threads share one over a SharedArrayBuffer). */
+export function loadDecider(configPath: string, sharedStore?: SegmentStore): Decider {
   const config = compileConfig(loadConfigFile(configPath));
   let store: SegmentStore;
-  if (config.storePath === null) {
+  if (sharedStore !== undefined) {
+    store = sharedStore;
+    checkStoreMatches(store, config.dictionary);
+  } else if (config.storePath === null) {
     store = SegmentStore.empty(config.dictionary.words, config.dictionary.segments.map((s) => s.id));
   } else {
     store = readStore(config.storePath);

@@ -17,10 +17,17 @@ const validateSegmentationSchema = ajv.compile(segmentationSchema);
 
 function ajvDetails(errors: ErrorObject[] | null | undefined, prefix = ''): ErrorDetail[] {
   const out: ErrorDetail[] = [];
-  for (const e of errors ?? []) {
+  const all = errors ?? [];
+  for (const e of all) {
     // anyOf branches repeat the same complaint per branch; keep the most specific line per path.
     if (e.keyword === 'anyOf' || e.keyword === 'if') continue;
+    // A branch of an anyOf that failed only on its type ("must be string") while another branch got deeper
+    // into the value is noise: the trader meant the other branch.
+    if (e.keyword === 'type' && e.schemaPath.includes('/anyOf/') && all.some((o) => o.instancePath.startsWith(e.instancePath + '/'))) continue;
+    if (e.keyword === 'propertyNames') continue; // reported through the inner error, which names the key
     let message = e.message ?? 'invalid';
+    const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName;
+    if (propertyName !== undefined) message = `key "${propertyName}" ${message}`;
     if (e.keyword === 'additionalProperties') message = `unknown property "${(e.params as { additionalProperty: string }).additionalProperty}"`;
     if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
     const detail = { path: prefix + e.instancePath, message };

@@ -52,7 +52,22 @@ export const NBR_CODE: readonly number[] = [
  * How far the pipeline got before the last candidate was dropped. The reason reported for a no-bid is the
  * deepest stage any candidate reached: "below_floor" tells a trader more than "supply_mismatch".
  */
-export const STAGE_OF: readonly number[] = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 1];
+export const STAGE_OF: readonly number[] = [
+  0, // none
+  0, // test_request
+  1, // seat_blocked
+  1, // insufficient_time
+  1, // no_currency
+  2, // no_active_line_item
+  3, // supply_mismatch
+  4, // unmatched_user
+  6, // no_matching_format
+  7, // creative_blocked
+  5, // deal_mismatch: checked before formats and creatives
+  8, // below_floor
+  8, // no_floor_rate
+  1, // no_inventory
+];
 
 export const BAD_REQUEST = {
   invalid_json: 0,

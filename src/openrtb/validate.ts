@@ -140,6 +140,9 @@ function impError(imp: unknown, i: number): string | null {
     if (!isObj(n) || (typeof n.request !== 'string' && !isObj(n.request)) || (typeof n.request === 'string' && n.request.length === 0)) {
       e = `${path}.native.request is missing`;
     }
+    // Fix (decision-cases: bad-request/native-battr-not-an-array): decide.ts reads native.battr like the other
+    // battr lists; unchecked, a number or an object there made decide() throw on request content.
+    if (!e) e = intArrayError((n as Obj).battr, `${path}.native.battr`);
   }
   if (!e && imp.pmp !== undefined) e = pmpError(imp.pmp, `${path}.pmp`);
   return e;
@@ -189,7 +192,6 @@ function distributionError(req: Obj): string | null {
   if (req.site !== undefined) {
     n++;
     if (!isObj(req.site)) return 'site must be an object';
-    if (Object.keys(req.site).length === 0) return 'site is empty';
   }
   if (req.app !== undefined) {
     n++;

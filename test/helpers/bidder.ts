@@ -5,11 +5,11 @@
 import { request as httpRequest } from 'node:http';
 import { pino } from 'pino';
 import { startBidder, type RunningBidder } from '../../src/server/start.js';
-import { DEMO_CONFIG, DEMO_DIR } from '../../src/common/paths.js';
-import { writeDemo } from '../../src/fixtures/demo.js';
+import { DEMO_CONFIG } from '../../src/common/paths.js';
+import { ensureDemoStore } from '../../src/fixtures/ensure-demo.js';
 
 export async function startTestBidder(configPath?: string): Promise<RunningBidder> {
-  if (!configPath) writeDemo(DEMO_DIR, { storeOnlyIfMissing: true });
+  if (!configPath) ensureDemoStore();
   return startBidder({
     configPath: configPath ?? DEMO_CONFIG,
     host: '127.0.0.1',
