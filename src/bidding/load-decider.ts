@@ -1,16 +1,28 @@
 /**
- * Builds a Decider from a config file: load + validate + compile the config, read + verify the segment store,
- * check that both speak the same segment dictionary. Any failure throws a SegbidError and leaves whatever is
- * serving untouched; the caller swaps only a complete Decider.
+ * Builds a Decider from a config file, or from a config document already in memory (the admin API): validate +
+ * compile the config, read + verify the segment store, check that both speak the same segment dictionary. Any
+ * failure throws a SegbidError and leaves whatever is serving untouched; the caller swaps only a complete Decider.
  */
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, validateConfigDocument, type LoadedConfig } from '../config/load.js';
 import { compileConfig } from '../config/compile.js';
 import { SegmentStore, checkStoreMatches, readStore } from '../segments/segment-store.js';
 import { Decider } from './decide.js';
 
 /** `sharedStore`: a store already mapped (worker threads share one over a SharedArrayBuffer). */
 export function loadDecider(configPath: string, sharedStore?: SegmentStore): Decider {
-  const config = compileConfig(loadConfigFile(configPath));
+  return deciderFromLoaded(loadConfigFile(configPath), sharedStore);
+}
+
+/**
+ * The same as loadDecider for a document in memory (the JSON as the trader wrote it). `baseDir` resolves the
+ * relative paths in it (segmentation file, segment store); `source` names it in error messages.
+ */
+export function deciderFromDocument(doc: unknown, baseDir: string, source: string, sharedStore?: SegmentStore): Decider {
+  return deciderFromLoaded(validateConfigDocument(doc, baseDir, source), sharedStore);
+}
+
+function deciderFromLoaded(loaded: LoadedConfig, sharedStore?: SegmentStore): Decider {
+  const config = compileConfig(loaded);
   let store: SegmentStore;
   if (sharedStore !== undefined) {
     store = sharedStore;

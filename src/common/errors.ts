@@ -10,7 +10,24 @@ export type SegbidErrorCode =
   | 'STORE_VERSION'
   | 'STORE_MISMATCH'
   | 'UWS_FALLBACK'
-  | 'LISTEN_FAILED';
+  | 'LISTEN_FAILED'
+  | 'FEEDBACK_INVALID'
+  | 'EVENT_KEYS_INVALID'
+  | 'EVENT_CONFIG_INVALID'
+  | 'EVENT_LOG_UNREADABLE'
+  | 'EVENT_LOG_WRITE'
+  | 'RECONCILE_INPUT'
+  | 'LEDGER_INVARIANT'
+  | 'LEDGER_SNAPSHOT_CORRUPT'
+  | 'LEDGER_JOURNAL'
+  // admin API (src/admin): HTTP-ish failures carry their status through the code, see admin-api.ts
+  | 'ADMIN_TOKENS_INVALID'
+  | 'ADMIN_BAD_REQUEST'
+  | 'ADMIN_NOT_FOUND'
+  | 'ADMIN_PATCH_FORBIDDEN_FIELD'
+  | 'ADMIN_VERSION_CONFLICT'
+  | 'CONFIG_PERSIST'
+  | 'AUDIT_LOG_WRITE';
 
 export interface ErrorDetail {
   /** JSON-pointer-like path of the offending value, e.g. `/lineItems/3/bid/cpm`. */

@@ -7,6 +7,7 @@ import type client from 'prom-client';
 import { uWS } from './uws.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
+import { AdminApi, statusLine, type AdminResponse } from '../admin/admin-api.js';
 
 export interface OpsServerOptions {
   metrics: Metrics;
@@ -17,6 +18,59 @@ export interface OpsServerOptions {
   registry?: () => Promise<client.Registry>;
   /** An extra readiness condition (the cluster: every worker is up). */
   ready?: () => boolean;
+  /** The admin API (src/admin), served under /admin on this port only. */
+  admin?: AdminApi;
+}
+
+/** Routes /admin and /admin/* to the transport-independent AdminApi: reads headers, caps and collects the body. */
+function serveAdmin(app: uWS.TemplatedApp, admin: AdminApi): void {
+  const handler = (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
+    // Everything from req must be read now: uWS reuses the request object after this returns.
+    const method = req.getCaseSensitiveMethod();
+    const query = req.getQuery();
+    const path = query ? `${req.getUrl()}?${query}` : req.getUrl();
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    let aborted = false;
+    const send = (r: AdminResponse, close = false) => {
+      if (aborted) return;
+      aborted = true; // answered: ignore any further data
+      res.cork(() => {
+        res.writeStatus(statusLine(r.status));
+        for (const [k, v] of Object.entries(r.headers)) res.writeHeader(k, v);
+        res.end(r.body, close);
+      });
+    };
+    const declared = headers['content-length'];
+    const hasBody = (declared !== undefined && declared !== '0') || headers['transfer-encoding'] !== undefined;
+    if (!hasBody) {
+      send(admin.handle({ method, path, headers, body: null }));
+      return;
+    }
+    res.onAborted(() => {
+      aborted = true;
+    });
+    if (declared !== undefined && !(Number(declared) <= admin.bodyLimit)) {
+      send(admin.tooLarge(), true);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let length = 0;
+    res.onData((chunk, isLast) => {
+      if (aborted) return;
+      length += chunk.byteLength;
+      if (length > admin.bodyLimit) {
+        send(admin.tooLarge(), true);
+        return;
+      }
+      chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk))); // uWS neuters the chunk after this callback
+      if (isLast) send(admin.handle({ method, path, headers, body: Buffer.concat(chunks, length) }));
+    });
+  };
+  app.any('/admin', handler);
+  app.any('/admin/*', handler);
 }
 
 export function createOpsApp(options: OpsServerOptions): uWS.TemplatedApp {
@@ -50,6 +104,7 @@ export function createOpsApp(options: OpsServerOptions): uWS.TemplatedApp {
     const body = JSON.stringify({ ready, draining: lifecycle.draining, reloading: lifecycle.reloading, lastError: lifecycle.lastError });
     res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
   });
+  if (options.admin) serveAdmin(app, options.admin);
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').end('{"error":"not_found"}'));
   });

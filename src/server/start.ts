@@ -13,6 +13,10 @@ import { Lifecycle } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
+import { AdminApi } from '../admin/admin-api.js';
+import { AdminAuth } from '../admin/auth.js';
+import { AuditLog } from '../admin/audit-log.js';
+import { ConfigManager } from '../admin/config-manager.js';
 
 export interface StartOptions {
   configPath: string;
@@ -24,6 +28,12 @@ export interface StartOptions {
   /** Install SIGHUP/SIGTERM/SIGINT handlers (the CLI does; tests don't). */
   signals?: boolean;
   defaultMetrics?: boolean;
+  /** Admin tokens (SEGBID_ADMIN_TOKENS format); default: the environment. */
+  adminTokens?: string;
+  /** Write accepted admin changes back to the config file. */
+  persistConfig?: boolean;
+  /** NDJSON audit log of admin changes; default SEGBID_AUDIT_LOG, else memory only. */
+  auditLogPath?: string | null;
 }
 
 export interface RunningBidder {
@@ -45,6 +55,9 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const decider = loadDecider(options.configPath);
   metrics.configReloads.inc({ result: 'ok' });
   const handler = new BidHandler(decider, metrics);
+  const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
+  const manager = ConfigManager.fromFile(options.configPath, { target: handler, persist: options.persistConfig ?? false, audit, logger });
+  const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
   const status = () => {
     const d = handler.current;
     return {
@@ -56,7 +69,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     };
   };
   const bidApp = createBidApp({ handler, metrics, lifecycle });
-  const opsApp = createOpsApp({ metrics, lifecycle, status });
+  const opsApp = createOpsApp({ metrics, lifecycle, status, admin });
   const bid = await listen(bidApp, host, options.port ?? 8080);
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);
   lifecycle.ready = true;
@@ -66,7 +79,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const reload = (): boolean => {
     lifecycle.reloading = true;
     try {
-      handler.swap(loadDecider(options.configPath));
+      manager.reloadFile({ role: 'system', name: 'reload' });
       metrics.configReloads.inc({ result: 'ok' });
       lifecycle.lastError = null;
       logger.info(status(), 'config reloaded');
