@@ -176,6 +176,14 @@ export class AdminApi {
     return p === '/admin' || p.startsWith('/admin/');
   }
 
+  /**
+   * Adds a read-only JSON endpoint under /admin (KPIs, discrepancies, allocations: data the dashboard reads),
+   * served with the same authentication as the rest of the API.
+   */
+  addReadEndpoint(pattern: RegExp, run: (query: URLSearchParams, params: string[]) => unknown): void {
+    this.routes.push({ pattern, methods: { GET: { role: 'read', body: false, run: (call) => json(200, run(call.query, call.params)) } } });
+  }
+
   /** The 413 answer, for a transport that stops reading a body over the cap (before `handle` is called). */
   tooLarge(): AdminResponse {
     return errorResponse(413, 'payload_too_large', `the body is larger than ${this.maxBodyBytes} bytes`, [{ path: '', message: `at most ${this.maxBodyBytes} bytes` }]);

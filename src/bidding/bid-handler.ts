@@ -13,6 +13,8 @@ import { validateBidRequest } from '../openrtb/validate.js';
 import { buildBidResponse, buildNoBidResponse } from '../openrtb/response.js';
 import { Decider, Decision } from './decide.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { EventHandler } from '../events/event-handler.js';
+import { devKeyring } from '../events/keyring.js';
 
 export interface BidResult {
   status: 200 | 204 | 400;
@@ -27,13 +29,20 @@ export interface BidResult {
 export class BidHandler {
   private decider: Decider;
   private readonly metrics: Metrics;
+  /** Signs the event URLs of each bid and tallies bids sent (src/events). */
+  readonly events: EventHandler;
   private readonly decision = new Decision();
   /** Reused result object: read it before the next call. */
   private readonly result: BidResult = { status: 204, body: '', reason: '', detail: '' };
 
-  constructor(decider: Decider, metrics: Metrics) {
+  /**
+   * `events` defaults to a handler with a random development key and small caches (tests, benches); a server
+   * passes its own, with the configured keyring and event log.
+   */
+  constructor(decider: Decider, metrics: Metrics, events?: EventHandler) {
     this.decider = decider;
     this.metrics = metrics;
+    this.events = events ?? new EventHandler({ config: decider.config, keyring: devKeyring(), events: { dedupeMax: 10_000, touchMax: 10_000 } });
   }
 
   get current(): Decider {
@@ -42,6 +51,7 @@ export class BidHandler {
 
   /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
   swap(next: Decider): void {
+    this.events.setConfig(next.config);
     this.decider = next;
   }
 
@@ -69,7 +79,7 @@ export class BidHandler {
     (d.knownUser ? m.knownUser : m.unknownUser).inc();
     if (d.bidCount > 0) {
       r.status = 200;
-      r.body = buildBidResponse(request, d, decider.config, nowMs);
+      r.body = buildBidResponse(request, d, decider.config, nowMs, this.events, decider.userBits);
       r.reason = 'bid';
       r.detail = '';
       m.bidCounter.inc();

@@ -61,6 +61,8 @@ export class Decision {
   lineItem: (CompiledLineItem | null)[] = new Array(16).fill(null);
   creative: (CompiledCreative | null)[] = new Array(16).fill(null);
   dealId: (string | null)[] = new Array(16).fill(null);
+  /** Test-and-learn arm of each bid (0 when no allocator). */
+  arm: Int32Array = new Int32Array(16);
   /** The served size: creative's own for banners. */
   w: Int32Array = new Int32Array(16);
   h: Int32Array = new Int32Array(16);
@@ -70,6 +72,7 @@ export class Decision {
     const size = Math.max(n, this.impIndex.length * 2);
     this.impIndex = new Int32Array(size);
     this.priceMicros = new Float64Array(size);
+    this.arm = new Int32Array(size);
     this.w = new Int32Array(size);
     this.h = new Int32Array(size);
     this.lineItem = new Array(size).fill(null);
@@ -81,7 +84,8 @@ export class Decision {
 export class Decider {
   readonly config: CompiledConfig;
   readonly store: SegmentStore;
-  private readonly userBits: Uint32Array;
+  /** The segment bits of the request being decided (valid until the next decide call). */
+  readonly userBits: Uint32Array;
   private readonly candidates: Uint32Array;
   /** Per-request creative block memo: blockedGen[c] === generation means decided this request. */
   private readonly creativeGen: Uint32Array;

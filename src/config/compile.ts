@@ -41,8 +41,39 @@ export interface CompiledCreative {
   readonly catWithParents: readonly string[];
   /** Pre-serialised `"adid":..,"crid":..,"adomain":[..],"cat":[..],"attr":[..]` (and w/h for banners). */
   readonly jsonFields: string;
-  /** Pre-serialised `"adm":"..."`. */
-  readonly admField: string;
+  /**
+   * The JSON-escaped markup split around its URL macros: admParts[0] slot[0] admParts[1] slot[1] ... where a
+   * slot is ADM_IMP_URL or ADM_CLICK_URL. Precomputed so a bid only concatenates.
+   */
+  readonly admParts: readonly string[];
+  readonly admSlots: readonly number[];
+  /** `&u=<encoded landing URL>` for the click redirect. */
+  readonly landingParam: string;
+  readonly landing: string;
+}
+
+export const ADM_IMP_URL = 0;
+export const ADM_CLICK_URL = 1;
+const IMP_MACRO = '${SEGBID_IMP_URL}';
+const CLICK_MACRO = '${SEGBID_CLICK_URL}';
+
+/** Splits JSON-escaped markup around the URL macros (they survive JSON escaping unchanged). */
+function splitAdm(escaped: string): { parts: string[]; slots: number[] } {
+  const parts: string[] = [];
+  const slots: number[] = [];
+  let rest = escaped;
+  for (;;) {
+    const i = rest.indexOf(IMP_MACRO);
+    const c = rest.indexOf(CLICK_MACRO);
+    if (i < 0 && c < 0) break;
+    const useImp = i >= 0 && (c < 0 || i < c);
+    const at = useImp ? i : c;
+    parts.push(rest.slice(0, at));
+    slots.push(useImp ? ADM_IMP_URL : ADM_CLICK_URL);
+    rest = rest.slice(at + (useImp ? IMP_MACRO.length : CLICK_MACRO.length));
+  }
+  parts.push(rest);
+  return { parts, slots };
 }
 
 export interface CompiledLineItem {
@@ -96,7 +127,7 @@ function catWithParents(cats: readonly string[]): string[] {
   return [...out];
 }
 
-function compileCreative(def: CreativeDef, index: number): CompiledCreative {
+function compileCreative(def: CreativeDef, index: number, eventsSecure: boolean): CompiledCreative {
   const format = FORMAT_CODE[def.format];
   const cat = def.cat ?? [];
   const attr = def.attr ?? [];
@@ -109,6 +140,12 @@ function compileCreative(def: CreativeDef, index: number): CompiledCreative {
   if (format === FORMAT_BANNER) jsonFields += `,"w":${def.w},"h":${def.h}`;
   else if (format === FORMAT_VIDEO || format === FORMAT_AUDIO) jsonFields += `,"dur":${def.duration}`;
   if (format === FORMAT_VIDEO) jsonFields += `,"protocol":${def.protocol}`;
+  let adm = def.adm;
+  if (format === FORMAT_BANNER && adm.indexOf(IMP_MACRO) === -1) {
+    adm += `<img src="${IMP_MACRO}" width="1" height="1" style="display:none" alt="">`;
+  }
+  const { parts, slots } = splitAdm(JSON.stringify(adm).slice(1, -1));
+  const landing = def.landing ?? `https://${def.adomain[0]}/`;
   return {
     index,
     id: def.id,
@@ -118,7 +155,8 @@ function compileCreative(def: CreativeDef, index: number): CompiledCreative {
     mimes: def.mimes ?? [],
     duration: def.duration ?? 0,
     protocol: def.protocol ?? 0,
-    secure: def.secure ?? def.adm.indexOf('http://') === -1,
+    // Our own pixel and click URLs go into the markup: on an http event base the creative is not secure.
+    secure: (def.secure ?? def.adm.indexOf('http://') === -1) && (eventsSecure || slots.length === 0),
     lang: def.lang ?? null,
     bundle: def.bundle ?? null,
     attr,
@@ -126,7 +164,10 @@ function compileCreative(def: CreativeDef, index: number): CompiledCreative {
     cattax: def.cattax ?? 1,
     catWithParents: catWithParents(cat),
     jsonFields,
-    admField: `"adm":${JSON.stringify(def.adm)}`,
+    admParts: parts,
+    admSlots: slots,
+    landing,
+    landingParam: '&u=' + encodeURIComponent(landing),
   };
 }
 
@@ -181,7 +222,19 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
       if (!dictionary.bitOf.has(s)) errors.push({ path: `/creatives/${i}/segments/${j}`, message: `unknown segment "${s}"` });
     });
   });
-  const creatives = config.creatives.map(compileCreative);
+  config.creatives.forEach((c, i) => {
+    if (c.landing === undefined) return;
+    let host = '';
+    try {
+      host = new URL(c.landing).hostname;
+    } catch {
+      /* reported below */
+    }
+    const onDomain = c.adomain.some((d) => host === d || host.endsWith('.' + d));
+    if (!onDomain) errors.push({ path: `/creatives/${i}/landing`, message: `landing host "${host}" is not on the creative's adomain` });
+  });
+  const eventsSecure = settings.eventBaseUrl.startsWith('https://');
+  const creatives = config.creatives.map((c, i) => compileCreative(c, i, eventsSecure));
 
   const lineItemIds = new Set<string>();
   const lineItems: CompiledLineItem[] = config.lineItems.map((def, i) => {

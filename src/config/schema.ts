@@ -94,6 +94,7 @@ export const configSchema = {
           duration: { type: 'integer', minimum: 1 },
           protocol: { type: 'integer', minimum: 1 },
           adm: { type: 'string', minLength: 1 },
+          landing: { type: 'string', pattern: '^https?://[^\\s"<>]+$' },
           segments: ids,
         },
         allOf: [

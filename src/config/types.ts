@@ -42,7 +42,13 @@ export interface CreativeDef {
   mimes?: string[];
   duration?: number;
   protocol?: number;
+  /**
+   * The markup. `${SEGBID_IMP_URL}` and `${SEGBID_CLICK_URL}` are replaced per bid by the signed impression
+   * pixel and click redirect URLs; a banner without the impression macro gets a 1x1 pixel appended.
+   */
   adm: string;
+  /** Where a click lands (default https://<first adomain>/); must be on one of the creative's adomain. */
+  landing?: string;
   /** Segment ids this creative speaks to (segment messages); empty = any segment. */
   segments?: string[];
 }

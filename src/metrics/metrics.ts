@@ -16,7 +16,6 @@ export class Metrics {
   readonly bidPrice: client.Histogram<string>;
   readonly inFlight: client.Gauge<string>;
   readonly userLookups: client.Counter<'result'>;
-  readonly events: client.Counter<'kind'>;
   readonly configReloads: client.Counter<'result'>;
   readonly ready: client.Gauge<string>;
 
@@ -55,7 +54,6 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    this.events = new client.Counter({ name: 'segbid_events_total', help: 'Event notices received, by kind', labelNames: ['kind'], registers });
     this.configReloads = new client.Counter({
       name: 'segbid_config_reloads_total',
       help: 'Config and segment store loads by result',

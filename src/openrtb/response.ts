@@ -1,16 +1,20 @@
 /**
  * Serialises a Decision into an OpenRTB 2.6 BidResponse JSON string. Creative fields are pre-serialised at
- * config compile time; this only concatenates the per-bid parts (ids, price, deal, event URLs).
+ * config compile time; this only concatenates the per-bid parts (ids, price, deal, signed event URLs).
  *
- * Event URLs keep the OpenRTB substitution macros (${AUCTION_PRICE}, ${AUCTION_LOSS}, ...) for the exchange to
- * fill; the bidder's own fields are plain query parameters.
+ * Every event URL carries a token signed by src/events (HMAC, key id, expiry), so a notice cannot be forged:
+ *   nurl/burl/lurl  exchange-scope token, with ${AUCTION_PRICE} / ${AUCTION_LOSS} / ... left for the exchange;
+ *   pixel, click    client-scope token, written into the markup (${SEGBID_IMP_URL}, ${SEGBID_CLICK_URL}).
  */
 import type { CompiledConfig } from '../config/compile.js';
+import { ADM_IMP_URL } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
+import type { EventHandler } from '../events/event-handler.js';
+import { hash32, NO_SEGMENT, type TokenFields } from '../events/token.js';
+import { configEpoch, dealIndex, mostSpecificSegment, primaryUserHash, userHash } from '../events/bid-context.js';
 
-const NURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}';
-const BURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}';
-const LURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}';
+const NURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}"';
+const LURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"';
 
 let sequence = 0;
 const instance = (process.pid.toString(36) + Date.now().toString(36)).slice(-8);
@@ -25,29 +29,94 @@ function jsonString(s: string): string {
   return JSON.stringify(s);
 }
 
-export function buildBidResponse(req: { id: string; imp: { id: string }[]; test?: number }, d: Decision, config: CompiledConfig, nowMs: number): string {
+/** One reused token field set: signing copies it into the token buffer at once. */
+const fields: TokenFields = {
+  requestHash: 0,
+  impHash: 0,
+  impIndex: 0,
+  epoch: 0,
+  lineItem: 0,
+  arm: 0,
+  segmentBit: NO_SEGMENT,
+  creative: 0,
+  deal: 0,
+  priceMicros: 0,
+  currency: 'USD',
+  timeSec: 0,
+  test: false,
+  exchange: 0,
+  userHi: 0,
+  userLo: 0,
+  bidId: '',
+};
+
+/** The request fields read here (validated upstream); user/device/source feed the token's user and exchange. */
+export interface BidRequestView {
+  id: string;
+  imp: { id: string }[];
+  test?: number;
+  user?: { buyeruid?: unknown; id?: unknown };
+  device?: { ifa?: unknown };
+  ext?: { exchange?: unknown };
+  source?: { ext?: { exchange?: unknown } };
+}
+
+export function buildBidResponse(
+  req: BidRequestView,
+  d: Decision,
+  config: CompiledConfig,
+  nowMs: number,
+  events: EventHandler,
+  userBits: Uint32Array,
+): string {
   const bidId = nextBidId();
-  const ts = Math.floor(nowMs / 1000);
-  const testFlag = req.test === 1 ? '&test=1' : '';
+  const prefix = config.eventPrefix;
+  fields.requestHash = hash32(req.id);
+  fields.epoch = configEpoch(config);
+  fields.currency = d.respCur;
+  fields.timeSec = Math.floor(nowMs / 1000);
+  fields.test = req.test === 1;
+  fields.exchange = events.exchanges.ofRequest(req);
+  primaryUserHash(req);
+  fields.userHi = userHash.hi;
+  fields.userLo = userHash.lo;
+  const segmentBit = mostSpecificSegment(config.dictionary, userBits);
   let bids = '';
   for (let k = 0; k < d.bidCount; k++) {
     const li = d.lineItem[k]!;
     const cr = d.creative[k]!;
-    const imp = req.imp[d.impIndex[k]];
-    const price = d.priceMicros[k] / 1e6;
-    const query = `?b=${bidId}-${k}&li=${li.urlId}&cr=${encodeURIComponent(cr.id)}&bp=${d.priceMicros[k]}&ts=${ts}${testFlag}`;
+    const impIndex = d.impIndex[k];
+    const imp = req.imp[impIndex];
     const deal = d.dealId[k];
+    fields.impHash = hash32(imp.id);
+    fields.impIndex = impIndex;
+    fields.lineItem = li.index;
+    fields.arm = d.arm[k];
+    fields.segmentBit = segmentBit;
+    fields.creative = cr.index;
+    fields.deal = dealIndex(li, deal);
+    fields.priceMicros = d.priceMicros[k];
+    fields.bidId = bidId + '-' + k;
+    const token = events.sign(fields, 'exchange');
+    events.noteBid(fields);
+    let adm = '"adm":"' + cr.admParts[0];
+    if (cr.admSlots.length > 0) {
+      const clientToken = events.sign(fields, 'client');
+      for (let s = 0; s < cr.admSlots.length; s++) {
+        adm += (cr.admSlots[s] === ADM_IMP_URL ? prefix + 'imp?t=' + clientToken : prefix + 'click?t=' + clientToken + cr.landingParam) + cr.admParts[s + 1];
+      }
+    }
     bids +=
-      (k > 0 ? ',{"id":"' : '{"id":"') + bidId + '-' + k +
+      (k > 0 ? ',{"id":"' : '{"id":"') + fields.bidId +
       '","impid":' + jsonString(imp.id) +
-      ',"price":' + price + ',' +
+      ',"price":' + d.priceMicros[k] / 1e6 + ',' +
       cr.jsonFields +
       (deal !== null ? ',"dealid":' + jsonString(deal) : '') +
       ',"mtype":' + cr.format + ',' +
-      cr.admField +
-      ',"nurl":"' + config.eventPrefix + 'win' + query + NURL_TAIL +
-      '","burl":"' + config.eventPrefix + 'bill' + query + BURL_TAIL +
-      '","lurl":"' + config.eventPrefix + 'loss' + query + LURL_TAIL + '"}';
+      adm +
+      '","nurl":"' + prefix + 'win?t=' + token + NURL_TAIL +
+      ',"burl":"' + prefix + 'bill?t=' + token + NURL_TAIL +
+      ',"lurl":"' + prefix + 'loss?t=' + token + LURL_TAIL + '}';
   }
   return '{"id":' + jsonString(req.id) + ',"bidid":"' + bidId + '","cur":"' + d.respCur + '","seatbid":[{"seat":' + config.seatJson + ',"bid":[' + bids + ']}]}';
 }

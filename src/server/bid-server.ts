@@ -14,7 +14,20 @@ import type { Metrics, TransportReason } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
 
 export const BID_PATH = '/openrtb2/bid';
-const EVENT_KINDS = new Set(['win', 'bill', 'loss', 'imp', 'click', 'conv']);
+const EVENT_STATUS: Record<number, string> = {
+  200: '200 OK',
+  204: '204 No Content',
+  302: '302 Found',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  410: '410 Gone',
+  413: '413 Payload Too Large',
+  503: '503 Service Unavailable',
+};
 
 /* The response being written: set right before res.cork(writePending), which runs synchronously. */
 let pendingRes: uWS.HttpResponse | null = null;
@@ -159,10 +172,49 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     });
   });
 
-  app.get('/ev/:kind', (res, req) => {
-    const kind = req.getParameter(0) ?? '';
-    metrics.events.inc({ kind: EVENT_KINDS.has(kind) ? kind : 'unknown' });
-    res.cork(() => res.writeStatus('204 No Content').endWithoutBody());
+  // Event notices (win, bill, loss, imp, click, conv): transport only; src/events decides and answers.
+  const events = handler.events;
+  const answerEvent = (res: uWS.HttpResponse, r: { status: number; headers: Record<string, string>; body: string | Buffer }) => {
+    res.cork(() => {
+      res.writeStatus(EVENT_STATUS[r.status] ?? String(r.status));
+      for (const name in r.headers) res.writeHeader(name, r.headers[name]);
+      if (r.status === 204) res.endWithoutBody();
+      else res.end(r.body);
+    });
+  };
+  app.any('/ev/*', (res, req) => {
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = req.getQuery() ?? '';
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    if (method !== 'POST') {
+      answerEvent(res, events.handle({ method, path, query, headers }, Date.now()));
+      return;
+    }
+    let done = false;
+    res.onAborted(() => {
+      done = true;
+    });
+    const limit = events.settings.maxConversionBodyBytes;
+    const chunks: Buffer[] = [];
+    let length = 0;
+    res.onData((chunk, isLast) => {
+      if (done) return;
+      length += chunk.byteLength;
+      if (length > limit) {
+        done = true;
+        metrics.transportCounters.too_large.inc();
+        res.cork(() => res.writeStatus('413 Payload Too Large').end('{"error":"too_large"}', true));
+        return;
+      }
+      chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+      if (!isLast) return;
+      done = true;
+      answerEvent(res, events.handle({ method, path, query, headers, body: Buffer.concat(chunks, length) }, Date.now()));
+    });
   });
 
   app.any(BID_PATH, (res) => {

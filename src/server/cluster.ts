@@ -18,8 +18,11 @@ import { Lifecycle } from './lifecycle.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
 import { SegbidError } from '../common/errors.js';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { EventsSetupOptions } from './events-setup.js';
 
-export interface ClusterOptions {
+export interface ClusterOptions extends EventsSetupOptions {
   configPath: string;
   workers: number;
   host?: string;
@@ -37,6 +40,11 @@ export interface WorkerData {
   storeBuffer: SharedArrayBuffer | null;
   allowUwsFallback: boolean;
   index: number;
+  /** Each worker logs events into its own subdirectory (one writer per log). */
+  eventLogDir: string | null;
+  eventLogFsync?: string;
+  /** The same keys in every worker: a notice may reach any worker. */
+  eventKeys: string;
 }
 
 export type WorkerMessage =
@@ -84,11 +92,26 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let port = options.port ?? 8080;
   let stopping = false;
   let metricsRequest = 0;
+  // Every worker must verify every other worker's tokens: without configured keys, one random key for all.
+  const eventKeys = options.eventKeys ?? process.env.SEGBID_EVENT_KEYS ?? `0:${randomBytes(32).toString('hex')}`;
+  if (options.eventKeys === undefined && process.env.SEGBID_EVENT_KEYS === undefined) {
+    logger.warn('no SEGBID_EVENT_KEYS: event URLs are signed with a random key that will not survive a restart');
+  }
   const pending = new Map<number, { left: number; parts: client.MetricObjectWithValues<client.MetricValue<string>>[][]; done: () => void }>();
 
   const spawn = (index: number): Promise<void> =>
     new Promise((resolve, reject) => {
-      const data: WorkerData = { configPath: options.configPath, host, port, storeBuffer, allowUwsFallback: options.allowUwsFallback ?? false, index };
+      const data: WorkerData = {
+        configPath: options.configPath,
+        host,
+        port,
+        storeBuffer,
+        allowUwsFallback: options.allowUwsFallback ?? false,
+        index,
+        eventLogDir: options.eventLogDir ? join(options.eventLogDir, `worker-${index}`) : null,
+        eventLogFsync: options.eventLogFsync,
+        eventKeys,
+      };
       const worker = new Worker(WORKER_ENTRY, { workerData: data });
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'listening') {

@@ -13,12 +13,14 @@ import { Lifecycle } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
+import { discrepancies, kpiQueryFromParams } from '../events/kpis.js';
+import { setupEvents, type EventsSetupOptions } from './events-setup.js';
 import { AdminApi } from '../admin/admin-api.js';
 import { AdminAuth } from '../admin/auth.js';
 import { AuditLog } from '../admin/audit-log.js';
 import { ConfigManager } from '../admin/config-manager.js';
 
-export interface StartOptions {
+export interface StartOptions extends EventsSetupOptions {
   configPath: string;
   host?: string;
   port?: number;
@@ -54,10 +56,16 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const lifecycle = new Lifecycle();
   const decider = loadDecider(options.configPath);
   metrics.configReloads.inc({ result: 'ok' });
-  const handler = new BidHandler(decider, metrics);
+  const events = setupEvents(options, decider.config, metrics, logger);
+  const handler = new BidHandler(decider, metrics, events);
   const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
   const manager = ConfigManager.fromFile(options.configPath, { target: handler, persist: options.persistConfig ?? false, audit, logger });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
+  admin.addReadEndpoint(/^\/admin\/kpis$/, (query) => events.kpiReport(kpiQueryFromParams(query)));
+  admin.addReadEndpoint(/^\/admin\/discrepancies$/, (query) => ({
+    rows: discrepancies(events.kpis, query.has('threshold') ? Number(query.get('threshold')) : undefined, query.get('from') ?? undefined, query.get('to') ?? undefined),
+  }));
+  admin.addReadEndpoint(/^\/admin\/events$/, () => events.stats);
   const status = () => {
     const d = handler.current;
     return {
@@ -105,6 +113,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     closeListenSocket(bid.socket);
     closeListenSocket(ops.socket);
     await new Promise((r) => setTimeout(r, 50));
+    await events.close(); // flushes the bid tally and fsyncs the event log: nothing accepted is lost
     logger.info('segbid stopped');
   };
 

@@ -10,6 +10,8 @@ import { Lifecycle } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
+import { pino } from 'pino';
+import { setupEvents } from './events-setup.js';
 import { decodeStore, type SegmentStore } from '../segments/segment-store.js';
 import type { MainMessage, WorkerData, WorkerMessage } from './cluster.js';
 
@@ -24,7 +26,10 @@ function sharedStore(buffer: SharedArrayBuffer | null): SegmentStore | undefined
 try {
   const metrics = new Metrics({ defaultMetrics: false });
   const lifecycle = new Lifecycle();
-  const handler = new BidHandler(loadDecider(data.configPath, sharedStore(data.storeBuffer)), metrics);
+  const decider = loadDecider(data.configPath, sharedStore(data.storeBuffer));
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', worker: data.index } });
+  const events = setupEvents(data, decider.config, metrics, logger);
+  const handler = new BidHandler(decider, metrics, events);
   const app = createBidApp({ handler, metrics, lifecycle });
   const { socket, port: bound } = await listen(app, data.host, data.port);
   lifecycle.ready = true;
@@ -42,9 +47,9 @@ try {
     } else if (m.type === 'shutdown') {
       lifecycle.draining = true;
       closeListenSocket(socket);
-      // Closing the listen socket leaves keep-alive connections; the thread exits once the main thread
-      // terminates it, after in-flight (synchronous) decisions are done.
-      setTimeout(() => process.exit(0), 20);
+      // Decisions are synchronous, so nothing is in flight once the socket is closed; the event log is flushed
+      // and fsynced before the thread exits.
+      void events.close().finally(() => process.exit(0));
     }
   });
 } catch (e) {

@@ -1,0 +1,120 @@
+/**
+ * The touch index: the last few impressions and clicks of each user, for conversion attribution.
+ *
+ * Contract: `noteTouch(record)` remembers an impression or click under the user key hash carried in its token
+ * (and a click also under its bid id, the click id handed to the landing page). `attribute(...)` picks, for a
+ * conversion at time T, the latest click in [T - clickWindow, T], else the latest impression in
+ * [T - viewWindow, T], else nothing. Both indexes are bounded LRU caches (lru-cache): a user not seen for a
+ * long time falls out, which only ever loses an attribution, never invents one. In memory only; the event
+ * handler rebuilds it from the event log on start (see EventHandler.restore).
+ */
+import { LRUCache } from 'lru-cache';
+import type { Attribution, NoticeRecord } from './types.js';
+
+/** What a conversion is attributed to. */
+export interface Touch {
+  /** Touch time (receive time of the impression/click), ms. */
+  t: number;
+  b: string;
+  li: string;
+  cr: string;
+  sg: string | null;
+  arm: number;
+  x: string;
+  dl: string | null;
+  /** Bid time, seconds. */
+  at: number;
+  ts: 0 | 1;
+  u: string;
+}
+
+interface UserTouches {
+  clicks: Touch[];
+  imps: Touch[];
+}
+
+export interface TouchIndexOptions {
+  clickWindowSec: number;
+  viewWindowSec: number;
+  /** Users kept (LRU). Default 250,000. */
+  maxUsers?: number;
+  /** Click ids kept (LRU). Default 250,000. */
+  maxClicks?: number;
+  /** Touches of each kind kept per user: a late postback can still find the touch before a newer one. Default 4. */
+  perUser?: number;
+}
+
+export interface AttributionResult {
+  attr: Attribution;
+  touch: Touch | null;
+}
+
+function touchOf(r: NoticeRecord): Touch {
+  return { t: r.t, b: r.b, li: r.li, cr: r.cr, sg: r.sg, arm: r.arm, x: r.x, dl: r.dl, at: r.at, ts: r.ts, u: r.u };
+}
+
+/** Latest touch with t in [from, to], or null. Touches are kept in arrival order. */
+function latestIn(touches: readonly Touch[], from: number, to: number): Touch | null {
+  for (let i = touches.length - 1; i >= 0; i--) {
+    const t = touches[i];
+    if (t.t <= to && t.t >= from) return t;
+  }
+  return null;
+}
+
+export class TouchIndex {
+  private readonly users: LRUCache<string, UserTouches>;
+  private readonly clicks: LRUCache<string, Touch>;
+  private readonly perUser: number;
+  private readonly clickWindowMs: number;
+  private readonly viewWindowMs: number;
+
+  constructor(options: TouchIndexOptions) {
+    this.users = new LRUCache({ max: options.maxUsers ?? 250_000 });
+    this.clicks = new LRUCache({ max: options.maxClicks ?? 250_000 });
+    this.perUser = options.perUser ?? 4;
+    this.clickWindowMs = options.clickWindowSec * 1000;
+    this.viewWindowMs = options.viewWindowSec * 1000;
+  }
+
+  /** Remembers an impression or click (other kinds are ignored). */
+  noteTouch(r: NoticeRecord): void {
+    if (r.k !== 'imp' && r.k !== 'click') return;
+    const touch = touchOf(r);
+    if (r.k === 'click') this.clicks.set(r.b, touch);
+    if (r.u === '') return;
+    let u = this.users.get(r.u);
+    if (u === undefined) {
+      u = { clicks: [], imps: [] };
+      this.users.set(r.u, u);
+    }
+    const list = r.k === 'click' ? u.clicks : u.imps;
+    list.push(touch);
+    if (list.length > this.perUser) list.shift();
+  }
+
+  /**
+   * Attribution of a conversion at `convMs`: by click id first (the most precise link), then the user's last
+   * click in the click window, then the user's last impression in the view window.
+   */
+  attribute(clickId: string, user: string, convMs: number): AttributionResult {
+    if (clickId !== '') {
+      const c = this.clicks.get(clickId);
+      if (c !== undefined && c.t <= convMs && c.t >= convMs - this.clickWindowMs) return { attr: 'click', touch: c };
+    }
+    if (user !== '') {
+      const u = this.users.get(user);
+      if (u !== undefined) {
+        const click = latestIn(u.clicks, convMs - this.clickWindowMs, convMs);
+        if (click !== null) return { attr: 'click', touch: click };
+        const imp = latestIn(u.imps, convMs - this.viewWindowMs, convMs);
+        if (imp !== null) return { attr: 'view', touch: imp };
+      }
+    }
+    return { attr: 'none', touch: null };
+  }
+
+  get size(): { users: number; clicks: number } {
+    return { users: this.users.size, clicks: this.clicks.size };
+  }
+}
