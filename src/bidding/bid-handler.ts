@@ -15,6 +15,8 @@ import { Decider, Decision } from './decide.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { EventHandler } from '../events/event-handler.js';
 import { devKeyring } from '../events/keyring.js';
+import { adoptLearning } from './bidding-plan.js';
+import { LearningListener } from './learning.js';
 
 export interface BidResult {
   status: 200 | 204 | 400;
@@ -43,6 +45,7 @@ export class BidHandler {
     this.decider = decider;
     this.metrics = metrics;
     this.events = events ?? new EventHandler({ config: decider.config, keyring: devKeyring(), events: { dedupeMax: 10_000, touchMax: 10_000 } });
+    this.events.addListener(new LearningListener(() => this.decider));
   }
 
   get current(): Decider {
@@ -51,6 +54,7 @@ export class BidHandler {
 
   /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
   swap(next: Decider): void {
+    if (next.plan !== this.decider.plan) adoptLearning(next.plan, this.decider.plan);
     this.events.setConfig(next.config);
     this.decider = next;
   }
@@ -77,9 +81,12 @@ export class BidHandler {
     const request = req as { id: string; imp: { id: string }[]; test?: number };
     decider.decide(request, nowMs, d);
     (d.knownUser ? m.knownUser : m.unknownUser).inc();
+    if (d.reason !== NO_BID.seat_blocked && d.reason !== NO_BID.insufficient_time && d.reason !== NO_BID.no_currency && d.reason !== NO_BID.test_request) {
+      m.privacyCounters[decider.verdict.reason].inc();
+    }
     if (d.bidCount > 0) {
       r.status = 200;
-      r.body = buildBidResponse(request, d, decider.config, nowMs, this.events, decider.userBits);
+      r.body = buildBidResponse(request, d, decider.config, nowMs, this.events, decider.userBits, decider.verdict.personalData);
       r.reason = 'bid';
       r.detail = '';
       m.bidCounter.inc();

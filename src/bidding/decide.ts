@@ -3,11 +3,17 @@
  * bottom in the order of the pipeline, cheapest and most selective filters first:
  *
  *   request gates (test, seats, tmax, currency)      O(1), reject whole requests before any per-item work
+ *   privacy verdict (GDPR/TCF, COPPA, USP, GPP)      cached per consent string; no consent: personal-data
+ *                                                    line items leave the candidates, the user is not looked up
  *   supply tables (active & channel & device & geo)  a few word-ANDs over precomputed line-item bitsets
  *   user keys -> segment bits                        one hash + probe per key into the segment store
  *   targeting programs                               mask tests over the user's bits, only for survivors
- *   per imp: deals, format, creative blocks, floor   the only per-imp work, on the few line items left
- *   choice                                           highest price in the response currency, then priority
+ *   per line item: caps, budget/pacing, value        frequency caps, the BidPolicy (budgets, pacing, allocator),
+ *                                                    strategy base bid x multipliers (tables refreshed off path)
+ *   per imp: deals, format, creative, floor, shading the only per-imp work, on the few line items left; the
+ *                                                    creative follows the user's most specific segment
+ *   choice and reservation                           best rank (the policy's, default price); the budget is
+ *                                                    reserved for the chosen bid, else the next best is tried
  *
  * A Decider is built once per (config, store) pair and owns every scratch buffer, so deciding allocates nothing
  * but what the request itself forces. Never throws on request content: it returns a no-bid reason code.
@@ -18,6 +24,11 @@ import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE, FORMAT_AUDIO, FORMAT_BANNER, F
 import type { SegmentStore } from '../segments/segment-store.js';
 import { evalTargeting } from '../segments/targeting.js';
 import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
+import { PrivacyVerdict } from '../privacy/verdict.js';
+import { MultiplierContext } from './multipliers.js';
+import type { BiddingPlan } from './bidding-plan.js';
+import { shadingArm } from './learning.js';
+import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.js';
 
 /* The request as the decision reads it: validate.ts has checked the type of every field used here. */
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -61,7 +72,7 @@ export class Decision {
   lineItem: (CompiledLineItem | null)[] = new Array(16).fill(null);
   creative: (CompiledCreative | null)[] = new Array(16).fill(null);
   dealId: (string | null)[] = new Array(16).fill(null);
-  /** Test-and-learn arm of each bid (0 when no allocator). */
+  /** Shading context of each bid for the event token (src/bidding/learning.ts shadingArm). */
   arm: Int32Array = new Int32Array(16);
   /** The served size: creative's own for banners. */
   w: Int32Array = new Int32Array(16);
@@ -91,13 +102,33 @@ export class Decider {
   private readonly creativeGen: Uint32Array;
   private readonly creativeBlocked: Uint8Array;
   private generation = 0;
+  readonly plan: BiddingPlan;
+  readonly policy: BidPolicy;
+  /** The privacy verdict of the request being decided. */
+  readonly verdict = new PrivacyVerdict();
+  private readonly mctx: MultiplierContext;
+  /** Value (strategy x multipliers, CPM micros, bidder currency) per candidate line item of this request. */
+  private readonly value: Float64Array;
+  /** Bound once: the creative selector's eligibility callback (no closure per request). */
+  private readonly eligible: (creative: number) => boolean;
   /* per-request state, set by decide() for the helpers below */
   private deepest = 0;
   private deepestReason: number = NO_BID.none;
+  private curReq: Any = null;
+  private curImp: Any = null;
+  private curWadomain: string[] | undefined = undefined;
+  private formatOk = false;
+  private exchange = 0;
+  private auctionType = 2;
 
-  constructor(config: CompiledConfig, store: SegmentStore) {
+  constructor(config: CompiledConfig, store: SegmentStore, policy: BidPolicy = UNLIMITED_POLICY) {
     this.config = config;
     this.store = store;
+    this.plan = config.plan;
+    this.policy = policy;
+    this.mctx = new MultiplierContext(config.plan.multipliers);
+    this.value = new Float64Array(config.lineItems.length);
+    this.eligible = (c: number) => this.creativeEligible(c);
     this.userBits = new Uint32Array(config.dictionary.words);
     this.candidates = new Uint32Array(config.supply.words);
     this.creativeGen = new Uint32Array(config.creatives.length);
@@ -120,22 +151,87 @@ export class Decider {
     this.deepestReason = NO_BID.none;
     out.reason = this.requestGates(req, out);
     if (out.reason !== NO_BID.none) return;
-    if (!this.supplyCandidates(req)) {
+    const plan = this.plan;
+    const personal = plan.privacy.evaluate(req, this.verdict).personalData;
+    if (!this.supplyCandidates(req) || (!personal && !this.withoutPersonalData())) {
       out.reason = this.deepestReason;
       return;
     }
-    out.knownUser = this.userSegments(req);
+    if (personal) out.knownUser = this.userSegments(req);
+    else this.userBits.fill(0);
     if (!this.targetingSurvivors()) {
       out.reason = NO_BID.unmatched_user;
+      return;
+    }
+    const bits = personal ? this.userBits : null;
+    plan.multipliers.fillContext(this.mctx, req, nowMs, bits);
+    plan.selector.prepareUser(bits);
+    this.exchange = plan.shading.exchangeIndex(exchangeName(req));
+    this.auctionType = req.at === 1 ? 1 : 2;
+    if (!this.lineItemValues(req, nowMs, personal)) {
+      out.reason = this.deepestReason;
       return;
     }
     this.generation = (this.generation + 1) >>> 0 || 1;
     const imps = req.imp as Any[];
     out.ensure(imps.length);
     const respRate = this.config.rates.get(out.respCur)!;
-    for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, respRate, out);
+    for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, respRate, nowMs, out);
     if (out.bidCount === 0) out.reason = this.deepestReason === NO_BID.none ? NO_BID.no_matching_format : this.deepestReason;
-    void nowMs; // pacing and frequency caps read the clock from here (later stages)
+  }
+
+  /** Without consent, line items that need personal data leave the candidates. False when none is left. */
+  private withoutPersonalData(): boolean {
+    const cand = this.candidates;
+    const mask = this.plan.personalMask;
+    let any = 0;
+    for (let w = 0; w < cand.length; w++) any |= cand[w] &= ~mask[w];
+    if (any === 0) this.note(NO_BID.privacy_restricted);
+    return any !== 0;
+  }
+
+  /**
+   * Per surviving line item, once per request (nothing here depends on the imp): frequency caps, the budget
+   * policy (pause, budget, pacing, allocation), then the value = strategy base bid x multipliers, capped.
+   * False when no line item is left.
+   */
+  private lineItemValues(req: Any, nowMs: number, personal: boolean): boolean {
+    const plan = this.plan;
+    const cand = this.candidates;
+    const checkCaps = plan.anyCaps && personal;
+    if (checkCaps) primaryUserHash(req);
+    const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
+    let any = 0;
+    for (let w = 0; w < cand.length; w++) {
+      let x = cand[w];
+      while (x !== 0) {
+        const low = x & -x;
+        const li = (w << 5) + 31 - Math.clz32(low);
+        x ^= low;
+        if (checkCaps && (plan.capPlan.lineItemItem[li] >= 0 || plan.capPlan.campaignItem[li] >= 0)) {
+          // A capped line item cannot count impressions of a user without a key: it does not bid.
+          if (!capUser || !plan.caps.check(userHash.hi, userHash.lo, li, nowMs)) {
+            cand[w] &= ~low;
+            this.note(NO_BID.frequency_capped);
+            continue;
+          }
+        }
+        if (!this.policy.eligible(li, nowMs)) {
+          cand[w] &= ~low;
+          this.note(NO_BID.paced);
+          continue;
+        }
+        const v = plan.strategies.finalBidMicros(li, plan.multipliers.multiplierFor(li, this.mctx));
+        if (!(v > 0)) {
+          cand[w] &= ~low;
+          this.note(NO_BID.strategy_no_bid);
+          continue;
+        }
+        this.value[li] = v;
+      }
+      any |= cand[w];
+    }
+    return any !== 0;
   }
 
   /** Whole-request gates: test traffic, seat lists, time budget, currency. Sets out.respCur. */
@@ -264,11 +360,14 @@ export class Decider {
     return any !== 0;
   }
 
-  private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, out: Decision): void {
+  /**
+   * One imp: the best (by the policy's rank) of the candidates that can serve it, deals first. The budget is
+   * reserved for the chosen bid; when the policy refuses, that line item sits out this request and the imp is
+   * decided again among the others (bounded: each refusal removes one candidate).
+   */
+  private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, nowMs: number, out: Decision): void {
     const rates = this.config.rates;
-    // Fix (decision-cases: floor/zero-floor-in-unknown-currency, floor/no-floor-bidder-without-usd-rate): a rate
-    // is needed only to convert a floor; an imp without one (absent or 0) used to get no_floor_rate when its
-    // bidfloorcur (USD by default) had no rate, e.g. on a EUR-only bidder.
+    // A rate is needed only to convert a floor: an imp without one (absent or 0) bids in any currency.
     let floorMicros = 0;
     if (imp.bidfloor !== undefined && imp.bidfloor > 0) {
       const floorRate = rates.get(imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur);
@@ -283,100 +382,132 @@ export class Decider {
     const deals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
     const cand = this.candidates;
     const items = this.config.lineItems;
-    let bestPrice = -1;
-    let bestItem: CompiledLineItem | null = null;
-    let bestCreative: CompiledCreative | null = null;
-    let bestDeal: string | null = null;
-    for (let w = 0; w < cand.length; w++) {
-      let x = cand[w];
-      while (x !== 0) {
-        const low = x & -x;
-        const li = items[(w << 5) + 31 - Math.clz32(low)];
-        x ^= low;
-        const bidResp = Math.floor(li.bidMicros / respRate);
-        // Deals first: a line item that lists a deal the imp offers bids through it.
-        let price = -1;
-        let dealId: string | null = null;
-        let creative: CompiledCreative | null = null;
-        if (deals !== undefined && li.deals.size > 0) {
-          for (let d = 0; d < deals.length && price < 0; d++) {
-            const deal = deals[d];
-            if (!li.deals.has(deal.id)) continue;
-            const wseat = deal.wseat as string[] | undefined;
-            if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+    const plan = this.plan;
+    for (;;) {
+      let bestRank = -Infinity;
+      let bestPrice = -1;
+      let bestItem: CompiledLineItem | null = null;
+      let bestCreative: CompiledCreative | null = null;
+      let bestDeal: string | null = null;
+      for (let w = 0; w < cand.length; w++) {
+        let x = cand[w];
+        while (x !== 0) {
+          const low = x & -x;
+          const li = items[(w << 5) + 31 - Math.clz32(low)];
+          x ^= low;
+          const valueResp = Math.floor(this.value[li.index] / respRate);
+          // Deals first: a line item that lists a deal the imp offers bids through it.
+          let price = -1;
+          let dealId: string | null = null;
+          let creative: CompiledCreative | null = null;
+          if (deals !== undefined && li.deals.size > 0) {
+            for (let d = 0; d < deals.length && price < 0; d++) {
+              const deal = deals[d];
+              if (!li.deals.has(deal.id)) continue;
+              const wseat = deal.wseat as string[] | undefined;
+              if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+                this.note(NO_BID.deal_mismatch);
+                continue;
+              }
+              const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
+              if (c === null) continue;
+              // As for the imp floor, a rate is needed only when the deal has a floor to convert.
+              let dealFloor = 0;
+              if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
+                const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
+                if (dealRate === undefined) {
+                  this.note(NO_BID.no_floor_rate);
+                  continue;
+                }
+                dealFloor = Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
+              }
+              if (valueResp < dealFloor || valueResp <= 0) {
+                this.note(NO_BID.below_floor);
+                continue;
+              }
+              if (deal.at === 3 && dealFloor > 0) {
+                price = dealFloor; // at=3: the deal's bidfloor is the fixed price
+              } else {
+                const at = deal.at === 1 || deal.at === 2 ? deal.at : this.auctionType;
+                price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, dealFloor * respRate), valueResp, dealFloor, at);
+              }
+              if (price <= 0) {
+                price = -1;
+                continue;
+              }
+              dealId = deal.id;
+              creative = c;
+            }
+          }
+          if (price < 0) {
+            if (privateAuction || li.dealsOnly) {
               this.note(NO_BID.deal_mismatch);
               continue;
             }
-            const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
-            if (c === null) continue;
-            // Fix (decision-cases: deal/deal-without-floor-bidder-without-usd-rate): as for the imp floor, a rate
-            // is needed only when the deal has a floor to convert.
-            let dealFloor = 0;
-            if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
-              const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
-              if (dealRate === undefined) {
-                this.note(NO_BID.no_floor_rate);
-                continue;
-              }
-              dealFloor = Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
-            }
-            if (bidResp < dealFloor) {
+            creative = this.pickCreative(req, imp, li, undefined);
+            if (creative === null) continue;
+            price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, floorMicros * respRate), valueResp, floorMicros, this.auctionType);
+            if (price <= 0) {
               this.note(NO_BID.below_floor);
               continue;
             }
-            // at=3: the deal's bidfloor is the fixed price. Fix (decision-cases: deal/fixed-price-at-3-without-floor):
-            // without a bidfloor there is no fixed price, and this used to bid a price of 0; bid the CPM instead.
-            price = deal.at === 3 && dealFloor > 0 ? dealFloor : bidResp;
-            dealId = deal.id;
-            creative = c;
           }
-        }
-        if (price < 0) {
-          if (privateAuction || li.dealsOnly) {
-            this.note(NO_BID.deal_mismatch);
-            continue;
+          const rank = this.policy.rank(li.index, price);
+          if (rank > bestRank || (rank === bestRank && bestItem !== null && li.priority > bestItem.priority)) {
+            bestRank = rank;
+            bestPrice = price;
+            bestItem = li;
+            bestCreative = creative;
+            bestDeal = dealId;
           }
-          creative = this.pickCreative(req, imp, li, undefined);
-          if (creative === null) continue;
-          if (bidResp < floorMicros || bidResp <= 0) {
-            this.note(NO_BID.below_floor);
-            continue;
-          }
-          price = bidResp;
-        }
-        if (price > bestPrice || (price === bestPrice && bestItem !== null && li.priority > bestItem.priority)) {
-          bestPrice = price;
-          bestItem = li;
-          bestCreative = creative;
-          bestDeal = dealId;
         }
       }
+      if (bestItem === null || bestCreative === null) return;
+      // One impression of a CPM bid costs price/1000, in the bidder currency for the ledger.
+      if (!this.policy.reserve(bestItem.index, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
+        cand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
+        this.note(NO_BID.budget_exhausted);
+        continue;
+      }
+      const k = out.bidCount++;
+      out.impIndex[k] = impIdx;
+      out.priceMicros[k] = bestPrice;
+      out.lineItem[k] = bestItem;
+      out.creative[k] = bestCreative;
+      out.dealId[k] = bestDeal;
+      out.arm[k] = shadingArm(this.auctionType === 1 && bestDeal === null, floorMicros * respRate);
+      out.w[k] = bestCreative.w;
+      out.h[k] = bestCreative.h;
+      return;
     }
-    if (bestItem === null || bestCreative === null) return;
-    const k = out.bidCount++;
-    out.impIndex[k] = impIdx;
-    out.priceMicros[k] = bestPrice;
-    out.lineItem[k] = bestItem;
-    out.creative[k] = bestCreative;
-    out.dealId[k] = bestDeal;
-    out.w[k] = bestCreative.w;
-    out.h[k] = bestCreative.h;
   }
 
-  /** First creative of the line item that fits the imp and is not blocked; notes why when none does. */
+  /**
+   * The creative for a line item on this imp: the selector's choice for the user's most specific segment
+   * (weighted or learned rotation) among the creatives that fit the imp's format and pass the block lists.
+   * Notes why when none does.
+   */
   private pickCreative(req: Any, imp: Any, li: CompiledLineItem, wadomain: string[] | undefined): CompiledCreative | null {
-    const creatives = li.creatives;
-    let formatOk = false;
-    for (let c = 0; c < creatives.length; c++) {
-      const cr = creatives[c];
-      if (!fitsFormat(imp, cr)) continue;
-      formatOk = true;
-      if (this.blockedByRequest(req, cr) || blockedByImp(imp, cr)) continue;
-      if (wadomain !== undefined && wadomain.length > 0 && !intersects(cr.adomain, wadomain)) continue;
-      return cr;
+    this.curReq = req;
+    this.curImp = imp;
+    this.curWadomain = wadomain;
+    this.formatOk = false;
+    const c = this.plan.selector.pick(li.index, this.eligible);
+    if (c < 0) {
+      this.note(this.formatOk ? NO_BID.creative_blocked : NO_BID.no_matching_format);
+      return null;
     }
-    this.note(formatOk ? NO_BID.creative_blocked : NO_BID.no_matching_format);
-    return null;
+    return this.config.creatives[c];
+  }
+
+  /** The selector's eligibility test: format fit, then request and imp block lists, then the deal's wadomain. */
+  private creativeEligible(c: number): boolean {
+    const cr = this.config.creatives[c];
+    if (!fitsFormat(this.curImp, cr)) return false;
+    this.formatOk = true;
+    if (this.blockedByRequest(this.curReq, cr) || blockedByImp(this.curImp, cr)) return false;
+    const wadomain = this.curWadomain;
+    return wadomain === undefined || wadomain.length === 0 || intersects(cr.adomain, wadomain);
   }
 
   /** bcat/cattax, badv, bapp, wlang: the same for every imp, so decided once per creative per request. */

@@ -9,6 +9,7 @@ import { buildDictionary, type SegmentDictionary } from '../segments/segmentatio
 import { compileTargeting, type TargetingProgram } from '../segments/targeting.js';
 import { DEFAULT_BIDDER, type BidderSettings, type Channel, type CreativeDef, type LineItemDef } from './types.js';
 import type { LoadedConfig } from './load.js';
+import { compileBiddingPlan, type BiddingPlan } from '../bidding/bidding-plan.js';
 
 export const FORMAT_BANNER = 1;
 export const FORMAT_VIDEO = 2;
@@ -115,6 +116,8 @@ export interface CompiledConfig {
   /** Event URL prefix, e.g. `http://host:8080/ev/`. */
   readonly eventPrefix: string;
   readonly seatJson: string;
+  /** Strategies, multipliers, shading, creative selection, caps, privacy (src/bidding/bidding-plan.ts). */
+  readonly plan: BiddingPlan;
 }
 
 function catWithParents(cats: readonly string[]): string[] {
@@ -262,6 +265,8 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
       urlId: encodeURIComponent(def.id),
     };
   });
+  const supply = compileSupply(config.lineItems, lineItems);
+  const plan = compileBiddingPlan(config, settings, dictionary, supply.words, errors);
   if (errors.length) throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, errors);
 
   return {
@@ -269,7 +274,8 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
     dictionary,
     creatives,
     lineItems,
-    supply: compileSupply(config.lineItems, lineItems),
+    supply,
+    plan,
     rates: new Map(Object.entries(settings.rates)),
     storePath,
     source,

@@ -3,6 +3,9 @@
  * sees every mistake at once, each with its path). Cross-references (creative ids, segment ids) are checked
  * afterwards by the compiler, which reports them in the same {path, message} form.
  */
+import { bidderBiddingProperties, creativeBiddingProperties, lineItemBiddingProperties, topLevelBiddingProperties } from '../bidding/strategies/schema.js';
+import { bidderPrivacyProperties } from '../privacy/schema.js';
+
 const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const ids = { type: 'array', items: id } as const;
 const nonNegInt = { type: 'integer', minimum: 0 } as const;
@@ -68,10 +71,13 @@ export const configSchema = {
         noBidStyle: { enum: ['204', 'nbr'] },
         gzipMinBytes: nonNegInt,
         testRequests: { enum: ['bid', 'nobid'] },
+        ...bidderBiddingProperties,
+        ...bidderPrivacyProperties,
       },
     },
     segmentation: { anyOf: [{ type: 'string', minLength: 1 }, segmentationSchema] },
     segmentStore: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
+    ...topLevelBiddingProperties,
     creatives: {
       type: 'array',
       items: {
@@ -96,6 +102,7 @@ export const configSchema = {
           adm: { type: 'string', minLength: 1 },
           landing: { type: 'string', pattern: '^https?://[^\\s"<>]+$' },
           segments: ids,
+          ...creativeBiddingProperties,
         },
         allOf: [
           { if: { properties: { format: { const: 'banner' } } }, then: { required: ['w', 'h'] } },
@@ -128,6 +135,7 @@ export const configSchema = {
           dealsOnly: { type: 'boolean' },
           creatives: { type: 'array', minItems: 1, items: id },
           priority: { type: 'integer', minimum: 0, maximum: 100 },
+          ...lineItemBiddingProperties,
         },
       },
     },

@@ -1,3 +1,6 @@
+import type { BidderBiddingDef, CreativeBiddingDef, LineItemBiddingDef, TopLevelBiddingDef } from '../bidding/strategies/schema.js';
+import type { PrivacySettingsDef } from '../privacy/schema.js';
+
 /**
  * The trader-facing configuration, as written in JSON or YAML and validated by src/config/schema.ts.
  * Money is written in currency units (CPM) by traders and converted to integer micro-units at compile time.
@@ -24,7 +27,7 @@ export interface SegmentationDef {
   segments: SegmentDef[];
 }
 
-export interface CreativeDef {
+export interface CreativeDef extends CreativeBiddingDef {
   id: string;
   format: CreativeFormat;
   adomain: string[];
@@ -53,7 +56,7 @@ export interface CreativeDef {
   segments?: string[];
 }
 
-export interface LineItemDef {
+export interface LineItemDef extends LineItemBiddingDef {
   id: string;
   name?: string;
   active?: boolean;
@@ -70,7 +73,8 @@ export interface LineItemDef {
   priority?: number;
 }
 
-export interface BidderSettings {
+export interface BidderSettings extends BidderBiddingDef {
+  privacy?: PrivacySettingsDef;
   seat: string;
   currency: string;
   /** Units of the bidder currency for one unit of each other currency. No rate: no bid in/with that currency. */
@@ -88,7 +92,7 @@ export interface BidderSettings {
   testRequests: 'bid' | 'nobid';
 }
 
-export interface SegbidConfig {
+export interface SegbidConfig extends TopLevelBiddingDef {
   version: 1;
   bidder?: Partial<BidderSettings>;
   /** Inline segmentation, or a path (relative to the config file) to a segmentation JSON/YAML file. */

@@ -675,6 +675,7 @@ export class EventHandler {
       exchange: r.x,
       dealId: r.dl,
       nowMs,
+      user: r.u,
     };
     for (const l of this.listeners) {
       try {

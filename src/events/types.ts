@@ -116,6 +116,8 @@ export interface OutcomeContext {
   exchange: string;
   dealId: string | null;
   nowMs: number;
+  /** The user key hash of the bid (16 hex digits, '' when unknown or without consent): frequency caps. */
+  user: string;
 }
 
 /**

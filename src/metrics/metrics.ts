@@ -5,6 +5,7 @@
  */
 import client from 'prom-client';
 import { BAD_REQUEST_LABELS, NO_BID_LABELS } from '../openrtb/reasons.js';
+import { PRIVACY_REASON_LABELS } from '../privacy/verdict.js';
 
 export const TRANSPORT_REASONS = ['too_large', 'inflated_too_large', 'unsupported_encoding', 'aborted'] as const;
 export type TransportReason = (typeof TRANSPORT_REASONS)[number];
@@ -25,6 +26,8 @@ export class Metrics {
   readonly badRequestCounters: client.Counter.Internal[];
   readonly transportCounters: Record<TransportReason, client.Counter.Internal>;
   readonly knownUser: client.Counter.Internal;
+  /** Privacy verdicts by reason (ok, coppa, gdpr_no_consent, ...), indexed by PRIVACY_REASON code. */
+  readonly privacyCounters: client.Counter.Internal[];
   readonly unknownUser: client.Counter.Internal;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -70,6 +73,13 @@ export class Metrics {
       TransportReason,
       client.Counter.Internal
     >;
+    const privacy = new client.Counter({
+      name: 'segbid_privacy_verdicts_total',
+      help: 'Per decided request: may personal data be used (ok) or why not',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.privacyCounters = PRIVACY_REASON_LABELS.map((r) => privacy.labels(r));
     this.knownUser = this.userLookups.labels('known');
     this.unknownUser = this.userLookups.labels('unknown');
   }

@@ -26,6 +26,11 @@ export const NO_BID = {
   below_floor: 11,
   no_floor_rate: 12,
   no_inventory: 13,
+  privacy_restricted: 14,
+  frequency_capped: 15,
+  strategy_no_bid: 16,
+  budget_exhausted: 17,
+  paced: 18,
 } as const;
 export type NoBidReason = (typeof NO_BID)[keyof typeof NO_BID];
 export const NO_BID_LABELS: readonly string[] = Object.keys(NO_BID);
@@ -46,6 +51,11 @@ export const NBR_CODE: readonly number[] = [
   0, // below_floor
   0, // no_floor_rate
   2, // no_inventory: no site, app or dooh: invalid request
+  0, // privacy_restricted: no consent for the personal data every candidate needs
+  9, // frequency_capped: daily user cap met
+  0, // strategy_no_bid
+  0, // budget_exhausted
+  0, // paced
 ];
 
 /**
@@ -67,6 +77,11 @@ export const STAGE_OF: readonly number[] = [
   8, // below_floor
   8, // no_floor_rate
   1, // no_inventory
+  3, // privacy_restricted: with the supply filters, before the user is looked at
+  5, // frequency_capped
+  5, // strategy_no_bid
+  5, // budget_exhausted
+  5, // paced
 ];
 
 export const BAD_REQUEST = {

@@ -68,6 +68,7 @@ export function buildBidResponse(
   nowMs: number,
   events: EventHandler,
   userBits: Uint32Array,
+  personalData: boolean,
 ): string {
   const bidId = nextBidId();
   const prefix = config.eventPrefix;
@@ -77,9 +78,10 @@ export function buildBidResponse(
   fields.timeSec = Math.floor(nowMs / 1000);
   fields.test = req.test === 1;
   fields.exchange = events.exchanges.ofRequest(req);
-  primaryUserHash(req);
-  fields.userHi = userHash.hi;
-  fields.userLo = userHash.lo;
+  // Without consent for personal data, the token carries no user (no caps, no attribution by user).
+  if (personalData) primaryUserHash(req);
+  fields.userHi = personalData ? userHash.hi : 0;
+  fields.userLo = personalData ? userHash.lo : 0;
   const segmentBit = mostSpecificSegment(config.dictionary, userBits);
   let bids = '';
   for (let k = 0; k < d.bidCount; k++) {

@@ -15,6 +15,7 @@ import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
 import { discrepancies, kpiQueryFromParams } from '../events/kpis.js';
 import { setupEvents, type EventsSetupOptions } from './events-setup.js';
+import { startLearningTimers } from '../bidding/learning.js';
 import { AdminApi } from '../admin/admin-api.js';
 import { AdminAuth } from '../admin/auth.js';
 import { AuditLog } from '../admin/audit-log.js';
@@ -58,6 +59,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   metrics.configReloads.inc({ result: 'ok' });
   const events = setupEvents(options, decider.config, metrics, logger);
   const handler = new BidHandler(decider, metrics, events);
+  const stopLearning = startLearningTimers(() => handler.current);
   const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
   const manager = ConfigManager.fromFile(options.configPath, { target: handler, persist: options.persistConfig ?? false, audit, logger });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
@@ -113,6 +115,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     closeListenSocket(bid.socket);
     closeListenSocket(ops.socket);
     await new Promise((r) => setTimeout(r, 50));
+    stopLearning();
     await events.close(); // flushes the bid tally and fsyncs the event log: nothing accepted is lost
     logger.info('segbid stopped');
   };

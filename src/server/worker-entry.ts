@@ -12,6 +12,7 @@ import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
 import { pino } from 'pino';
 import { setupEvents } from './events-setup.js';
+import { startLearningTimers } from '../bidding/learning.js';
 import { decodeStore, type SegmentStore } from '../segments/segment-store.js';
 import type { MainMessage, WorkerData, WorkerMessage } from './cluster.js';
 
@@ -30,6 +31,7 @@ try {
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', worker: data.index } });
   const events = setupEvents(data, decider.config, metrics, logger);
   const handler = new BidHandler(decider, metrics, events);
+  startLearningTimers(() => handler.current);
   const app = createBidApp({ handler, metrics, lifecycle });
   const { socket, port: bound } = await listen(app, data.host, data.port);
   lifecycle.ready = true;

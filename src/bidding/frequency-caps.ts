@@ -1,0 +1,323 @@
+/**
+ * Frequency caps per user per line item and per campaign, over rolling windows ("3 per 1h", "10 per 1d").
+ *
+ * Contract
+ * - Compiled once per config (compileFrequencyCaps -> CapPlan): every line item and campaign with caps becomes
+ *   a "capped item" with its caps (window seconds, max); each line item points at its own item and at its
+ *   campaign's item (-1 = none).
+ * - CapStore is what decide.ts talks to. `check` is on the HOT PATH: synchronous and allocation-free. `record`
+ *   is called when an impression is BILLED (burl, or the impression event where the exchange sends no burl), per
+ *   the checklist; never on the bid itself. A user key is the 64-bit key hash (hi, lo) of src/segments/key-hash.ts.
+ * - InProcessCapStore: a fixed-size, 8-way set-associative table of (user, item) entries, each holding the
+ *   item's last `ring` impression times (seconds, newest first). A cap (window, max) is reached when the max-th
+ *   most recent impression is inside the window: one array read per cap, exact rolling windows. Memory is fixed at
+ *   construction: capacity x (16 + 4 x ring) bytes (ring = largest `max` of the config, at most 64). When a set
+ *   is full, the entry whose last impression is oldest is evicted (counted in `evictions`): an evicted user can
+ *   see the line item again early, so size `capacity` to the active users x capped items of a cap window.
+ *   Worker threads of one process share one table over a SharedArrayBuffer (`sharedBuffer`), one writer.
+ *
+ * A shared (Redis) implementation, for several bidders, implements the same interface: `check` cannot wait for
+ * the network, so it answers from a local near-cache like this table, which `record` writes through to Redis
+ * (e.g. a sorted set per user:item with a TTL of the longest window) and which other bidders' impressions reach
+ * by a subscription or by `prefetch` (called by the bid server as soon as a user key is known, before decide).
+ */
+import type { ErrorDetail } from '../common/errors.js';
+import type { CampaignDef, CapStoreSettingsDef, FrequencyCapDef } from './strategies/schema.js';
+
+export interface CapStore {
+  /** HOT PATH. true = the user is under every cap of the line item and of its campaign (may bid). */
+  check(userHi: number, userLo: number, lineItem: number, nowMs: number): boolean;
+  /** One billed impression of the line item for the user (counts for the line item and its campaign). */
+  record(userHi: number, userLo: number, lineItem: number, nowMs: number): void;
+  /** Optional warm-up hint for stores with a remote back end; the in-process store ignores it. */
+  prefetch?(userHi: number, userLo: number): void;
+}
+
+/** The caps of a config, as flat arrays. */
+export interface CapPlan {
+  /** Per line item: its own capped item, -1 = none. */
+  readonly lineItemItem: Int32Array;
+  /** Per line item: its campaign's capped item, -1 = none. */
+  readonly campaignItem: Int32Array;
+  /** Item i has caps [capStart[i], capStart[i + 1]). */
+  readonly capStart: Int32Array;
+  readonly capWindowSec: Int32Array;
+  readonly capMax: Int32Array;
+  /** Per item: its longest window (an entry older than that holds nothing useful). */
+  readonly itemHorizonSec: Int32Array;
+  /** Ring size: the largest max of any cap (at least 1). */
+  readonly ring: number;
+  readonly itemNames: readonly string[];
+}
+
+export const MAX_CAP_WINDOW_SEC = 30 * 86400;
+const UNIT_SEC: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
+
+/** "90m" -> 5400; NaN when malformed. */
+export function parseWindow(window: string): number {
+  const m = /^([1-9][0-9]{0,6})([smhdw])$/.exec(window);
+  return m === null ? NaN : Number(m[1]) * UNIT_SEC[m[2]];
+}
+
+export interface CapLineItemDef {
+  id: string;
+  frequencyCaps?: FrequencyCapDef[];
+  campaign?: string;
+}
+
+export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campaigns: readonly CampaignDef[] | undefined, errors: ErrorDetail[]): CapPlan {
+  const capStart = [0];
+  const windows: number[] = [];
+  const maxes: number[] = [];
+  const horizon: number[] = [];
+  const names: string[] = [];
+  let ring = 1;
+  const addItem = (name: string, caps: FrequencyCapDef[], path: string): number => {
+    let h = 0;
+    caps.forEach((c, j) => {
+      const sec = parseWindow(c.window);
+      if (!(sec > 0 && sec <= MAX_CAP_WINDOW_SEC)) {
+        errors.push({ path: `${path}/${j}/window`, message: `window "${c.window}" must be <n><s|m|h|d|w>, at most 30 days` });
+        return;
+      }
+      if (!(c.max >= 1 && c.max <= 64 && (c.max | 0) === c.max)) {
+        errors.push({ path: `${path}/${j}/max`, message: 'max must be an integer 1..64' });
+        return;
+      }
+      windows.push(sec);
+      maxes.push(c.max);
+      if (c.max > ring) ring = c.max;
+      if (sec > h) h = sec;
+    });
+    capStart.push(windows.length);
+    horizon.push(h);
+    names.push(name);
+    return names.length - 1;
+  };
+  const campaignItemOf = new Map<string, number>();
+  (campaigns ?? []).forEach((c, i) => {
+    if (campaignItemOf.has(c.id)) errors.push({ path: `/campaigns/${i}/id`, message: `duplicate campaign id "${c.id}"` });
+    else campaignItemOf.set(c.id, addItem(`campaign:${c.id}`, c.frequencyCaps, `/campaigns/${i}/frequencyCaps`));
+  });
+  const lineItemItem = new Int32Array(lineItems.length).fill(-1);
+  const campaignItem = new Int32Array(lineItems.length).fill(-1);
+  lineItems.forEach((li, i) => {
+    if (li.frequencyCaps !== undefined && li.frequencyCaps.length > 0) lineItemItem[i] = addItem(`lineItem:${li.id}`, li.frequencyCaps, `/lineItems/${i}/frequencyCaps`);
+    if (li.campaign !== undefined) {
+      const item = campaignItemOf.get(li.campaign);
+      if (item === undefined) errors.push({ path: `/lineItems/${i}/campaign`, message: `unknown campaign "${li.campaign}"` });
+      else campaignItem[i] = item;
+    }
+  });
+  return {
+    lineItemItem,
+    campaignItem,
+    capStart: Int32Array.from(capStart),
+    capWindowSec: Int32Array.from(windows),
+    capMax: Int32Array.from(maxes),
+    itemHorizonSec: Int32Array.from(horizon),
+    ring,
+    itemNames: names,
+  };
+}
+
+export const DEFAULT_CAP_CAPACITY = 1 << 18;
+const WAYS = 8;
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export class InProcessCapStore implements CapStore {
+  readonly plan: CapPlan;
+  readonly capacity: number;
+  readonly ring: number;
+  /** Entries evicted while still holding impressions inside their horizon. */
+  evictions = 0;
+  private readonly groupMask: number;
+  private readonly keyHi: Int32Array;
+  private readonly keyLo: Int32Array;
+  /** item + 1; 0 = empty slot. */
+  private readonly keyItem: Int32Array;
+  /** Time of the last impression (seconds), for eviction. */
+  private readonly last: Uint32Array;
+  /**
+   * Impression times per entry, seconds since the epoch, NEWEST FIRST (0 = none). Kept sorted on insert because
+   * billing notices arrive late and out of order; only the `ring` most recent are kept, which is all any cap reads.
+   */
+  private readonly times: Uint32Array;
+
+  /**
+   * `shared`: lay the table over this buffer (from `InProcessCapStore.sharedBuffer`, same plan and capacity), so
+   * the worker threads of one process see one table. Keep ONE writer (the thread that handles billing events):
+   * concurrent record() calls on the same set could lose an impression; check() from other threads is safe
+   * (at worst it reads a ring mid-insert and is off by one impression for that instant).
+   */
+  constructor(plan: CapPlan, settings?: CapStoreSettingsDef, shared?: SharedArrayBuffer) {
+    const capacity = InProcessCapStore.capacityOf(settings);
+    this.plan = plan;
+    this.capacity = capacity;
+    this.ring = plan.ring;
+    this.groupMask = capacity / WAYS - 1;
+    const bytes = InProcessCapStore.bytesFor(plan, capacity);
+    if (shared !== undefined && shared.byteLength !== bytes) throw new RangeError(`shared cap table is ${shared.byteLength} bytes, expected ${bytes}`);
+    const buf = shared ?? new ArrayBuffer(bytes);
+    this.keyHi = new Int32Array(buf, 0, capacity);
+    this.keyLo = new Int32Array(buf, 4 * capacity, capacity);
+    this.keyItem = new Int32Array(buf, 8 * capacity, capacity);
+    this.last = new Uint32Array(buf, 12 * capacity, capacity);
+    this.times = new Uint32Array(buf, 16 * capacity, capacity * plan.ring);
+  }
+
+  /** A power of two, and at least one set. */
+  static capacityOf(settings?: CapStoreSettingsDef): number {
+    return Math.max(WAYS, 2 ** Math.ceil(Math.log2(settings?.capacity ?? DEFAULT_CAP_CAPACITY)));
+  }
+
+  static bytesFor(plan: CapPlan, capacity: number): number {
+    return capacity * (16 + 4 * plan.ring);
+  }
+
+  /** A zeroed SharedArrayBuffer to hand to every worker's store (postMessage shares it, it is not copied). */
+  static sharedBuffer(plan: CapPlan, settings?: CapStoreSettingsDef): SharedArrayBuffer {
+    return new SharedArrayBuffer(InProcessCapStore.bytesFor(plan, InProcessCapStore.capacityOf(settings)));
+  }
+
+  /** Bytes held by the table (fixed at construction). */
+  get bytes(): number {
+    return InProcessCapStore.bytesFor(this.plan, this.capacity);
+  }
+
+  check(userHi: number, userLo: number, lineItem: number, nowMs: number): boolean {
+    const own = this.plan.lineItemItem[lineItem];
+    const camp = this.plan.campaignItem[lineItem];
+    if (own < 0 && camp < 0) return true;
+    const now = Math.floor(nowMs / 1000);
+    if (own >= 0 && !this.underCaps(userHi | 0, userLo | 0, own, now)) return false;
+    return camp < 0 || this.underCaps(userHi | 0, userLo | 0, camp, now);
+  }
+
+  record(userHi: number, userLo: number, lineItem: number, nowMs: number): void {
+    const now = Math.floor(nowMs / 1000);
+    const own = this.plan.lineItemItem[lineItem];
+    const camp = this.plan.campaignItem[lineItem];
+    if (own >= 0) this.recordItem(userHi | 0, userLo | 0, own, now);
+    if (camp >= 0) this.recordItem(userHi | 0, userLo | 0, camp, now);
+  }
+
+  /** Impressions of the user for a capped item within the last `windowSec` (tests, dashboard). */
+  count(userHi: number, userLo: number, item: number, windowSec: number, nowMs: number): number {
+    const slot = this.find(userHi | 0, userLo | 0, item);
+    if (slot < 0) return 0;
+    const now = Math.floor(nowMs / 1000);
+    let n = 0;
+    for (let k = 0; k < this.ring; k++) {
+      const t = this.times[slot * this.ring + k];
+      if (t !== 0 && t > now - windowSec) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Carries the impressions of the previous config's store over, matching capped items by name (line item or
+   * campaign id), so that a config reload does not reset every user's caps. Off the hot path: O(capacity).
+   */
+  adoptFrom(previous: InProcessCapStore): void {
+    const itemOf = new Map<string, number>();
+    this.plan.itemNames.forEach((name, i) => itemOf.set(name, i));
+    const R = previous.ring;
+    for (let slot = 0; slot < previous.capacity; slot++) {
+      const tag = previous.keyItem[slot];
+      if (tag === 0) continue;
+      const item = itemOf.get(previous.plan.itemNames[tag - 1]);
+      if (item === undefined) continue;
+      // Oldest first, so the newest-first order and the eviction clock come out right.
+      for (let k = R - 1; k >= 0; k--) {
+        const t = previous.times[slot * R + k];
+        if (t !== 0) this.recordItem(previous.keyHi[slot], previous.keyLo[slot], item, t);
+      }
+    }
+  }
+
+  clear(): void {
+    this.keyItem.fill(0);
+    this.times.fill(0);
+    this.evictions = 0;
+  }
+
+  private underCaps(hi: number, lo: number, item: number, now: number): boolean {
+    const slot = this.find(hi, lo, item);
+    if (slot < 0) return true;
+    const base = slot * this.ring;
+    const p = this.plan;
+    for (let c = p.capStart[item], end = p.capStart[item + 1]; c < end; c++) {
+      // The max-th most recent impression: if it is inside the window, `max` impressions are.
+      const t = this.times[base + p.capMax[c] - 1];
+      if (t !== 0 && t > now - p.capWindowSec[c]) return false;
+    }
+    return true;
+  }
+
+  private setOf(hi: number, lo: number, item: number): number {
+    return (fmix32(hi ^ Math.imul(lo, 0x9e3779b1) ^ Math.imul(item + 1, 0x85ebca77)) & this.groupMask) * WAYS;
+  }
+
+  private find(hi: number, lo: number, item: number): number {
+    const base = this.setOf(hi, lo, item);
+    const tag = item + 1;
+    for (let i = base; i < base + WAYS; i++) {
+      if (this.keyItem[i] === tag && this.keyHi[i] === hi && this.keyLo[i] === lo) return i;
+    }
+    return -1;
+  }
+
+  private recordItem(hi: number, lo: number, item: number, now: number): void {
+    let slot = this.find(hi, lo, item);
+    if (slot < 0) slot = this.allocate(hi, lo, item, now);
+    const base = slot * this.ring;
+    const times = this.times;
+    // Insertion into the newest-first array; an impression older than every kept one (full ring) is dropped.
+    let i = base + this.ring - 1;
+    if (times[i] !== 0 && times[i] >= now) return;
+    while (i > base && (times[i - 1] === 0 || times[i - 1] < now)) {
+      times[i] = times[i - 1];
+      i--;
+    }
+    times[i] = now;
+    if (now > this.last[slot]) this.last[slot] = now;
+  }
+
+  /** A free slot of the set, else one whose impressions all left their horizon, else the least recent one. */
+  private allocate(hi: number, lo: number, item: number, now: number): number {
+    const base = this.setOf(hi, lo, item);
+    let victim = -1;
+    let victimLast = Infinity;
+    let expired = -1;
+    for (let i = base; i < base + WAYS; i++) {
+      if (this.keyItem[i] === 0) {
+        victim = i;
+        expired = i;
+        break;
+      }
+      const horizon = this.plan.itemHorizonSec[this.keyItem[i] - 1];
+      if (expired < 0 && this.last[i] <= now - horizon) expired = i;
+      if (this.last[i] < victimLast) {
+        victimLast = this.last[i];
+        victim = i;
+      }
+    }
+    const slot = expired >= 0 ? expired : victim;
+    if (expired < 0) this.evictions++;
+    this.keyHi[slot] = hi;
+    this.keyLo[slot] = lo;
+    this.keyItem[slot] = item + 1;
+    this.last[slot] = now;
+    this.times.fill(0, slot * this.ring, slot * this.ring + this.ring);
+    return slot;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Closes the learning loop of the decision: outcomes from the event pipeline (src/events) feed the strategy
+ * rates (CTR, CVR, order values), the creative rotation, the first-price shading curves and the frequency
+ * caps of the plan currently serving; timers refresh the hot-path tables from them, off the hot path.
+ *
+ * The token's `arm` field carries the shading context of a bid: bit 15 = first-price auction, bits 0-14 = the
+ * floor in hundredths of a CPM (bidder currency), so a win or a loss lands on the curve the bid was priced on.
+ */
+import type { OutcomeContext, OutcomeListener } from '../events/types.js';
+import type { Decider } from './decide.js';
+
+export const ARM_FIRST_PRICE = 0x8000;
+const ARM_FLOOR_MASK = 0x7fff;
+
+/** Packs the shading context of a bid into the token's arm field. */
+export function shadingArm(firstPrice: boolean, floorMicrosBidderCurrency: number): number {
+  const centi = Math.min(ARM_FLOOR_MASK, Math.ceil(floorMicrosBidderCurrency / 10_000));
+  return (firstPrice ? ARM_FIRST_PRICE : 0) | centi;
+}
+
+/** Loss reason 102: lost to a higher bid (the only loss that says something about price). */
+const LOST_TO_HIGHER_BID = 102;
+
+export class LearningListener implements OutcomeListener {
+  private readonly current: () => Decider;
+
+  constructor(current: () => Decider) {
+    this.current = current;
+  }
+
+  private shadingOutcome(lineItem: number, ctx: OutcomeContext, won: boolean, minToWinMicros: number): void {
+    if ((ctx.arm & ARM_FIRST_PRICE) === 0 || ctx.bidMicros <= 0) return;
+    const shading = this.current().plan.shading;
+    const key = shading.keyOf(lineItem, shading.exchangeIndex(ctx.exchange || undefined), (ctx.arm & ARM_FLOOR_MASK) * 10_000);
+    // The value behind the bid: the bid over the factor it was shaded with (the factor moves slowly).
+    const factor = shading.factor[key] > 0 ? shading.factor[key] : 1;
+    shading.recordOutcome(key, ctx.bidMicros, ctx.bidMicros / factor, won, minToWinMicros);
+  }
+
+  onWin(lineItem: number, _priceMicros: number, ctx: OutcomeContext): void {
+    this.shadingOutcome(lineItem, ctx, true, -1);
+  }
+
+  onLoss(lineItem: number, _bidMicros: number, minToWinMicros: number, lossReason: number, ctx: OutcomeContext): void {
+    if (lossReason === LOST_TO_HIGHER_BID) this.shadingOutcome(lineItem, ctx, false, minToWinMicros);
+  }
+
+  onBill(lineItem: number, _priceMicros: number, ctx: OutcomeContext): void {
+    const plan = this.current().plan;
+    plan.strategies.recordImpression(lineItem);
+    if (ctx.creative >= 0) plan.selector.recordImpression(ctx.creative);
+    // Frequency is booked on the billable event (OpenRTB: burl), per user key hash of the bid.
+    if (plan.anyCaps && ctx.user.length === 16) {
+      plan.caps.record(parseInt(ctx.user.slice(0, 8), 16) >>> 0, parseInt(ctx.user.slice(8), 16) >>> 0, lineItem, ctx.nowMs);
+    }
+  }
+
+  onImpression(_lineItem: number, _ctx: OutcomeContext): void {
+    // Impressions are booked on the billing notice (onBill); the pixel only measures rendering.
+  }
+
+  onClick(lineItem: number, ctx: OutcomeContext): void {
+    const plan = this.current().plan;
+    plan.strategies.recordClick(lineItem);
+    if (ctx.creative >= 0) plan.selector.recordClick(ctx.creative);
+  }
+
+  onConversion(lineItem: number, valueMicros: number): void {
+    this.current().plan.strategies.recordConversion(lineItem, valueMicros);
+  }
+}
+
+/** Refreshes the hot-path tables from the learned counters: strategies and shading every second, rotation every 10 s. */
+export function startLearningTimers(current: () => Decider): () => void {
+  let ticks = 0;
+  const timer = setInterval(() => {
+    const plan = current().plan;
+    plan.strategies.refresh();
+    plan.shading.refresh(Date.now());
+    if (++ticks % 10 === 0) plan.selector.refresh();
+  }, 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
