@@ -4,13 +4,14 @@
  */
 import { request as httpRequest } from 'node:http';
 import { pino } from 'pino';
-import { startBidder, type RunningBidder } from '../../src/server/start.js';
+import { startBidder, type RunningBidder, type StartOptions } from '../../src/server/start.js';
 import { DEMO_CONFIG } from '../../src/common/paths.js';
 import { ensureDemoStore } from '../../src/fixtures/ensure-demo.js';
 
-export async function startTestBidder(configPath?: string): Promise<RunningBidder> {
+export async function startTestBidder(configPath?: string, extra: Partial<StartOptions> = {}): Promise<RunningBidder> {
   if (!configPath) ensureDemoStore();
   return startBidder({
+    ...extra,
     configPath: configPath ?? DEMO_CONFIG,
     host: '127.0.0.1',
     port: 0,
