@@ -26,7 +26,7 @@ function recordingLogger(): AdminLogger & { lines: string[] } {
 function smallConfig(): unknown {
   return {
     version: 1,
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm' }] },
+    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
     segmentStore: null,
     creatives: [{ id: 'cr-1', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<img src="https://cdn.shop.example/a.png">' }],
     lineItems: [{ id: 'li-1', bid: { cpm: 1 }, creatives: ['cr-1'] }],

@@ -51,7 +51,7 @@ function testConfig(cpm = 1): Doc {
     segmentation: {
       segments: [
         { id: 'customers', name: 'Customers', kind: 'group' },
-        { id: 'loyal', name: 'Loyal', parent: 'customers', kind: 'crm' },
+        { id: 'loyal', name: 'Loyal', parent: 'customers', kind: 'crm', rule: { col: 'tier', eq: 'x' } },
       ],
     },
     segmentStore: null,
@@ -156,7 +156,7 @@ describe('validation', () => {
 
   it('reports errors inside a segmentation file under /segmentation, naming the file', () => {
     const dir = freshDir();
-    writeFileSync(join(dir, 'seg.json'), JSON.stringify({ segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm' }] }));
+    writeFileSync(join(dir, 'seg.json'), JSON.stringify({ segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] }));
     writeFileSync(join(dir, 'bad-seg.json'), JSON.stringify({ segments: [{ id: 'loyal', name: 'Loyal', kind: 'telepathy' }] }));
     const doc = testConfig();
     doc.segmentation = 'seg.json';
@@ -194,7 +194,7 @@ describe('dry run', () => {
     doc.lineItems.splice(2, 1); // li-c removed
     doc.lineItems.push({ id: 'li-e', bid: { cpm: 1 }, creatives: ['cr-728x90'] }); // added
     doc.creatives[0].adomain = ['other.example'];
-    doc.segmentation.segments.push({ id: 'at-risk', name: 'At risk', parent: 'customers', kind: 'crm' });
+    doc.segmentation.segments.push({ id: 'at-risk', name: 'At risk', parent: 'customers', kind: 'crm', rule: { col: 'tier', eq: 'x' } });
     doc.bidder.defaultTmaxMs = 300;
     delete doc.bidder.minTmaxMs;
 

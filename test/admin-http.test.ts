@@ -23,7 +23,7 @@ function smallConfig(cpm = 1): Doc {
   return {
     version: 1,
     bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm' }] },
+    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
     segmentStore: null,
     creatives: [banner('cr-300x250', 300, 250), banner('cr-728x90', 728, 90)],
     lineItems: [

@@ -31,7 +31,7 @@ function smallConfig(): Doc {
   return {
     version: 1,
     bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm' }] },
+    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
     segmentStore: null,
     creatives: [banner('cr-300x250', 300, 250), banner('cr-728x90', 728, 90), banner('cr-320x50', 320, 50)],
     lineItems: [

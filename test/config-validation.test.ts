@@ -96,7 +96,7 @@ describe('config validation', () => {
       ['unknown segment in a creative', (d) => (d.creatives[0].segments = ['phantom']), ['/creatives/0/segments/0'], /phantom/],
       ['duplicate creative id', (d) => (d.creatives[2].id = 'cr-300x250'), ['/creatives/2/id', '/lineItems/1/creatives/0'], /cr-300x250/],
       ['duplicate line item id', (d) => (d.lineItems[4].id = 'li-loyal-display'), ['/lineItems/4/id'], /li-loyal-display/],
-      ['duplicate segment id', (d) => d.segmentation.segments.push({ id: 'vip', name: 'VIP again', kind: 'crm' }), ['/segmentation/segments/9/id'], /vip/],
+      ['duplicate segment id', (d) => d.segmentation.segments.push({ id: 'vip', name: 'VIP again', kind: 'crm', rule: { col: 'tier', eq: 'x' } }), ['/segmentation/segments/9/id'], /vip/],
       ['unknown parent segment', (d) => (d.segmentation.segments[6].parent = 'nobody'), ['/segmentation/segments/6/parent'], /nobody/],
       ['dealsOnly without deals', (d) => (d.lineItems[5].deals = []), ['/lineItems/5/dealsOnly']],
       ['minTmaxMs not below defaultTmaxMs', (d) => (d.bidder.minTmaxMs = 200), ['/bidder/minTmaxMs']],
@@ -202,6 +202,6 @@ describe('config validation', () => {
 });
 
 function addSegments(d: Doc, n: number): true {
-  for (let i = 0; i < n; i++) d.segmentation.segments.push({ id: `extra-${i}`, name: `Extra ${i}`, kind: 'crm' });
+  for (let i = 0; i < n; i++) d.segmentation.segments.push({ id: `extra-${i}`, name: `Extra ${i}`, kind: 'crm', rule: { col: 'tier', eq: 'x' } });
   return true;
 }

@@ -32,7 +32,7 @@ function doc(lineItemOrder: 'ab' | 'ba' = 'ab') {
     segmentation: {
       segments: [
         { id: 'customers', name: 'Customers', kind: 'group' },
-        { id: 'loyal', name: 'Loyal', kind: 'crm', parent: 'customers' },
+        { id: 'loyal', name: 'Loyal', kind: 'crm', parent: 'customers', rule: { col: 'tier', eq: 'x' } },
         { id: 'prospects', name: 'Prospects', kind: 'group' },
       ],
     },

@@ -25,6 +25,7 @@ import type { SegmentStore } from '../segments/segment-store.js';
 import { evalTargeting } from '../segments/targeting.js';
 import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
 import { PrivacyVerdict } from '../privacy/verdict.js';
+import { RequestSegmenter } from '../segments/request-bits.js';
 import { MultiplierContext } from './multipliers.js';
 import type { BiddingPlan } from './bidding-plan.js';
 import { shadingArm } from './learning.js';
@@ -107,6 +108,8 @@ export class Decider {
   /** The privacy verdict of the request being decided. */
   readonly verdict = new PrivacyVerdict();
   private readonly mctx: MultiplierContext;
+  /** Third-party, contextual, lookalike and group bits of a request (src/segments/request-bits.ts). */
+  private readonly segmenter: RequestSegmenter;
   /** Value (strategy x multipliers, CPM micros, bidder currency) per candidate line item of this request. */
   private readonly value: Float64Array;
   /** Bound once: the creative selector's eligibility callback (no closure per request). */
@@ -127,6 +130,8 @@ export class Decider {
     this.plan = config.plan;
     this.policy = policy;
     this.mctx = new MultiplierContext(config.plan.multipliers);
+    const dict = config.dictionary;
+    this.segmenter = new RequestSegmenter({ width: dict.words * 32, segments: [...dict.segments] }, store.header, dict);
     this.value = new Float64Array(config.lineItems.length);
     this.eligible = (c: number) => this.creativeEligible(c);
     this.userBits = new Uint32Array(config.dictionary.words);
@@ -159,6 +164,8 @@ export class Decider {
     }
     if (personal) out.knownUser = this.userSegments(req);
     else this.userBits.fill(0);
+    // After the store rows: a seed member is not scored into its own lookalike.
+    this.segmenter.orRequestBits(req, nowMs, this.userBits, personal);
     if (!this.targetingSurvivors()) {
       out.reason = NO_BID.unmatched_user;
       return;

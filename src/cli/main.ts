@@ -7,8 +7,13 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { DEMO_CONFIG, DEMO_DIR } from '../common/paths.js';
 import { writeDemo } from '../fixtures/demo.js';
+import { ensureDemoStore } from '../fixtures/ensure-demo.js';
+import { availableParallelism } from 'node:os';
 import { startBidder } from '../server/start.js';
+import { startCluster } from '../server/cluster.js';
 import { SegbidError } from '../common/errors.js';
+import { registerReconcileCommand } from './reconcile-command.js';
+import { registerCompileCommand } from './compile-command.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -27,15 +32,24 @@ program
   .option('--admin-port <port>', 'operations port (default $ADMIN_PORT or 8081)', port)
   .option('--host <host>', 'listen address', process.env.HOST ?? '0.0.0.0')
   .option('--allow-uws-fallback', 'run even if uWebSockets.js fell back to its slow pure-JS server', false)
-  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean }) => {
+  .option('--workers <n>', 'bid worker threads on the shared port (default $SEGBID_WORKERS or the number of cores; 1 = no threads)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('workers is an integer 1-256');
+    return n;
+  })
+  .option('--event-log <dir>', 'durable event log directory ($SEGBID_EVENT_LOG_DIR, default var/events; "none" to disable)')
+  .option('--event-log-fsync <policy>', 'always | interval:<ms> | never ($SEGBID_EVENT_LOG_FSYNC, default interval:1000)')
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string }) => {
     const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
     let configPath = opts.config ?? process.env.SEGBID_CONFIG;
     if (!configPath) {
       configPath = DEMO_CONFIG;
-      writeDemo(DEMO_DIR, { storeOnlyIfMissing: true });
+      ensureDemoStore();
     }
     try {
-      const running = await startBidder({
+      const eventLog = opts.eventLog ?? process.env.SEGBID_EVENT_LOG_DIR ?? 'var/events';
+      const workers = opts.workers ?? Number(process.env.SEGBID_WORKERS ?? availableParallelism());
+      const common = {
         configPath,
         host: opts.host,
         port: opts.port ?? port(process.env.PORT ?? '8080'),
@@ -43,9 +57,12 @@ program
         allowUwsFallback: opts.allowUwsFallback || process.env.SEGBID_ALLOW_UWS_FALLBACK === '1',
         logger,
         signals: true,
-      });
+        eventLogDir: eventLog === 'none' ? null : eventLog,
+        eventLogFsync: opts.eventLogFsync ?? process.env.SEGBID_EVENT_LOG_FSYNC,
+      };
+      const running = workers > 1 ? await startCluster({ ...common, workers }) : await startBidder(common);
       process.stdout.write(
-        `segbid bid port:        http://${opts.host}:${running.bidPort}/openrtb2/bid\n` +
+        `segbid bid port:        http://${opts.host}:${running.bidPort}/openrtb2/bid (${workers > 1 ? `${workers} worker threads` : 'single thread'})\n` +
           `segbid operations port: http://${opts.host}:${running.adminPort}/metrics  /healthz  /readyz\n`,
       );
     } catch (e) {
@@ -68,4 +85,6 @@ program
     process.stdout.write(`demo fixtures written to ${opts.dir}\n`);
   });
 
+registerCompileCommand(program);
+registerReconcileCommand(program);
 await program.parseAsync(process.argv);

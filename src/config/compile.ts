@@ -209,7 +209,7 @@ function compileSupply(items: readonly LineItemDef[], compiled: readonly Compile
 /** Compiles a validated config. Throws SegbidError CONFIG_INVALID with every cross-reference error by path. */
 export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   const { config, segmentation, storePath, source } = loaded;
-  const errors: ErrorDetail[] = [];
+  const errors: ErrorDetail[] = [...(loaded.segmentationErrors ?? [])];
   const settings: BidderSettings = { ...DEFAULT_BIDDER, ...config.bidder, rates: { ...(config.bidder?.rates ?? {}) } };
   settings.rates[settings.currency] = 1;
   if (settings.minTmaxMs >= settings.defaultTmaxMs) {
@@ -267,7 +267,11 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   });
   const supply = compileSupply(config.lineItems, lineItems);
   const plan = compileBiddingPlan(config, settings, dictionary, supply.words, errors);
-  if (errors.length) throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, errors);
+  if (errors.length) {
+    // The segmentation validator and the dictionary builder may both name one path (an unknown parent).
+    const unique = errors.filter((e, i) => errors.findIndex((o) => o.path === e.path) === i);
+    throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, unique);
+  }
 
   return {
     settings,

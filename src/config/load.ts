@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { configSchema, segmentationSchema } from './schema.js';
 import type { SegbidConfig, SegmentationDef } from './types.js';
+import { validateSegmentation } from '../segments/rules-schema.js';
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validateConfigSchema = ajv.compile(configSchema);
@@ -62,6 +63,8 @@ export interface LoadedConfig {
   storePath: string | null;
   /** Where it came from (a path, or "inline"). */
   source: string;
+  /** Errors of the segment rules and tree (reported by the compiler with its own). */
+  segmentationErrors?: ErrorDetail[];
 }
 
 /** Validates a config document already in memory. `baseDir` resolves relative paths in it. */
@@ -81,8 +84,19 @@ export function validateConfigDocument(doc: unknown, baseDir: string, source: st
   } else {
     segmentation = config.segmentation;
   }
+  // The segment rules per kind (crm predicates, third-party ids, contextual lists, lookalike seeds) and the
+  // tree's cross-checks: the same validation `segbid compile` applies.
+  // Its errors are handed to the compiler, so that a trader sees them together with every other mistake.
+  let segmentationErrors: ErrorDetail[] = [];
+  try {
+    validateSegmentation(segmentation, source);
+  } catch (e) {
+    if (!(e instanceof SegbidError)) throw e;
+    const prefix = typeof config.segmentation === 'string' ? `/segmentation(${config.segmentation})` : '/segmentation';
+    segmentationErrors = e.details.map((d) => ({ path: prefix + d.path, message: d.message }));
+  }
   const storePath = config.segmentStore ? resolve(baseDir, config.segmentStore) : null;
-  return { config, segmentation, storePath, source };
+  return { config, segmentation, storePath, source, segmentationErrors };
 }
 
 export function loadConfigFile(path: string): LoadedConfig {

@@ -1,107 +1,237 @@
 /**
  * The compiled segment store: user-key hashes -> fixed-width segment bitset rows, in typed arrays.
  *
- * File layout (little endian):
+ * File layout, format version 3 (little endian):
  *   0  "SGBS" magic            4  u32 format version      8  u32 header length H     12  u32 crc32(header+payload)
- *   16 header (msgpackr: words, rowCount, capacity, segment ids, userCount, createdAt), zero-padded to 8 bytes
- *   then four arrays, each u32: slotRow[capacity] (row+1, 0 = empty slot), slotHi[capacity], slotLo[capacity],
- *   rows[rowCount * words].
- * The hash table is open addressing with linear probing, capacity a power of two. Loading maps the arrays over
- * the file buffer: nothing is parsed per user. Several keys of one user (buyeruid, ifa, eids) share one row.
+ *   16 header (msgpackr, see StoreHeader), zero-padded to 8 bytes
+ *   then slots: u32[capacity * 3] = (lo, hi, row + 1) per slot (row + 1 = 0: empty slot),
+ *        rows:  u32[rowCount * words] = the DISTINCT segment rows,
+ *        fingerprints: u8[capacity] = fingerprintOf(hi) of the slot's key, 0 for an empty slot.
+ *
+ * Why this layout (version 1: three separate slot arrays, power-of-two capacity at load <= 0.5, one row per
+ * user): to hold 1M users x 256 segments in <= 64 bytes a user and answer in a few hundred nanoseconds.
+ *   - rows are deduplicated: users with the same segments share one row (the zero row, "known, no segment",
+ *     is typically the biggest group), so a row costs words*4 bytes per DISTINCT combination, not per user;
+ *   - the key table's capacity is any integer (load factor <= MAX_LOAD, not "next power of two", which wasted
+ *     up to half the table); the home slot is a multiply-shift of `lo` ("fastrange", see slotOf);
+ *   - probes scan the fingerprint bytes (1 byte a slot, 13x smaller than the slots, so mostly in cache) and
+ *     read a 12-byte slot only on a fingerprint match (1 in 255 for a foreign key): an unknown user, the common
+ *     case in RTB traffic, usually costs no access to the big arrays at all. That is also why the load factor
+ *     can be 0.8 (long probe runs are short byte scans);
+ *   - slot fields are interleaved so a match reads one cache line, not three.
+ * Loading maps the arrays over the file buffer; the only per-load work is the CRC and one scan of the slots
+ * that proves every row index is in range, every fingerprint agrees with its slot, and at least one slot is
+ * empty (a probe always terminates). Several keys of one user (buyeruid, ifa, eids) share one row.
  */
-import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { pack, unpack } from 'msgpackr';
 import { SegbidError } from '../common/errors.js';
+import { GrowableU32 } from './growable.js';
 import type { SegmentDictionary } from './segmentation.js';
 
 export const STORE_MAGIC = 0x53424753; // "SGBS" read as u32 LE
-export const STORE_FORMAT_VERSION = 1;
+export const STORE_FORMAT_VERSION = 3;
+/** Highest load factor of the key table (probe runs are scanned in the fingerprint bytes, see above). */
+export const MAX_LOAD = 0.8;
+
+/**
+ * A lookalike scoring table, learned by the compiler (src/segments/compiler/lookalike.ts) and carried in the
+ * store header so that the bidder scores unknown users with exactly the table the CRM rows were scored with.
+ * Scores are integers (milli log-lift) so that a sum does not depend on the order of the request's data.
+ */
+export interface LookalikeTable {
+  /** The lookalike segment id and its seed (a crm segment id). */
+  segment: string;
+  seed: string;
+  /** Feature i is provider segment (providers[i], segmentIds[i]) with integer weight weights[i] (> 0). */
+  providers: string[];
+  segmentIds: string[];
+  weights: number[];
+  /** Effective threshold (milli units): a user is a lookalike when the sum of its weights >= threshold. */
+  threshold: number;
+  /** The rule's threshold (milli) and reach, as configured. */
+  ruleThreshold: number;
+  reach: number;
+  /** Learning volumes: scored base (CRM users with 3rd-party data), seed users in it, users passing. */
+  scoredBase: number;
+  seedSize: number;
+  passing: number;
+}
 
 export interface StoreHeader {
   words: number;
+  /** Distinct rows in the file (not users: rows are shared). */
   rowCount: number;
+  /** Slots of the key table (any integer >= 1; more than the keys). */
   capacity: number;
   segments: string[];
+  /** Users reachable through at least one key (users added without keys are not stored). */
   userCount: number;
   keyCount: number;
   createdAt: string;
+  /** Lookalike scoring tables (absent in stores without lookalike segments). */
+  lookalikes?: LookalikeTable[];
+}
+
+const TWO_POW_MINUS_32 = 2.3283064365386963e-10;
+
+/**
+ * Home slot of a key: floor(lo * capacity / 2^32). Part of the format; the product is < 2^64 and rounding
+ * keeps it below capacity * 2^32, so the result is always < capacity and identical on every IEEE machine.
+ */
+export function slotOf(lo: number, capacity: number): number {
+  return Math.floor((lo >>> 0) * capacity * TWO_POW_MINUS_32);
+}
+
+/** Fingerprint of a key in its slot: the top byte of `hi`, never 0 (0 marks an empty slot). Part of the format. */
+export function fingerprintOf(hi: number): number {
+  return hi >>> 24 || 1;
 }
 
 export class SegmentStore {
   readonly header: StoreHeader;
   readonly words: number;
-  private readonly mask: number;
-  private readonly slotRow: Uint32Array;
-  private readonly slotHi: Uint32Array;
-  private readonly slotLo: Uint32Array;
+  readonly capacity: number;
+  private readonly slots: Uint32Array;
   private readonly rows: Uint32Array;
+  private readonly fingerprints: Uint8Array;
   /** Bytes held by the arrays (for the resident-bytes-per-user figure). */
   readonly byteLength: number;
 
-  constructor(header: StoreHeader, slotRow: Uint32Array, slotHi: Uint32Array, slotLo: Uint32Array, rows: Uint32Array) {
+  /** The arrays must have been validated (decodeStore) or built (SegmentStoreBuilder). */
+  constructor(header: StoreHeader, slots: Uint32Array, rows: Uint32Array, fingerprints: Uint8Array) {
     this.header = header;
     this.words = header.words;
-    this.mask = header.capacity - 1;
-    this.slotRow = slotRow;
-    this.slotHi = slotHi;
-    this.slotLo = slotLo;
+    this.capacity = header.capacity;
+    this.slots = slots;
     this.rows = rows;
-    this.byteLength = slotRow.byteLength * 3 + rows.byteLength;
+    this.fingerprints = fingerprints;
+    this.byteLength = slots.byteLength + rows.byteLength + fingerprints.byteLength;
   }
 
   static empty(words: number, segments: string[]): SegmentStore {
     const header: StoreHeader = { words, rowCount: 0, capacity: 1, segments, userCount: 0, keyCount: 0, createdAt: '' };
-    return new SegmentStore(header, new Uint32Array(1), new Uint32Array(1), new Uint32Array(1), new Uint32Array(0));
+    return new SegmentStore(header, new Uint32Array(3), new Uint32Array(0), new Uint8Array(1));
   }
 
   /**
    * ORs the row of the key (hi, lo) into `out` (length >= words). Returns false for an unknown key.
-   * Allocation-free; at load factor <= 0.5 the expected probe count is about 1.5.
+   * Allocation-free; terminates because the table always has an empty slot.
    */
   orInto(hi: number, lo: number, out: Uint32Array): boolean {
-    const mask = this.mask;
-    let slot = lo & mask;
+    const row = this.rowOf(hi, lo);
+    if (row < 0) return false;
+    const words = this.words;
+    const rows = this.rows;
+    const base = row * words;
+    for (let w = 0; w < words; w++) out[w] |= rows[base + w];
+    return true;
+  }
+
+  /** Distinct row index of a key, or -1. Allocation-free (orInto's probe; small enough to be inlined). */
+  rowOf(hi: number, lo: number): number {
+    hi >>>= 0;
+    lo >>>= 0;
+    const fingerprints = this.fingerprints;
+    const capacity = this.capacity;
+    const fp = hi >>> 24 || 1;
+    let slot = Math.floor(lo * capacity * TWO_POW_MINUS_32);
     for (;;) {
-      const row = this.slotRow[slot];
-      if (row === 0) return false;
-      if (this.slotLo[slot] === lo && this.slotHi[slot] === hi) {
-        const words = this.words;
-        const base = (row - 1) * words;
-        for (let w = 0; w < words; w++) out[w] |= this.rows[base + w];
-        return true;
+      const f = fingerprints[slot];
+      if (f === 0) return -1;
+      if (f === fp) {
+        const i = slot * 3;
+        if (this.slots[i] === lo && this.slots[i + 1] === hi) return this.slots[i + 2] - 1;
       }
-      slot = (slot + 1) & mask;
+      if (++slot === capacity) slot = 0;
+    }
+  }
+
+  /** A view (no copy) of distinct row `row`. */
+  rowWords(row: number): Uint32Array {
+    return this.rows.subarray(row * this.words, (row + 1) * this.words);
+  }
+
+  /** Calls fn for every stored key, in slot order (offline: Redis export, benches, tests). */
+  forEachKey(fn: (hi: number, lo: number, row: number) => void): void {
+    const slots = this.slots;
+    for (let s = 0; s < this.capacity; s++) {
+      const row = slots[s * 3 + 2];
+      if (row !== 0) fn(slots[s * 3 + 1], slots[s * 3], row - 1);
     }
   }
 }
 
-/** Collects users in memory, then writes a store file. (The streaming CRM compiler builds on the same table.) */
+/** FNV-style mix of a row's words, for row deduplication at build time. */
+function hashRow(rows: Uint32Array, base: number, words: number): number {
+  let h = 0x811c9dc5 ^ words;
+  for (let w = 0; w < words; w++) {
+    h = Math.imul(h ^ rows[base + w], 0x01000193);
+    h ^= h >>> 15;
+  }
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+/**
+ * Collects users, then builds a store. Keys, rows and key->row links live in growable typed arrays (about 12
+ * bytes a key + words*4 bytes a user while building), so the compiler scales to millions of users.
+ */
 export class SegmentStoreBuilder {
   private readonly words: number;
   private readonly segments: string[];
   private rows: Uint32Array;
   private rowCount = 0;
-  private keyHi: number[] = [];
-  private keyLo: number[] = [];
-  private keyRow: number[] = [];
+  private readonly keyHi = new GrowableU32(4096);
+  private readonly keyLo = new GrowableU32(4096);
+  private readonly keyRow = new GrowableU32(4096);
 
-  constructor(dictionary: SegmentDictionary) {
+  constructor(dictionary: Pick<SegmentDictionary, 'words'> & { segments: readonly { id: string }[] }) {
     this.words = dictionary.words;
     this.segments = dictionary.segments.map((s) => s.id);
     this.rows = new Uint32Array(1024 * this.words);
   }
 
+  get userCount(): number {
+    return this.rowCount;
+  }
+
+  get keyCount(): number {
+    return this.keyRow.length;
+  }
+
   /** Adds a user with its segment bits; returns the row index. Keys are added with addKey (hashes). */
   addUser(bits: Iterable<number>): number {
+    const row = this.addEmptyUser();
+    const base = row * this.words;
+    for (const bit of bits) this.rows[base + (bit >>> 5)] |= 1 << (bit & 31);
+    return row;
+  }
+
+  /** Adds a user whose row is the first `words` words of `row` (copied). */
+  addUserRow(row: Uint32Array): number {
+    const r = this.addEmptyUser();
+    this.rows.set(row.subarray(0, this.words), r * this.words);
+    return r;
+  }
+
+  private addEmptyUser(): number {
     if ((this.rowCount + 1) * this.words > this.rows.length) {
       const grown = new Uint32Array(this.rows.length * 2);
       grown.set(this.rows);
       this.rows = grown;
     }
-    const base = this.rowCount * this.words;
-    for (const bit of bits) this.rows[base + (bit >>> 5)] |= 1 << (bit & 31);
     return this.rowCount++;
+  }
+
+  /** Sets a bit in a user's row after the fact (lookalike bits are known only after learning). */
+  setBit(row: number, bit: number): void {
+    this.rows[row * this.words + (bit >>> 5)] |= 1 << (bit & 31);
+  }
+
+  hasBit(row: number, bit: number): boolean {
+    return (this.rows[row * this.words + (bit >>> 5)] & (1 << (bit & 31))) !== 0;
   }
 
   addKey(row: number, hi: number, lo: number): void {
@@ -110,36 +240,81 @@ export class SegmentStoreBuilder {
     this.keyRow.push(row);
   }
 
-  /** `createdAt` is part of the header; pass a fixed value for byte-identical (deterministic) output. */
-  build(createdAt = new Date().toISOString()): SegmentStore {
+  /**
+   * `createdAt` is part of the header; pass a fixed value for byte-identical (deterministic) output.
+   * `extra` adds header fields (lookalike tables). Users without any key are not reachable and not stored.
+   */
+  build(createdAt = new Date().toISOString(), extra: Pick<StoreHeader, 'lookalikes'> = {}): SegmentStore {
+    const words = this.words;
+    const users = this.rowCount;
     const keyCount = this.keyRow.length;
-    let capacity = 2;
-    while (capacity < keyCount * 2) capacity *= 2;
-    const mask = capacity - 1;
-    const slotRow = new Uint32Array(capacity);
-    const slotHi = new Uint32Array(capacity);
-    const slotLo = new Uint32Array(capacity);
+    const keyHi = this.keyHi.data;
+    const keyLo = this.keyLo.data;
+    const keyRow = this.keyRow.data;
+    // 1. Deduplicate the rows of users that have keys, in order of first use (deterministic).
+    const distinctOf = new Uint32Array(users); // user row -> distinct row + 1 (0 = not yet seen)
+    let tableSize = 16;
+    while (tableSize < keyCount * 2) tableSize *= 2;
+    const table = new Uint32Array(tableSize); // distinct row + 1
+    const tableMask = tableSize - 1;
+    const distinct = new GrowableU32(Math.min(users, 4096) * words + words);
+    let distinctCount = 0;
+    for (let k = 0; k < keyCount; k++) {
+      const user = keyRow[k];
+      if (distinctOf[user] !== 0) continue;
+      const base = user * words;
+      let t = hashRow(this.rows, base, words) & tableMask;
+      for (;;) {
+        const d = table[t];
+        if (d === 0) {
+          distinct.reserve((distinctCount + 1) * words);
+          distinct.data.set(this.rows.subarray(base, base + words), distinctCount * words);
+          distinct.length = (distinctCount + 1) * words;
+          table[t] = ++distinctCount;
+          distinctOf[user] = distinctCount;
+          break;
+        }
+        let same = true;
+        const dBase = (d - 1) * words;
+        for (let w = 0; w < words && same; w++) same = distinct.data[dBase + w] === this.rows[base + w];
+        if (same) {
+          distinctOf[user] = d;
+          break;
+        }
+        t = (t + 1) & tableMask;
+      }
+    }
+    // 2. The key table.
+    const capacity = Math.max(keyCount + 1, Math.ceil(keyCount / MAX_LOAD));
+    const slots = new Uint32Array(capacity * 3);
+    const fingerprints = new Uint8Array(capacity);
     let stored = 0;
     for (let k = 0; k < keyCount; k++) {
-      const hi = this.keyHi[k];
-      const lo = this.keyLo[k];
-      let slot = lo & mask;
-      while (slotRow[slot] !== 0 && !(slotHi[slot] === hi && slotLo[slot] === lo)) slot = (slot + 1) & mask;
-      if (slotRow[slot] === 0) stored++;
-      slotRow[slot] = this.keyRow[k] + 1; // a repeated key keeps its last row
-      slotHi[slot] = hi;
-      slotLo[slot] = lo;
+      const hi = keyHi[k];
+      const lo = keyLo[k];
+      let slot = slotOf(lo, capacity);
+      while (slots[slot * 3 + 2] !== 0 && !(slots[slot * 3] === lo && slots[slot * 3 + 1] === hi)) {
+        if (++slot === capacity) slot = 0;
+      }
+      if (slots[slot * 3 + 2] === 0) stored++;
+      slots[slot * 3] = lo;
+      slots[slot * 3 + 1] = hi;
+      slots[slot * 3 + 2] = distinctOf[keyRow[k]]; // a repeated key keeps its last user's row
+      fingerprints[slot] = fingerprintOf(hi);
     }
+    let reachable = 0;
+    for (let u = 0; u < users; u++) if (distinctOf[u] !== 0) reachable++;
     const header: StoreHeader = {
-      words: this.words,
-      rowCount: this.rowCount,
+      words,
+      rowCount: distinctCount,
       capacity,
       segments: this.segments,
-      userCount: this.rowCount,
+      userCount: reachable,
       keyCount: stored,
       createdAt,
+      ...(extra.lookalikes && extra.lookalikes.length > 0 ? { lookalikes: extra.lookalikes } : {}),
     };
-    return new SegmentStore(header, slotRow, slotHi, slotLo, this.rows.slice(0, this.rowCount * this.words));
+    return new SegmentStore(header, slots, distinct.data.slice(0, distinctCount * words), fingerprints);
   }
 }
 
@@ -147,9 +322,9 @@ function toBytes(a: Uint32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** Serialises a store (the arrays are reached through a tiny accessor to keep them private elsewhere). */
-export function encodeStore(store: SegmentStore): Buffer {
-  const s = store as unknown as { slotRow: Uint32Array; slotHi: Uint32Array; slotLo: Uint32Array; rows: Uint32Array };
+/** The file as a list of buffers (prefix with header, slots, rows, fingerprints), CRC filled in; no big copy. */
+function encodeParts(store: SegmentStore): Buffer[] {
+  const s = store as unknown as { slots: Uint32Array; rows: Uint32Array; fingerprints: Uint8Array };
   const headerBytes = pack(store.header);
   const headerPadded = Math.ceil((16 + headerBytes.length) / 8) * 8 - 16;
   const prefix = Buffer.alloc(16 + headerPadded);
@@ -157,18 +332,34 @@ export function encodeStore(store: SegmentStore): Buffer {
   prefix.writeUInt32LE(STORE_FORMAT_VERSION, 4);
   prefix.writeUInt32LE(headerBytes.length, 8);
   headerBytes.copy(prefix, 16);
-  const parts = [prefix.subarray(16), toBytes(s.slotRow), toBytes(s.slotHi), toBytes(s.slotLo), toBytes(s.rows)];
-  let crc = 0;
-  for (const p of parts) crc = crc32(p, crc);
+  const parts = [prefix, toBytes(s.slots), toBytes(s.rows), Buffer.from(s.fingerprints.buffer, s.fingerprints.byteOffset, s.fingerprints.byteLength)];
+  let crc = crc32(prefix.subarray(16));
+  // Empty parts are skipped: Node 20's crc32(view of an empty ArrayBuffer, crc) answers 0, not crc.
+  for (let i = 1; i < parts.length; i++) if (parts[i].length > 0) crc = crc32(parts[i], crc);
   prefix.writeUInt32LE(crc >>> 0, 12);
-  return Buffer.concat([prefix, ...parts.slice(1)]);
+  return parts;
 }
 
-/** Writes atomically (temp file + rename) so a reader never sees a half-written store. */
-export function writeStore(path: string, store: SegmentStore): void {
+/** Serialises a store into one buffer. */
+export function encodeStore(store: SegmentStore): Buffer {
+  return Buffer.concat(encodeParts(store));
+}
+
+/** Writes atomically (temp file + rename) so a reader never sees a half-written store. Returns the byte size. */
+export function writeStore(path: string, store: SegmentStore): number {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, encodeStore(store));
+  const fd = openSync(tmp, 'w');
+  let size = 0;
+  try {
+    for (const part of encodeParts(store)) {
+      for (let off = 0; off < part.length; ) off += writeSync(fd, part, off, part.length - off);
+      size += part.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, path);
+  return size;
 }
 
 /** Decodes and verifies a store image. Throws SegbidError STORE_CORRUPT / STORE_VERSION. */
@@ -177,13 +368,15 @@ export function decodeStore(file: Buffer, source = 'segment store'): SegmentStor
   if (file.readUInt32LE(0) !== STORE_MAGIC) throw new SegbidError('STORE_CORRUPT', `${source}: not a segbid segment store (bad magic)`);
   const version = file.readUInt32LE(4);
   if (version !== STORE_FORMAT_VERSION) {
-    throw new SegbidError('STORE_VERSION', `${source}: format version ${version}, this bidder reads version ${STORE_FORMAT_VERSION}`);
+    throw new SegbidError(
+      'STORE_VERSION',
+      `${source}: format version ${version}, this bidder reads version ${STORE_FORMAT_VERSION} (recompile it with \`segbid compile\`)`,
+    );
   }
   const headerLength = file.readUInt32LE(8);
   const headerPadded = Math.ceil((16 + headerLength) / 8) * 8;
   if (headerPadded > file.length) throw new SegbidError('STORE_CORRUPT', `${source}: truncated inside the header`);
   const expectedCrc = file.readUInt32LE(12);
-  const actualCrc = crc32(file.subarray(16)) >>> 0;
   let header: StoreHeader;
   try {
     header = unpack(file.subarray(16, 16 + headerLength)) as StoreHeader;
@@ -192,25 +385,38 @@ export function decodeStore(file: Buffer, source = 'segment store'): SegmentStor
   }
   const { words, rowCount, capacity } = header ?? ({} as StoreHeader);
   const valid =
-    Number.isInteger(words) && words > 0 && Number.isInteger(rowCount) && rowCount >= 0 &&
-    Number.isInteger(capacity) && capacity > 0 && (capacity & (capacity - 1)) === 0 && Array.isArray(header.segments);
+    Number.isInteger(words) && words > 0 && words <= 128 && Number.isInteger(rowCount) && rowCount >= 0 &&
+    Number.isInteger(capacity) && capacity > 0 && capacity < 2 ** 31 && Array.isArray(header.segments) &&
+    (header.lookalikes === undefined || Array.isArray(header.lookalikes));
   if (!valid) throw new SegbidError('STORE_CORRUPT', `${source}: header fields out of range`);
-  const expectedLength = headerPadded + 4 * (3 * capacity + rowCount * words);
+  const expectedLength = headerPadded + 4 * (3 * capacity + rowCount * words) + capacity;
   if (file.length !== expectedLength) {
     throw new SegbidError('STORE_CORRUPT', `${source}: ${file.length} bytes, expected ${expectedLength} (truncated or padded)`);
   }
-  if (actualCrc !== expectedCrc) throw new SegbidError('STORE_CORRUPT', `${source}: checksum mismatch`);
+  if (crc32(file.subarray(16)) >>> 0 !== expectedCrc) throw new SegbidError('STORE_CORRUPT', `${source}: checksum mismatch`);
   // Typed arrays need 4-byte alignment; a pooled small Buffer may not have it, so copy only then.
   const aligned = file.byteOffset % 8 === 0 ? file : Buffer.from(file);
   const base = aligned.byteOffset + headerPadded;
-  const view = (offsetWords: number, length: number) => new Uint32Array(aligned.buffer, base + offsetWords * 4, length);
-  return new SegmentStore(
-    header,
-    view(0, capacity),
-    view(capacity, capacity),
-    view(2 * capacity, capacity),
-    view(3 * capacity, rowCount * words),
-  );
+  const slots = new Uint32Array(aligned.buffer, base, capacity * 3);
+  const rows = new Uint32Array(aligned.buffer, base + capacity * 12, rowCount * words);
+  const fingerprints = new Uint8Array(aligned.buffer, base + capacity * 12 + rowCount * words * 4, capacity);
+  // A CRC catches accidents, not a crafted file: prove the probe loop terminates, rows are in range and the
+  // fingerprints describe the slots (else a key would be unreachable, or an empty slot read as taken).
+  let empty = false;
+  for (let s = 0; s < capacity; s++) {
+    const row = slots[s * 3 + 2];
+    const f = fingerprints[s];
+    if (row === 0) {
+      empty = true;
+      if (f !== 0) throw new SegbidError('STORE_CORRUPT', `${source}: slot ${s} is empty but has a fingerprint`);
+    } else if (row > rowCount) {
+      throw new SegbidError('STORE_CORRUPT', `${source}: slot ${s} points past the rows`);
+    } else if (f !== fingerprintOf(slots[s * 3 + 1])) {
+      throw new SegbidError('STORE_CORRUPT', `${source}: slot ${s} fingerprint does not match its key`);
+    }
+  }
+  if (!empty) throw new SegbidError('STORE_CORRUPT', `${source}: key table has no empty slot`);
+  return new SegmentStore(header, slots, rows, fingerprints);
 }
 
 export function readStore(path: string): SegmentStore {
@@ -221,6 +427,22 @@ export function readStore(path: string): SegmentStore {
     throw new SegbidError('STORE_UNREADABLE', `segment store ${path}: ${(e as Error).message}`);
   }
   return decodeStore(file, `segment store ${path}`);
+}
+
+/** Reads only the format version of a store file (its first 8 bytes), or null when unreadable / not a store. */
+export function peekStoreVersion(path: string): number | null {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = Buffer.alloc(8);
+      if (readSync(fd, b, 0, 8, 0) < 8 || b.readUInt32LE(0) !== STORE_MAGIC) return null;
+      return b.readUInt32LE(4);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
 }
 
 /** Checks that the store speaks the same dictionary as the config (same segment ids at the same bits). */

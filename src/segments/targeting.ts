@@ -117,7 +117,8 @@ export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
       if (op === OP_ALL) {
         for (let w = 0; w < words; w++) {
           const m = masks[base + w];
-          if ((bits[w] & m) !== m) { result = 0; break; }
+          // `& m` is a signed int32; m from the Uint32Array is unsigned: compare as int32 or bit 31 never matches.
+          if ((bits[w] & m) !== (m | 0)) { result = 0; break; }
         }
       } else {
         let any = 0;

@@ -1,0 +1,97 @@
+/**
+ * A minimal RFC 4180 CSV record parser fed one physical line at a time (from node:readline), so a CRM export
+ * of any size streams through in constant memory.
+ *
+ *   - fields are separated by `,`; a field may be quoted with `"`; inside quotes `""` is a quote, and commas
+ *     and line breaks are data (a quoted field may span lines: feed() then answers CONTINUE until the record
+ *     is complete; the line break is rebuilt as "\n" since readline has already consumed it);
+ *   - an unquoted field is taken literally (a stray `"` inside it is data, as most exporters mean it);
+ *   - a closing quote followed by anything but `,` or the end of the line is MALFORMED (the record is skipped
+ *     and counted by the caller), as is a record still open after MAX_RECORD_CHARS (an unterminated quote must
+ *     not swallow the rest of a multi-GB file into memory).
+ * `fields` is reused between records: copy what you keep.
+ */
+export const CSV_RECORD = 0;
+export const CSV_CONTINUE = 1;
+export const CSV_MALFORMED = 2;
+export type CsvStatus = typeof CSV_RECORD | typeof CSV_CONTINUE | typeof CSV_MALFORMED;
+
+export const MAX_RECORD_CHARS = 1 << 20;
+
+export class CsvLineParser {
+  readonly fields: string[] = [];
+  private pending: string | null = null;
+
+  /** Feeds one line (without its line break). */
+  feed(line: string): CsvStatus {
+    if (this.pending !== null) {
+      line = this.pending + '\n' + line;
+      this.pending = null;
+    }
+    const status = this.parse(line);
+    if (status === CSV_CONTINUE) {
+      if (line.length > MAX_RECORD_CHARS) return CSV_MALFORMED;
+      this.pending = line;
+    }
+    return status;
+  }
+
+  /** True when a quoted field is still open (end of input here means a truncated file). */
+  get open(): boolean {
+    return this.pending !== null;
+  }
+
+  private parse(line: string): CsvStatus {
+    const fields = this.fields;
+    fields.length = 0;
+    const n = line.length;
+    let i = 0;
+    for (;;) {
+      // At the start of a field.
+      if (i < n && line.charCodeAt(i) === 34) {
+        i++;
+        let value = '';
+        let segStart = i;
+        for (;;) {
+          const q = line.indexOf('"', i);
+          if (q < 0) return CSV_CONTINUE;
+          if (q + 1 < n && line.charCodeAt(q + 1) === 34) {
+            value += line.slice(segStart, q + 1);
+            i = q + 2;
+            segStart = i;
+            continue;
+          }
+          value += line.slice(segStart, q);
+          i = q + 1;
+          break;
+        }
+        fields.push(value);
+        if (i === n) return CSV_RECORD;
+        if (line.charCodeAt(i) !== 44) return CSV_MALFORMED;
+        i++;
+      } else {
+        const c = line.indexOf(',', i);
+        if (c < 0) {
+          fields.push(i === 0 ? line : line.slice(i));
+          return CSV_RECORD;
+        }
+        fields.push(line.slice(i, c));
+        i = c + 1;
+      }
+    }
+  }
+}
+
+/** Formats one field: quoted when it holds a comma, a quote, a line break, or leading/trailing quotes. */
+export function csvField(value: string): string {
+  if (!/[",\r\n]/.test(value)) return value;
+  return `"${value.replace(/"/g, '""')}"`;
+}
+
+export function csvLine(values: readonly string[]): string {
+  // A lone empty field would be a blank line, which readers skip: quote it.
+  if (values.length === 1 && values[0] === '') return '""';
+  let out = '';
+  for (let i = 0; i < values.length; i++) out += (i === 0 ? '' : ',') + csvField(values[i]);
+  return out;
+}

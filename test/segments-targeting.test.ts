@@ -1,0 +1,45 @@
+/** Compiled targeting programs (mask tests) agree with the naive recursive reading on any expression and bitset. */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { compileTargeting, evalTargeting, evalTargetingNaive } from '../src/segments/targeting.js';
+import type { TargetingExpr } from '../src/config/types.js';
+
+const SEGMENTS = Array.from({ length: 70 }, (_, i) => `s${i}`);
+const bitOf = new Map(SEGMENTS.map((s, i) => [s, i * 3] as const)); // spread over 7 words
+
+const { expr } = fc.letrec<{ expr: TargetingExpr }>((tie) => ({
+  expr: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constantFrom(...SEGMENTS),
+    fc.record({ all: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+    fc.record({ any: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+    fc.record({ none: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+  ),
+}));
+
+describe('targeting programs', () => {
+  it('evalTargeting === evalTargetingNaive', () => {
+    const words = 7;
+    fc.assert(
+      fc.property(expr, fc.uint32Array({ minLength: words, maxLength: words }), fc.double({ min: 0, max: 1, noNaN: true }), (e, raw, density) => {
+        // Sparse and dense bitsets both: mask the random words down by `density`.
+        const bits = new Uint32Array(words);
+        for (let w = 0; w < words; w++) bits[w] = density < 0.5 ? raw[w] & (raw[(w + 1) % words] | 0) & 0x11111111 : raw[w];
+        const errors: { path: string; message: string }[] = [];
+        const program = compileTargeting(e, bitOf, words, '/t', errors);
+        expect(errors).toEqual([]);
+        const has = (id: string) => {
+          const b = bitOf.get(id)!;
+          return (bits[b >>> 5] & (1 << (b & 31))) !== 0;
+        };
+        expect(evalTargeting(program, bits)).toBe(evalTargetingNaive(e, has));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('an absent expression matches everyone', () => {
+    const program = compileTargeting(undefined, bitOf, 7, '/t', []);
+    expect(evalTargeting(program, new Uint32Array(7))).toBe(true);
+  });
+});
