@@ -34,7 +34,7 @@ export function registerReconcileCommand(program: Command): void {
     .description('compare an external report (CSV per day and line item or deal) with the counts rebuilt from the event log; flag gaps over the threshold')
     .requiredOption('--report <file>', 'external report, CSV with a header: date, line_item or deal, impressions, spend')
     .option('--threshold <fraction>', 'relative gap above which a row is flagged', threshold, 0.05)
-    .option('--kpis-from <dir>', 'event log directory ($SEGBID_EVENT_LOG_DIR sets the default)', process.env.SEGBID_EVENT_LOG_DIR ?? 'data/events')
+    .option('--kpis-from <dir>', 'event log directory ($SEGBID_EVENT_LOG_DIR sets the default)', process.env.SEGBID_EVENT_LOG_DIR ?? 'var/events')
     .option('--map <mapping>', 'header mapping, e.g. "date=Day,line_item=Campaign,impressions=Paid Imps,spend=Cost"')
     .addOption(new Option('--measure <which>', 'bidder impressions compared: billed (burl), rendered (pixel) or wins').choices(['billed', 'rendered', 'wins']).default('billed'))
     .option('--json', 'print the result as JSON', false)
