@@ -14,6 +14,7 @@ import { startCluster } from '../server/cluster.js';
 import { SegbidError } from '../common/errors.js';
 import { registerReconcileCommand } from './reconcile-command.js';
 import { registerCompileCommand } from './compile-command.js';
+import { registerBriefCommand } from './brief-command.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -87,4 +88,5 @@ program
 
 registerCompileCommand(program);
 registerReconcileCommand(program);
+registerBriefCommand(program);
 await program.parseAsync(process.argv);

@@ -8,6 +8,7 @@ import { uWS } from './uws.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
 import { AdminApi, statusLine, type AdminResponse } from '../admin/admin-api.js';
+import { registerConsole } from './console-routes.js';
 
 export interface OpsServerOptions {
   metrics: Metrics;
@@ -105,6 +106,7 @@ export function createOpsApp(options: OpsServerOptions): uWS.TemplatedApp {
     res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
   });
   if (options.admin) serveAdmin(app, options.admin);
+  registerConsole(app);
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').end('{"error":"not_found"}'));
   });
