@@ -17,6 +17,10 @@ import { EventHandler } from '../events/event-handler.js';
 import { devKeyring } from '../events/keyring.js';
 import { adoptLearning } from './bidding-plan.js';
 import { LearningListener } from './learning.js';
+import { BudgetPolicy } from '../budget/budget-policy.js';
+import { Ledger } from '../budget/ledger.js';
+import { BudgetOutcomeListener } from '../budget/outcome-listener.js';
+import type { OutcomeContext, OutcomeListener, Attribution } from '../events/types.js';
 
 export interface BidResult {
   status: 200 | 204 | 400;
@@ -33,6 +37,12 @@ export class BidHandler {
   private readonly metrics: Metrics;
   /** Signs the event URLs of each bid and tallies bids sent (src/events). */
   readonly events: EventHandler;
+  /**
+   * Budgets, pacing and the test-and-learn allocator of the configured campaigns (null: none). It outlives
+   * config swaps: a swap that keeps the same campaigns keeps the ledger, so spend is never forgotten.
+   */
+  budget: BudgetPolicy | null = null;
+  private budgetListener: BudgetOutcomeListener | null = null;
   private readonly decision = new Decision();
   /** Reused result object: read it before the next call. */
   private readonly result: BidResult = { status: 204, body: '', reason: '', detail: '' };
@@ -46,6 +56,38 @@ export class BidHandler {
     this.metrics = metrics;
     this.events = events ?? new EventHandler({ config: decider.config, keyring: devKeyring(), events: { dedupeMax: 10_000, touchMax: 10_000 } });
     this.events.addListener(new LearningListener(() => this.decider));
+    this.attachBudget(decider);
+    // Notices settle the ledger of whichever budget policy is current.
+    const forward: OutcomeListener = {
+      onWin: (li: number, p: number, ctx: OutcomeContext) => this.budgetListener?.onWin(li, p, ctx),
+      onBill: (li: number, p: number, ctx: OutcomeContext) => this.budgetListener?.onBill(li, p, ctx),
+      onLoss: (li: number, b: number, m: number, r: number, ctx: OutcomeContext) => this.budgetListener?.onLoss(li, b, m, r, ctx),
+      onImpression: (li: number) => this.budgetListener?.onImpression(li),
+      onClick: (li: number, ctx: OutcomeContext) => this.budgetListener?.onClick(li, ctx),
+      onConversion: (li: number, v: number, a: Attribution) => this.budgetListener?.onConversion(li, v, a),
+    };
+    this.events.addListener(forward);
+  }
+
+  /** Gives the decider the budget policy of its campaigns, keeping the ledger when the campaigns are the same. */
+  private attachBudget(next: Decider): void {
+    const plan = next.config.budgetPlan;
+    if (plan === null) {
+      this.budget = null;
+      this.budgetListener = null;
+      return;
+    }
+    const previous = this.budget;
+    if (previous !== null) {
+      // Campaigns are matched by id and keep their spend and open reservations; line-item tags are re-mapped.
+      const newIndex = new Map(plan.lineItemIds.map((id, i) => [id, i] as const));
+      const tagMap = previous.plan.lineItemIds.map((id) => newIndex.get(id) ?? -1);
+      previous.ledger.reconfigure(Ledger.termsOf(plan), tagMap);
+    }
+    this.budget = new BudgetPolicy(plan, previous !== null ? { ledger: previous.ledger } : {});
+    this.budgetListener = new BudgetOutcomeListener(this.budget);
+    this.budget.tick(Date.now()); // the pacing throttles exist from the first request, not the first timer tick
+    next.policy = this.budget;
   }
 
   get current(): Decider {
@@ -55,6 +97,8 @@ export class BidHandler {
   /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
   swap(next: Decider): void {
     if (next.plan !== this.decider.plan) adoptLearning(next.plan, this.decider.plan);
+    if (next.config.budgetPlan !== this.decider.config.budgetPlan) this.attachBudget(next);
+    else if (this.budget !== null) next.policy = this.budget;
     this.events.setConfig(next.config);
     this.decider = next;
   }

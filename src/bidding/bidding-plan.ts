@@ -48,7 +48,8 @@ export function compileBiddingPlan(
     resolveShadingSettings(settings.shading),
   );
   const selector = compileCreativeSelector(config.lineItems, config.creatives, dictionary, tree, resolveRotationSettings(settings.rotation));
-  const capPlan = compileFrequencyCaps(config.lineItems, config.campaigns, errors);
+  const capCampaigns = (config.campaigns ?? []).map((c) => ({ id: c.id, name: c.name, frequencyCaps: c.frequencyCaps ?? [] }));
+  const capPlan = compileFrequencyCaps(config.lineItems, capCampaigns, errors);
   const caps = new InProcessCapStore(capPlan, settings.capStore);
   const privacy = new PrivacyGate(resolvePrivacySettings(settings.privacy, errors));
   const capped = (li: number) => capPlan.lineItemItem[li] >= 0 || capPlan.campaignItem[li] >= 0;

@@ -51,6 +51,8 @@ export interface BidPolicy {
    * currency). False = not affordable: the bid is dropped and the imp goes to the next best line item.
    */
   reserve(lineItem: number, costMicros: number, nowMs: number): boolean;
+  /** The ledger handle of the last successful reserve (carried in the bid id so notices settle it), -1 none. */
+  readonly lastReservation?: number;
 }
 
 /** No budgets: every active line item bids, the highest price wins. */
@@ -73,6 +75,8 @@ export class Decision {
   lineItem: (CompiledLineItem | null)[] = new Array(16).fill(null);
   creative: (CompiledCreative | null)[] = new Array(16).fill(null);
   dealId: (string | null)[] = new Array(16).fill(null);
+  /** Ledger reservation handle of each bid (-1 when not budgeted). */
+  reservation: Float64Array = new Float64Array(16);
   /** Shading context of each bid for the event token (src/bidding/learning.ts shadingArm). */
   arm: Int32Array = new Int32Array(16);
   /** The served size: creative's own for banners. */
@@ -85,6 +89,7 @@ export class Decision {
     this.impIndex = new Int32Array(size);
     this.priceMicros = new Float64Array(size);
     this.arm = new Int32Array(size);
+    this.reservation = new Float64Array(size);
     this.w = new Int32Array(size);
     this.h = new Int32Array(size);
     this.lineItem = new Array(size).fill(null);
@@ -104,7 +109,8 @@ export class Decider {
   private readonly creativeBlocked: Uint8Array;
   private generation = 0;
   readonly plan: BiddingPlan;
-  readonly policy: BidPolicy;
+  /** Set once, before the decider serves (the budget policy outlives config swaps: see BidHandler). */
+  policy: BidPolicy;
   /** The privacy verdict of the request being decided. */
   readonly verdict = new PrivacyVerdict();
   private readonly mctx: MultiplierContext;
@@ -482,6 +488,7 @@ export class Decider {
       out.lineItem[k] = bestItem;
       out.creative[k] = bestCreative;
       out.dealId[k] = bestDeal;
+      out.reservation[k] = this.policy.lastReservation ?? -1;
       out.arm[k] = shadingArm(this.auctionType === 1 && bestDeal === null, floorMicros * respRate);
       out.w[k] = bestCreative.w;
       out.h[k] = bestCreative.h;

@@ -94,10 +94,11 @@ export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campa
     names.push(name);
     return names.length - 1;
   };
+  // -1: a campaign without caps (a budget-only campaign): its line items are not capped through it.
   const campaignItemOf = new Map<string, number>();
   (campaigns ?? []).forEach((c, i) => {
     if (campaignItemOf.has(c.id)) errors.push({ path: `/campaigns/${i}/id`, message: `duplicate campaign id "${c.id}"` });
-    else campaignItemOf.set(c.id, addItem(`campaign:${c.id}`, c.frequencyCaps, `/campaigns/${i}/frequencyCaps`));
+    else campaignItemOf.set(c.id, c.frequencyCaps.length > 0 ? addItem(`campaign:${c.id}`, c.frequencyCaps, `/campaigns/${i}/frequencyCaps`) : -1);
   });
   const lineItemItem = new Int32Array(lineItems.length).fill(-1);
   const campaignItem = new Int32Array(lineItems.length).fill(-1);

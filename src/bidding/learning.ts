@@ -70,11 +70,17 @@ export class LearningListener implements OutcomeListener {
   }
 }
 
-/** Refreshes the hot-path tables from the learned counters: strategies and shading every second, rotation every 10 s. */
+/**
+ * Refreshes the hot-path tables from the learned counters, off the hot path: budgets (pacing, allocation) and
+ * strategies and shading every second, creative rotation every 10 s.
+ */
 export function startLearningTimers(current: () => Decider): () => void {
   let ticks = 0;
   const timer = setInterval(() => {
-    const plan = current().plan;
+    const decider = current();
+    const plan = decider.plan;
+    // Budgets: expire reservations, re-run the pacing controller, reallocate the test-and-learn shares.
+    (decider.policy as { tick?: (nowMs: number) => void }).tick?.(Date.now());
     plan.strategies.refresh();
     plan.shading.refresh(Date.now());
     if (++ticks % 10 === 0) plan.selector.refresh();

@@ -7,9 +7,11 @@
 import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { buildDictionary, type SegmentDictionary } from '../segments/segmentation.js';
 import { compileTargeting, type TargetingProgram } from '../segments/targeting.js';
-import { DEFAULT_BIDDER, type BidderSettings, type Channel, type CreativeDef, type LineItemDef } from './types.js';
+import { DEFAULT_BIDDER, type BidderSettings, type Channel, type CreativeDef, type LineItemDef, type TargetingExpr } from './types.js';
 import type { LoadedConfig } from './load.js';
 import { compileBiddingPlan, type BiddingPlan } from '../bidding/bidding-plan.js';
+import { compileCampaigns } from '../budget/compile.js';
+import type { CompiledBudgetPlan } from '../budget/types.js';
 
 export const FORMAT_BANNER = 1;
 export const FORMAT_VIDEO = 2;
@@ -118,6 +120,44 @@ export interface CompiledConfig {
   readonly seatJson: string;
   /** Strategies, multipliers, shading, creative selection, caps, privacy (src/bidding/bidding-plan.ts). */
   readonly plan: BiddingPlan;
+  /** Campaign budgets, arms, pacing and guard rails (src/budget); null when no campaign is configured. */
+  readonly budgetPlan: CompiledBudgetPlan | null;
+}
+
+/** The segment a line item is an arm of: its strategy's segment, else the first segment its targeting requires. */
+function armSegment(def: LineItemDef): string | null {
+  if (def.strategy?.segment) return def.strategy.segment;
+  const first = (e: TargetingExpr | undefined): string | null => {
+    if (e === undefined) return null;
+    if (typeof e === 'string') return e;
+    if ('none' in e) return null;
+    for (const c of 'all' in e ? e.all : e.any) {
+      const s = first(c);
+      if (s !== null) return s;
+    }
+    return null;
+  };
+  return first(def.targeting);
+}
+
+function compileBudget(config: LoadedConfig['config'], lineItems: readonly CompiledLineItem[], dictionary: SegmentDictionary, errors: ErrorDetail[]): CompiledBudgetPlan | null {
+  const campaigns = config.campaigns ?? [];
+  if (campaigns.length === 0) return null;
+  const indexById = new Map(lineItems.map((li) => [li.id, li.index] as const));
+  const segmentOf = new Map<string, string>();
+  config.lineItems.forEach((def) => {
+    const s = armSegment(def);
+    if (s !== null) segmentOf.set(def.id, s);
+  });
+  const parentOf = new Map<string, string>();
+  for (const s of dictionary.segments) if (s.parent) parentOf.set(s.id, s.parent);
+  try {
+    return compileCampaigns(campaigns, indexById, segmentOf, lineItems.map((li) => li.bidMicros), parentOf);
+  } catch (e) {
+    if (!(e instanceof SegbidError)) throw e;
+    errors.push(...e.details);
+    return null;
+  }
 }
 
 function catWithParents(cats: readonly string[]): string[] {
@@ -267,6 +307,7 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   });
   const supply = compileSupply(config.lineItems, lineItems);
   const plan = compileBiddingPlan(config, settings, dictionary, supply.words, errors);
+  const budgetPlan = compileBudget(config, lineItems, dictionary, errors);
   if (errors.length) {
     // The segmentation validator and the dictionary builder may both name one path (an unknown parent).
     const unique = errors.filter((e, i) => errors.findIndex((o) => o.path === e.path) === i);
@@ -280,6 +321,7 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
     lineItems,
     supply,
     plan,
+    budgetPlan,
     rates: new Map(Object.entries(settings.rates)),
     storePath,
     source,

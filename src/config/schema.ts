@@ -5,6 +5,14 @@
  */
 import { bidderBiddingProperties, creativeBiddingProperties, lineItemBiddingProperties, topLevelBiddingProperties } from '../bidding/strategies/schema.js';
 import { bidderPrivacyProperties } from '../privacy/schema.js';
+import { campaignSchema } from '../budget/schema.js';
+import { frequencyCapsSchema } from '../bidding/strategies/schema.js';
+
+/** A campaign: budget, KPI, exploration and guard rails (src/budget) and campaign-wide frequency caps. */
+const campaignsSchema = {
+  type: 'array',
+  items: { ...campaignSchema, properties: { ...campaignSchema.properties, frequencyCaps: frequencyCapsSchema } },
+} as const;
 
 const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const ids = { type: 'array', items: id } as const;
@@ -78,6 +86,7 @@ export const configSchema = {
     segmentation: { anyOf: [{ type: 'string', minLength: 1 }, segmentationSchema] },
     segmentStore: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
     ...topLevelBiddingProperties,
+    campaigns: campaignsSchema,
     creatives: {
       type: 'array',
       items: {

@@ -1,5 +1,10 @@
 import type { BidderBiddingDef, CreativeBiddingDef, LineItemBiddingDef, TopLevelBiddingDef } from '../bidding/strategies/schema.js';
 import type { PrivacySettingsDef } from '../privacy/schema.js';
+import type { CampaignDef as BudgetCampaignDef } from '../budget/types.js';
+import type { FrequencyCapDef } from '../bidding/strategies/schema.js';
+
+/** A campaign: its budget and test-and-learn settings, and campaign-wide frequency caps. */
+export type CampaignConfig = BudgetCampaignDef & { frequencyCaps?: FrequencyCapDef[] };
 
 /**
  * The trader-facing configuration, as written in JSON or YAML and validated by src/config/schema.ts.
@@ -92,7 +97,8 @@ export interface BidderSettings extends BidderBiddingDef {
   testRequests: 'bid' | 'nobid';
 }
 
-export interface SegbidConfig extends TopLevelBiddingDef {
+export interface SegbidConfig extends Omit<TopLevelBiddingDef, 'campaigns'> {
+  campaigns?: CampaignConfig[];
   version: 1;
   bidder?: Partial<BidderSettings>;
   /** Inline segmentation, or a path (relative to the config file) to a segmentation JSON/YAML file. */

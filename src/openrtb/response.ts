@@ -11,6 +11,7 @@ import { ADM_IMP_URL } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
 import { hash32, NO_SEGMENT, type TokenFields } from '../events/token.js';
+import { bidIdWithReservation } from '../budget/outcome-listener.js';
 import { configEpoch, dealIndex, mostSpecificSegment, primaryUserHash, userHash } from '../events/bid-context.js';
 
 const NURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}"';
@@ -98,7 +99,8 @@ export function buildBidResponse(
     fields.creative = cr.index;
     fields.deal = dealIndex(li, deal);
     fields.priceMicros = d.priceMicros[k];
-    fields.bidId = bidId + '-' + k;
+    // A budgeted bid carries its ledger reservation, so its win/billing/loss notice settles exactly it.
+    fields.bidId = bidIdWithReservation(bidId + '-' + k, d.reservation[k]);
     const token = events.sign(fields, 'exchange');
     events.noteBid(fields);
     let adm = '"adm":"' + cr.admParts[0];

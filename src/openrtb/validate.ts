@@ -11,6 +11,9 @@ import type { BidRequest } from 'iab-openrtb/v26';
 
 type Obj = Record<string, unknown>;
 
+/** Most imps one request may carry. */
+export const MAX_IMPS = 100;
+
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -213,6 +216,9 @@ export function validateBidRequest(req: unknown): string | null {
   if (typeof req.id !== 'string' || req.id.length === 0) return 'id must be a non-empty string';
   if (!Array.isArray(req.imp)) return 'imp must be an array';
   if (req.imp.length === 0) return 'imp is empty';
+  // Real requests carry a handful of imps; thousands would hold the event loop (and every other request)
+  // for hundreds of milliseconds and amplify into a response of megabytes.
+  if (req.imp.length > MAX_IMPS) return `imp has ${req.imp.length} entries, at most ${MAX_IMPS} are accepted`;
   if (req.tmax !== undefined && !isNonNegInt(req.tmax)) return 'tmax must be a non-negative integer';
   if (req.at !== undefined && !Number.isInteger(req.at)) return 'at must be an integer';
   if (req.test !== undefined && !isFlag(req.test)) return 'test must be 0 or 1';

@@ -174,11 +174,13 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
 
   // Event notices (win, bill, loss, imp, click, conv): transport only; src/events decides and answers.
   const events = handler.events;
-  const answerEvent = (res: uWS.HttpResponse, r: { status: number; headers: Record<string, string>; body: string | Buffer }) => {
+  // `head`: reliability fix (test/reliability-fuzz.test.ts) - a HEAD answer carried the body, which RFC 9110
+  // forbids and which desynchronised keep-alive clients (the body was read as the start of the next response).
+  const answerEvent = (res: uWS.HttpResponse, r: { status: number; headers: Record<string, string>; body: string | Buffer }, head = false) => {
     res.cork(() => {
       res.writeStatus(EVENT_STATUS[r.status] ?? String(r.status));
       for (const name in r.headers) res.writeHeader(name, r.headers[name]);
-      if (r.status === 204) res.endWithoutBody();
+      if (r.status === 204 || head) res.endWithoutBody();
       else res.end(r.body);
     });
   };
@@ -191,7 +193,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
       headers[k] = v;
     });
     if (method !== 'POST') {
-      answerEvent(res, events.handle({ method, path, query, headers }, Date.now()));
+      answerEvent(res, events.handle({ method, path, query, headers }, Date.now()), method === 'HEAD');
       return;
     }
     let done = false;
@@ -217,11 +219,22 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     });
   });
 
-  app.any(BID_PATH, (res) => {
-    res.cork(() => res.writeStatus('405 Method Not Allowed').writeHeader('allow', 'POST').end('{"error":"method_not_allowed"}'));
+  // HEAD gets the same status and headers without the body (reliability fix, see answerEvent).
+  app.any(BID_PATH, (res, req) => {
+    const head = req.getMethod() === 'head';
+    res.cork(() => {
+      res.writeStatus('405 Method Not Allowed').writeHeader('allow', 'POST');
+      if (head) res.endWithoutBody();
+      else res.end('{"error":"method_not_allowed"}');
+    });
   });
-  app.any('/*', (res) => {
-    res.cork(() => res.writeStatus('404 Not Found').end('{"error":"not_found"}'));
+  app.any('/*', (res, req) => {
+    const head = req.getMethod() === 'head';
+    res.cork(() => {
+      res.writeStatus('404 Not Found');
+      if (head) res.endWithoutBody();
+      else res.end('{"error":"not_found"}');
+    });
   });
   return app;
 }

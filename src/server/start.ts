@@ -68,6 +68,8 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     rows: discrepancies(events.kpis, query.has('threshold') ? Number(query.get('threshold')) : undefined, query.get('from') ?? undefined, query.get('to') ?? undefined),
   }));
   admin.addReadEndpoint(/^\/admin\/events$/, () => events.stats);
+  // Budgets: spend, reservations, pacing and every allocation with its reason (explore, exploit, guard rail).
+  admin.addReadEndpoint(/^\/admin\/budget$/, () => handler.budget?.report(Date.now()) ?? { campaigns: [] });
   // The loaded tree (the config may only name a segmentation file): the console and the brief draw it.
   admin.addReadEndpoint(/^\/admin\/segmentation$/, () => ({
     segments: handler.current.config.dictionary.segments.map(({ id, name, parent, kind }) => ({ id, name, parent, kind })),

@@ -1,0 +1,263 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { compileCampaigns } from '../src/budget/compile.js';
+import { ThompsonAllocator, RANK_DRAWS, REASON } from '../src/budget/allocator.js';
+import type { CampaignDef } from '../src/budget/types.js';
+
+const T0 = Date.parse('2026-03-02T00:00:00Z');
+
+/** A plan with one campaign; arms[k] = segment index of arm k; bids in CPM. */
+function plan(arms: number[], options: Partial<CampaignDef> = {}, bidsCpm?: number[]) {
+  const ids = arms.map((_, k) => `li-${k}`);
+  const def: CampaignDef = {
+    id: 'c',
+    name: 'c',
+    budget: { daily: 100, flight: 1000, flightStart: new Date(T0).toISOString(), flightEnd: new Date(T0 + 10 * 86_400_000).toISOString() },
+    kpi: 'roas',
+    lineItems: ids,
+    ...options,
+  };
+  return compileCampaigns(
+    [def],
+    new Map(ids.map((id, k) => [id, k])),
+    new Map(ids.map((id, k) => [id, `seg-${arms[k]}`])),
+    (bidsCpm ?? arms.map(() => 2)).map((cpm) => Math.round(cpm * 1e6)),
+  );
+}
+
+function groupShares(a: ThompsonAllocator, arms: number[], groups: number): number[] {
+  const out = new Array(groups).fill(0);
+  arms.forEach((g, k) => (out[g] += a.share[k]));
+  return out;
+}
+
+const evidence = fc.record({
+  imps: fc.integer({ min: 0, max: 200_000 }),
+  ctr: fc.double({ min: 0.0002, max: 0.01, noNaN: true }),
+  cvr: fc.double({ min: 0.005, max: 0.1, noNaN: true }),
+  basket: fc.double({ min: 10, max: 200, noNaN: true }),
+  win: fc.double({ min: 0.05, max: 0.95, noNaN: true }),
+  opp: fc.double({ min: 0, max: 100, noNaN: true }),
+});
+
+/** Segment guard rails: minimums summing to <= 1, maximums >= minimums, maximums summing to >= 1. */
+const railsArb = (groups: number) =>
+  fc
+    .array(fc.record({ min: fc.double({ min: 0, max: 1, noNaN: true }), span: fc.double({ min: 0, max: 1, noNaN: true }), guarded: fc.boolean() }), { minLength: groups, maxLength: groups })
+    .map((rs) => {
+      const minSum = rs.reduce((s, r) => s + (r.guarded ? r.min : 0), 0);
+      const scale = minSum > 0.95 ? 0.95 / minSum : 1;
+      const rails = rs.map((r) => ({ guarded: r.guarded, minShare: r.guarded ? r.min * scale : 0, maxShare: r.guarded ? Math.min(1, r.min * scale + r.span) : 1 }));
+      const maxSum = rails.reduce((s, r) => s + r.maxShare, 0);
+      if (maxSum < 1) rails[0] = { guarded: rails[0].guarded, minShare: rails[0].minShare, maxShare: 1 };
+      return rails;
+    });
+
+describe('test-and-learn allocator', () => {
+  it('respects the guard rails of every segment, for random posteriors and traffic', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }).chain((groups) =>
+          fc.tuple(
+            fc.constant(groups),
+            fc.array(fc.integer({ min: 0, max: groups - 1 }), { minLength: groups, maxLength: 12 }),
+            railsArb(groups),
+            fc.array(evidence, { minLength: 12, maxLength: 12 }),
+            fc.double({ min: 0, max: 0.5, noNaN: true }),
+            fc.double({ min: 0, max: 5000, noNaN: true }),
+            fc.integer({ min: 1, max: 1000 }),
+          ),
+        ),
+        ([groups, armGroups, rails, ev, explore, targetRate, seed]) => {
+          // Every segment has at least one arm (guard rails may only name segments that have arms).
+          const arms = [...Array.from({ length: groups }, (_, g) => g), ...armGroups].slice(0, Math.max(groups, armGroups.length));
+          const guardRails: CampaignDef['guardRails'] = {};
+          rails.forEach((r, g) => {
+            if (r.guarded) guardRails[`seg-${g}`] = { minShare: r.minShare, maxShare: r.maxShare };
+          });
+          const p = plan(arms, { guardRails, explorationShare: explore, learning: { samples: 32, minImpressions: 1000, minClicks: 3 } });
+          const a = new ThompsonAllocator(p, seed);
+          arms.forEach((_, k) => {
+            const e = ev[k];
+            a.bids[k] = Math.round(e.imps / e.win);
+            a.impressions[k] = e.imps;
+            a.costMicros[k] = e.imps * 1500;
+            a.clicks[k] = Math.round(e.imps * e.ctr);
+            a.conversions[k] = Math.round(a.clicks[k] * e.cvr);
+            a.valueMicros[k] = Math.round(a.conversions[k] * e.basket * 1e6);
+            a.opportunityRate[k] = e.opp;
+          });
+          a.targetRate[0] = targetRate;
+          a.reallocate(T0, true);
+          let sum = 0;
+          arms.forEach((_, k) => {
+            expect(a.share[k]).toBeGreaterThanOrEqual(0);
+            sum += a.share[k];
+          });
+          expect(sum).toBeCloseTo(1, 9);
+          const gs = groupShares(a, arms, groups);
+          p.campaigns[0].groups.forEach((g) => {
+            const j = Number(g.segmentId.slice(4));
+            expect(gs[j]).toBeGreaterThanOrEqual(g.minShare - 1e-9);
+            expect(gs[j]).toBeLessThanOrEqual(g.maxShare + 1e-9);
+          });
+          // The report is plain JSON.
+          const report = a.allocationReport();
+          expect(JSON.parse(JSON.stringify(report))).toEqual(report);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('gives the exploration share to the arms with too little evidence', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0.01, max: 0.5, noNaN: true }), fc.array(fc.boolean(), { minLength: 2, maxLength: 10 }), fc.integer({ min: 1, max: 99 }), (explore, learning, seed) => {
+        if (!learning.includes(true)) learning[0] = true;
+        const arms = learning.map((_, k) => k % 3);
+        const p = plan(arms, { explorationShare: explore, learning: { samples: 32, minImpressions: 1000, minClicks: 5 } });
+        const a = new ThompsonAllocator(p, seed);
+        learning.forEach((young, k) => {
+          a.impressions[k] = young ? 10 : 50_000;
+          a.bids[k] = a.impressions[k] * 3;
+          a.clicks[k] = young ? 0 : 100;
+          a.conversions[k] = young ? 0 : 4;
+          a.valueMicros[k] = a.conversions[k] * 50e6;
+          a.costMicros[k] = a.impressions[k] * 1500;
+          a.opportunityRate[k] = 50;
+        });
+        a.targetRate[0] = 10;
+        a.reallocate(T0, true);
+        const young = learning.filter((y) => y).length;
+        let exploreSum = 0;
+        learning.forEach((y, k) => {
+          if (!y) return;
+          expect(a.reason[k]).toBe(REASON.explore);
+          expect(a.share[k]).toBeGreaterThanOrEqual(explore / young - 1e-9);
+          exploreSum += a.share[k];
+        });
+        expect(exploreSum).toBeGreaterThanOrEqual(explore - 1e-9);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('never starves a segment with a minimum share, even one whose arms look worthless', () => {
+    const arms = [0, 0, 1];
+    const p = plan(arms, { explorationShare: 0, guardRails: { 'seg-1': { minShare: 0.2, maxShare: 1 } }, learning: { samples: 64, minImpressions: 0, minClicks: 0 } });
+    const a = new ThompsonAllocator(p, 3);
+    for (let k = 0; k < 3; k++) {
+      a.impressions[k] = 100_000;
+      a.bids[k] = 200_000;
+      a.costMicros[k] = 100_000 * 2000;
+      a.clicks[k] = k === 2 ? 20 : 500;
+      a.conversions[k] = k === 2 ? 0 : 40;
+      a.valueMicros[k] = a.conversions[k] * 80e6;
+      a.opportunityRate[k] = 100;
+    }
+    a.targetRate[0] = 20; // budget-limited: 100 req/s x 0.5 x 2000 micros = 100000/s available
+    a.reallocate(T0, true);
+    expect(a.share[2]).toBeCloseTo(0.2, 9);
+    expect(a.reason[2]).toBe(REASON.guard_rail_min);
+    expect(a.share[0] + a.share[1]).toBeCloseTo(0.8, 9);
+  });
+
+  it('concentrates on the arm that is clearly best, and ranks it first on most requests', () => {
+    const arms = [0, 1, 2];
+    const p = plan(arms, { explorationShare: 0, learning: { samples: 200, minImpressions: 0, minClicks: 0 } });
+    const a = new ThompsonAllocator(p, 5);
+    for (let k = 0; k < 3; k++) {
+      a.impressions[k] = 400_000;
+      a.bids[k] = 800_000;
+      a.costMicros[k] = 400_000 * 1600;
+      a.clicks[k] = 1200;
+      a.conversions[k] = k === 1 ? 120 : 24;
+      a.valueMicros[k] = a.conversions[k] * 70e6;
+      a.opportunityRate[k] = 1000;
+    }
+    a.targetRate[0] = 100; // far below what any one segment can spend: the budget, not the traffic, binds
+    a.reallocate(T0, true);
+    expect(a.share[1]).toBeGreaterThan(0.95);
+    let first = 0;
+    for (let r = 0; r < RANK_DRAWS; r++) {
+      a.beginRequest();
+      if (a.rank(1, 2e6) > a.rank(0, 2e6) && a.rank(1, 2e6) > a.rank(2, 2e6)) first++;
+    }
+    expect(first).toBeGreaterThan(0.9 * RANK_DRAWS);
+  });
+
+  it('bids high where budget is plentiful and low where it is scarce (the LP on win rate and cost)', () => {
+    // One segment, two bid strategies with the same creative: low wins 34% at 2.56, high wins 77% at 4.3.
+    const arms = [0, 0];
+    const p = plan(arms, { explorationShare: 0, learning: { samples: 100, minImpressions: 0, minClicks: 0 } }, [2.56, 4.8]);
+    const a = new ThompsonAllocator(p, 9);
+    const win = [0.34, 0.77];
+    const cost = [2560, 4300];
+    for (let k = 0; k < 2; k++) {
+      a.bids[k] = 300_000;
+      a.impressions[k] = Math.round(300_000 * win[k]);
+      a.costMicros[k] = a.impressions[k] * cost[k];
+      a.clicks[k] = Math.round(a.impressions[k] * 0.004);
+      a.conversions[k] = Math.round(a.clicks[k] * 0.07);
+      a.valueMicros[k] = a.conversions[k] * 110e6;
+      a.opportunityRate[k] = 10; // 10 requests/s: high spends 33k micros/s, low 8.7k
+    }
+    a.targetRate[0] = 1e6; // plenty of budget: value per request decides -> the high bid
+    a.reallocate(T0, true);
+    expect(a.share[1]).toBeGreaterThan(0.9);
+    a.targetRate[0] = 5_000; // scarce: value per unit of budget decides -> the low bid
+    a.reallocate(T0 + 1, true);
+    expect(a.share[0]).toBeGreaterThan(0.9);
+  });
+
+  it('keeps a bounded allocation history and answers rank() for unbudgeted line items by price', () => {
+    const p = plan([0, 1], { learning: { samples: 16, reallocateSeconds: 1 } });
+    const a = new ThompsonAllocator(p, 1);
+    for (let i = 0; i < 2100; i++) a.reallocate(T0 + i * 1000);
+    expect(a.allocationHistory().length).toBe(2000);
+    expect(a.allocationHistory()[0].t).toBe(T0 + 100 * 1000);
+    expect(a.allocationReport(5).history.length).toBe(5);
+    expect(a.rank(-1, 1234)).toBe(1234);
+    expect(a.rank(99, 1234)).toBe(1234);
+  });
+
+  it('does not count clicks too young to have converted in the conversion rate', () => {
+    const make = (delayMinutes: number) => {
+      const a = new ThompsonAllocator(plan([0], { learning: { samples: 16, conversionDelayMinutes: delayMinutes } }), 1);
+      a.impressions[0] = 50_000;
+      a.bids[0] = 100_000;
+      for (let i = 0; i < 200; i++) a.recordClick(0, T0 - 6 * 3_600_000); // old clicks: mature
+      for (let i = 0; i < 200; i++) a.recordClick(0, T0 - 60_000); // a minute ago: mostly unconverted yet
+      for (let i = 0; i < 10; i++) a.recordConversion(0, 80e6);
+      a.reallocate(T0, true);
+      return a.allocationReport().campaigns[0].arms[0].cvr;
+    };
+    const corrected = make(60);
+    const naive = make(0);
+    expect(naive).toBeLessThan(0.03); // ~12 / 450: the young clicks dilute it
+    expect(corrected).toBeGreaterThan(0.038); // ~12 / 290: they weigh about 1 - exp(-15 min / 60 min) (10-minute buckets)
+  });
+
+  it('pools sibling segments of the segmentation tree, and starts from the strategy\'s priors', () => {
+    const ids = ['a1', 'b1', 'c1'];
+    const p = compileCampaigns(
+      [{ id: 'c', name: 'c', budget: { daily: 100, flight: 1000, flightStart: new Date(T0).toISOString(), flightEnd: new Date(T0 + 10 * 86_400_000).toISOString() }, kpi: 'roas', lineItems: ids, priors: { 'seg-c': { cvr: 0.08, orderValue: 120, confidence: 50 } } }],
+      new Map(ids.map((id, k) => [id, k])),
+      new Map([['a1', 'seg-a'], ['b1', 'seg-b'], ['c1', 'seg-c']]),
+      [2e6, 2e6, 2e6],
+      new Map([['seg-a', 'prospects'], ['seg-b', 'prospects'], ['seg-c', 'customers']]),
+    );
+    expect(Array.from(p.campaigns[0].groupParent)).toEqual([0, 0, 1]);
+    const a = new ThompsonAllocator(p, 1);
+    // Segment a converts badly (2 in 400 clicks); b has no evidence yet: its prior leans on its sibling a.
+    a.impressions[0] = 200_000;
+    a.clicks[0] = 400;
+    a.conversions[0] = 2;
+    a.valueMicros[0] = 2 * 60e6;
+    a.reallocate(T0, true);
+    const arms = a.allocationReport().campaigns[0].arms;
+    expect(arms[1].cvr).toBeLessThan(0.02);
+    expect(arms[2].cvr).toBeCloseTo(0.08, 2);
+    expect(arms[2].orderValueMicros / 1e6).toBeCloseTo(120, -1);
+  });
+});
