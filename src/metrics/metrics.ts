@@ -35,7 +35,8 @@ export class Metrics {
   readonly requests: client.Counter<'outcome' | 'reason'>;
   readonly decisionSeconds: client.Histogram<string>;
   readonly bidPrice: client.Histogram<string>;
-  readonly inFlight: client.Gauge<string>;
+  /** Bid requests being read or decided: a plain number on the hot path, reported at scrape time. */
+  inFlight = 0;
   readonly userLookups: client.Counter<'result'>;
   readonly configReloads: client.Counter<'result'>;
   readonly ready: client.Gauge<string>;
@@ -75,7 +76,15 @@ export class Metrics {
       buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 50],
       registers,
     });
-    this.inFlight = new client.Gauge({ name: 'segbid_in_flight_requests', help: 'Bid requests being read or decided', registers });
+    const self = this;
+    new client.Gauge({
+      name: 'segbid_in_flight_requests',
+      help: 'Bid requests being read or decided',
+      registers,
+      collect() {
+        this.set(self.inFlight);
+      },
+    });
     this.userLookups = new client.Counter({
       name: 'segbid_user_lookups_total',
       help: 'Requests whose user keys were found (known) or not (unknown) in the segment store',

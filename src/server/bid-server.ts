@@ -112,24 +112,24 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     const settings = handler.current.config.settings;
     const maxBody = settings.maxBodyBytes;
     const reader = new BodyReader(declared === '' ? -1 : Number(declared) <= maxBody ? Number(declared) : -1);
-    metrics.inFlight.inc();
+    metrics.inFlight++;
     res.onAborted(() => {
       reader.aborted = true;
       if (!reader.done) {
         reader.done = true;
         metrics.transportCounters.aborted.inc();
-        metrics.inFlight.dec();
+        metrics.inFlight--;
       }
     });
     if (declared !== '' && !(Number(declared) <= maxBody)) {
       reader.done = true;
-      metrics.inFlight.dec();
+      metrics.inFlight--;
       reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
       return;
     }
     if (encoding !== '' && encoding !== 'gzip' && encoding !== 'deflate' && encoding !== 'identity') {
       reader.done = true;
-      metrics.inFlight.dec();
+      metrics.inFlight--;
       reject(res, 'unsupported_encoding', '415 Unsupported Media Type', `content-encoding ${encoding.slice(0, 32)} is not supported`, version, false);
       return;
     }
@@ -138,7 +138,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
       const size = chunk.byteLength;
       if (reader.length + size > maxBody || (reader.fixed !== null && reader.length + size > reader.fixed.length)) {
         reader.done = true;
-        metrics.inFlight.dec();
+        metrics.inFlight--;
         reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
         return;
       }
@@ -148,7 +148,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
       reader.length += size;
       if (!isLast) return;
       reader.done = true;
-      metrics.inFlight.dec();
+      metrics.inFlight--;
       let raw = reader.body();
       if (encoding === 'gzip' || encoding === 'deflate') {
         try {
