@@ -23,6 +23,7 @@
  */
 import type { ErrorDetail } from '../common/errors.js';
 import type { CampaignDef, CapStoreSettingsDef, FrequencyCapDef } from './strategies/schema.js';
+import { fmix32 } from '../segments/key-hash.js';
 
 export interface CapStore {
   /** HOT PATH. true = the user is under every cap of the line item and of its campaign (may bid). */
@@ -125,14 +126,6 @@ export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campa
 export const DEFAULT_CAP_CAPACITY = 1 << 18;
 const WAYS = 8;
 
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 export class InProcessCapStore implements CapStore {
   readonly plan: CapPlan;

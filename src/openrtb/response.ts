@@ -10,7 +10,7 @@ import type { CompiledConfig } from '../config/compile.js';
 import { ADM_IMP_URL } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
-import { hash32, NO_SEGMENT, type TokenFields } from '../events/token.js';
+import { emptyToken, hash32, type TokenFields } from '../events/token.js';
 import { bidIdWithReservation } from '../budget/outcome-listener.js';
 import { configEpoch, dealIndex, mostSpecificSegment, primaryUserHash, userHash } from '../events/bid-context.js';
 
@@ -31,25 +31,7 @@ function jsonString(s: string): string {
 }
 
 /** One reused token field set: signing copies it into the token buffer at once. */
-const fields: TokenFields = {
-  requestHash: 0,
-  impHash: 0,
-  impIndex: 0,
-  epoch: 0,
-  lineItem: 0,
-  arm: 0,
-  segmentBit: NO_SEGMENT,
-  creative: 0,
-  deal: 0,
-  priceMicros: 0,
-  currency: 'USD',
-  timeSec: 0,
-  test: false,
-  exchange: 0,
-  userHi: 0,
-  userLo: 0,
-  bidId: '',
-};
+const fields: TokenFields = emptyToken();
 
 /** The request fields read here (validated upstream); user/device/source feed the token's user and exchange. */
 export interface BidRequestView {

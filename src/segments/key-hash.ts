@@ -16,7 +16,8 @@ export type KeyKind = keyof typeof KEY_KIND;
 
 export const keyHash = { hi: 0, lo: 0 };
 
-function fmix32(h: number): number {
+/** murmur3's 32-bit finaliser: a full avalanche of one word. */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
