@@ -1,16 +1,18 @@
 /**
  * The whole loop over real HTTP on a running bidder: bid request -> bid response -> the exchange fires the
  * nurl (macros filled) and the burl -> the browser loads the pixel and follows the click redirect -> the
- * advertiser posts a conversion -> the KPI API shows exactly that; then a restart replays the event log into
- * the same KPIs.
+ * advertiser posts a conversion -> the KPI API and the budget ledger show exactly that; then a restart replays
+ * the event log into the same KPIs. The demo line items run under one budgeted campaign (settled on burl).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunningBidder } from '../src/server/start.js';
 import { raw, startTestBidder } from './helpers/bidder.js';
 import { demoUserId } from '../src/fixtures/demo.js';
+import { DEMO_DIR } from '../src/common/paths.js';
+import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 
 const READ = 'read-token-0123456789abcdef';
 const SECRET = 'conversion-secret-0123456789';
@@ -18,7 +20,31 @@ const KEYS = '1:' + 'ab'.repeat(32);
 let bidder: RunningBidder;
 const logDir = mkdtempSync(join(tmpdir(), 'segbid-e2e-'));
 
-const start = () => startTestBidder(undefined, { eventLogDir: logDir, eventKeys: KEYS, adminTokens: `read:${READ}` });
+const configDir = mkdtempSync(join(tmpdir(), 'segbid-e2e-config-'));
+
+/** The demo, with its line items as the arms of one campaign settled on billing notices. */
+function writeBudgetedDemo(): string {
+  ensureDemoStore();
+  for (const f of ['segmentation.json', 'segments.store']) copyFileSync(join(DEMO_DIR, f), join(configDir, f));
+  const doc = JSON.parse(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
+  const now = Date.now();
+  doc.campaigns = [
+    {
+      id: 'e2e',
+      name: 'End to end',
+      budget: { daily: 100, flight: 100, flightStart: new Date(now - 3600_000).toISOString(), flightEnd: new Date(now + 7 * 86400_000).toISOString() },
+      kpi: 'roas',
+      lineItems: doc.lineItems.map((li: { id: string }) => li.id),
+      pacing: { curve: 'even', catchUpSeconds: 10 },
+      settle: 'billing',
+    },
+  ];
+  const path = join(configDir, 'config.json');
+  writeFileSync(path, JSON.stringify(doc));
+  return path;
+}
+const configPath = writeBudgetedDemo();
+const start = () => startTestBidder(configPath, { eventLogDir: logDir, eventKeys: KEYS, adminTokens: `read:${READ}` });
 
 beforeAll(async () => {
   process.env.SEGBID_CONV_SECRET = SECRET;
@@ -45,27 +71,30 @@ async function kpis(port: number, dimension = 'line_item') {
 
 describe('bid -> win -> bill -> impression -> click -> conversion', () => {
   let bid: { id: string; impid: string; price: number; nurl: string; burl: string; lurl: string; adm: string; crid: string };
-  let lineItem: string;
 
-  it('bids for a known loyal user', async () => {
-    // Demo user 7 carries CRM segments; find one the loyal line item targets by asking the bidder.
-    const request = {
-      id: 'e2e-auction-1',
-      site: { domain: 'news.example', page: 'https://news.example/a' },
-      cur: ['USD'],
-      imp: [{ id: 'imp-1', banner: { format: [{ w: 300, h: 250 }] } }],
-      user: { buyeruid: demoUserId(7) },
-      device: { devicetype: 2, geo: { country: 'FRA' } },
-    };
-    const r = await raw(bidder.bidPort, { body: JSON.stringify(request) });
-    expect(r.status).toBe(200);
-    const response = JSON.parse(r.text);
-    bid = response.seatbid[0].bid[0];
+  it('bids for a known user once the pacer has seen traffic', async () => {
+    // The pacer learns each arm's capacity from the opportunities of the last second (the server ticks every
+    // second), so the first requests of a fresh campaign are paced; traffic flows until one gets a bid.
+    let response: { seatbid: { bid: typeof bid[] }[] } | null = null;
+    for (let i = 0; i < 400 && response === null; i++) {
+      const request = {
+        id: 'e2e-auction-1',
+        site: { domain: 'news.example', page: 'https://news.example/a' },
+        cur: ['USD'],
+        imp: [{ id: 'imp-1', banner: { format: [{ w: 300, h: 250 }] } }],
+        user: { buyeruid: demoUserId(7 + (i % 50)) },
+        device: { devicetype: 2, geo: { country: 'FRA' } },
+      };
+      const r = await raw(bidder.bidPort, { body: JSON.stringify(request) });
+      if (r.status === 200) response = JSON.parse(r.text);
+      else await new Promise((done) => setTimeout(done, 20));
+    }
+    expect(response).not.toBeNull();
+    bid = response!.seatbid[0].bid[0];
     expect(bid.impid).toBe('imp-1');
     expect(bid.nurl).toContain('${AUCTION_PRICE}');
     expect(bid.adm).toContain('/ev/imp?t=');
     expect(bid.adm).toContain('/ev/click?t=');
-    lineItem = bidder.handler.current.config.lineItems.find((li) => li.creatives.some((c) => c.id === bid.crid))!.id;
   });
 
   it('counts the win once however often the exchange retries it', async () => {
@@ -109,8 +138,11 @@ describe('bid -> win -> bill -> impression -> click -> conversion', () => {
   it('shows exactly that in the KPIs, and the same after a restart from the event log', async () => {
     const check = async (port: number) => {
       const report = await kpis(port);
-      const row = report.rows.find((r: { key: string }) => r.key === lineItem);
-      expect(row).toBeDefined();
+      // Exactly one line item won (several may share the creative; the token says which one bid).
+      const won = report.rows.filter((r: { counters: { wins: number } }) => r.counters.wins > 0);
+      expect(won).toHaveLength(1);
+      const row = won[0];
+      expect(bidder.handler.current.config.lineItems.find((li) => li.id === row.key)!.creatives.some((c) => c.id === bid.crid)).toBe(true);
       const c = row.counters;
       expect(c.wins).toBe(1);
       expect(c.billed).toBe(1);
@@ -122,6 +154,12 @@ describe('bid -> win -> bill -> impression -> click -> conversion', () => {
       expect(row.kpis.roas).toBeCloseTo(120.5 / 0.00042, 3);
     };
     await check(bidder.adminPort);
+    // The ledger: the billing notice settled exactly CPM 0.42 = 420 micros for one impression.
+    const budget = await (await fetch(`http://127.0.0.1:${bidder.adminPort}/admin/budget`, { headers: { authorization: `Bearer ${READ}` } })).json();
+    expect(budget.campaigns[0].id).toBe('e2e');
+    expect(budget.campaigns[0].account.flight.spent).toBe(420);
+    expect(budget.campaigns[0].account.counters.settled).toBe(1);
+    bidder.handler.budget!.ledger.checkInvariant();
     await bidder.close();
     bidder = await start();
     await check(bidder.adminPort);
