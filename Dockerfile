@@ -20,7 +20,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/fixtures ./fixtures
 COPY bin ./bin
-RUN chown -R node:node /app/fixtures
+RUN mkdir -p /app/var && chown -R node:node /app/fixtures /app/var
 USER node
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
