@@ -305,14 +305,22 @@ describe('impressions and clicks', () => {
     expect(url?.href).not.toMatch(/[\r\n]/);
   });
 
-  it('counts one click per bid but redirects every time; an expired click still lands, uncounted', () => {
+  it('counts one click per bid but redirects every time; an expired click is rejected (4xx), uncounted', () => {
     const { handler } = setup();
     const t = handler.sign(bid(), 'client');
     for (let i = 0; i < 3; i++) expect(handler.handle(get('/ev/click', { t }), NOW).status).toBe(302);
     expect(handler.kpis.total.clicks).toBe(1);
     const late = handler.handle(get('/ev/click', { t: handler.sign(bid({ bidId: 'late-0' }), 'client') }), NOW + 25 * 3600_000);
-    expect(late.status).toBe(302);
+    expect(late.status).toBe(410);
     expect(handler.kpis.total.clicks).toBe(1);
+    expect(handler.stats.get('click', 'expired')).toBe(1);
+  });
+
+  it('with redirectExpiredClicks, an expired click still lands (302), uncounted', () => {
+    const { handler } = setup({ events: { redirectExpiredClicks: true } });
+    const late = handler.handle(get('/ev/click', { t: handler.sign(bid({ bidId: 'late-1' }), 'client') }), NOW + 25 * 3600_000);
+    expect(late.status).toBe(302);
+    expect(handler.kpis.total.clicks).toBe(0);
     expect(handler.stats.get('click', 'expired')).toBe(1);
   });
 });

@@ -7,7 +7,7 @@
 import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { buildDictionary, type SegmentDictionary } from '../segments/segmentation.js';
 import { compileTargeting, type TargetingProgram } from '../segments/targeting.js';
-import { DEFAULT_BIDDER, type BidderSettings, type Channel, type CreativeDef, type LineItemDef, type TargetingExpr } from './types.js';
+import { DEFAULT_BIDDER, type SegbidConfig, type BidderSettings, type Channel, type CreativeDef, type LineItemDef, type TargetingExpr } from './types.js';
 import type { LoadedConfig } from './load.js';
 import { compileBiddingPlan, type BiddingPlan } from '../bidding/bidding-plan.js';
 import { compileCampaigns } from '../budget/compile.js';
@@ -122,6 +122,9 @@ export interface CompiledConfig {
   readonly plan: BiddingPlan;
   /** Campaign budgets, arms, pacing and guard rails (src/budget); null when no campaign is configured. */
   readonly budgetPlan: CompiledBudgetPlan | null;
+  /** KPI and event-notice settings as written (completed by src/events when the handler is built). */
+  readonly kpis: SegbidConfig['kpis'];
+  readonly events: SegbidConfig['events'];
 }
 
 /** The segment a line item is an arm of: its strategy's segment, else the first segment its targeting requires. */
@@ -322,6 +325,8 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
     supply,
     plan,
     budgetPlan,
+    kpis: config.kpis,
+    events: config.events,
     rates: new Map(Object.entries(settings.rates)),
     storePath,
     source,

@@ -6,6 +6,7 @@
 import { bidderBiddingProperties, creativeBiddingProperties, lineItemBiddingProperties, topLevelBiddingProperties } from '../bidding/strategies/schema.js';
 import { bidderPrivacyProperties } from '../privacy/schema.js';
 import { campaignSchema } from '../budget/schema.js';
+import { KPI_NAMES } from '../events/kpis.js';
 import { frequencyCapsSchema } from '../bidding/strategies/schema.js';
 
 /** A campaign: budget, KPI, exploration and guard rails (src/budget) and campaign-wide frequency caps. */
@@ -87,6 +88,42 @@ export const configSchema = {
     segmentStore: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }] },
     ...topLevelBiddingProperties,
     campaigns: campaignsSchema,
+    // KPIs defined up front: which ones are reported, attribution windows, the discrepancy threshold.
+    kpis: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        kpis: { type: 'array', uniqueItems: true, items: { enum: [...KPI_NAMES] } },
+        attribution: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { clickWindowSec: { type: 'integer', minimum: 0 }, viewWindowSec: { type: 'integer', minimum: 0 } },
+        },
+        discrepancyThreshold: { type: 'number', minimum: 0, maximum: 10 },
+        exchanges: { type: 'array', maxItems: 255, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 64, not: { const: 'other' } } },
+      },
+    },
+    // Event notices: token ages, which notice books spend per exchange, click domains and landings.
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxAgeSec: {
+          type: 'object',
+          additionalProperties: false,
+          properties: Object.fromEntries(['win', 'loss', 'bill', 'imp', 'click'].map((k) => [k, { type: 'integer', minimum: 1 }])),
+        },
+        spendOn: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { default: { enum: ['bill', 'win'] }, byExchange: { type: 'object', additionalProperties: { enum: ['bill', 'win'] } } },
+        },
+        clickDomains: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string', minLength: 1 } } },
+        redirectExpiredClicks: { type: 'boolean' },
+        dedupeMax: { type: 'integer', minimum: 1000, maximum: 100_000_000 },
+        touchMax: { type: 'integer', minimum: 1000, maximum: 100_000_000 },
+      },
+    },
     creatives: {
       type: 'array',
       items: {

@@ -2,6 +2,8 @@ import type { BidderBiddingDef, CreativeBiddingDef, LineItemBiddingDef, TopLevel
 import type { PrivacySettingsDef } from '../privacy/schema.js';
 import type { CampaignDef as BudgetCampaignDef } from '../budget/types.js';
 import type { FrequencyCapDef } from '../bidding/strategies/schema.js';
+import type { KpiConfig } from '../events/kpis.js';
+import type { EventsConfig } from '../events/event-handler.js';
 
 /** A campaign: its budget and test-and-learn settings, and campaign-wide frequency caps. */
 export type CampaignConfig = BudgetCampaignDef & { frequencyCaps?: FrequencyCapDef[] };
@@ -99,6 +101,10 @@ export interface BidderSettings extends BidderBiddingDef {
 
 export interface SegbidConfig extends Omit<TopLevelBiddingDef, 'campaigns'> {
   campaigns?: CampaignConfig[];
+  /** KPIs defined up front (src/events/kpis.ts KpiConfig, partial). */
+  kpis?: Partial<KpiConfig>;
+  /** Event notice settings (src/events/event-handler.ts EventsConfig, partial). */
+  events?: Partial<EventsConfig>;
   version: 1;
   bidder?: Partial<BidderSettings>;
   /** Inline segmentation, or a path (relative to the config file) to a segmentation JSON/YAML file. */

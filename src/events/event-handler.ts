@@ -109,7 +109,7 @@ export const DEFAULT_EVENTS_CONFIG: EventsConfig = {
   clickDomains: {},
   landing: {},
   clickIdParam: 'sbclid',
-  redirectExpiredClicks: true,
+  redirectExpiredClicks: false,
   maxConversionBodyBytes: 16 * 1024,
 };
 

@@ -9,7 +9,7 @@ import type { CompiledConfig } from '../config/compile.js';
 import { EventHandler } from '../events/event-handler.js';
 import { EventLog } from '../events/event-log.js';
 import { loadKeyring } from '../events/keyring.js';
-import { registerKpiMetrics } from '../events/kpis.js';
+import { KpiStore, registerKpiMetrics } from '../events/kpis.js';
 import { registerEventMetrics } from '../events/event-stats.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -21,7 +21,8 @@ export interface EventsSetupOptions {
 
 export function setupEvents(options: EventsSetupOptions, config: CompiledConfig, metrics: Metrics, logger: Logger): EventHandler {
   const keyring = loadKeyring(options.eventKeys, process.env, (message) => logger.warn(message));
-  const events = new EventHandler({ config, keyring });
+  // KPIs and notice settings come from the config, defined up front.
+  const events = new EventHandler({ config, keyring, events: config.events, kpis: new KpiStore(config.kpis ?? {}, config.dictionary.segments) });
   let log: EventLog | null = null;
   if (options.eventLogDir) {
     mkdirSync(options.eventLogDir, { recursive: true });
