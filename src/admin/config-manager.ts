@@ -19,11 +19,11 @@
  *   - Synchronous throughout: JavaScript runs it between two bid requests, so no lock is needed and two admin
  *     calls never interleave.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, extname, isAbsolute, relative, resolve } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import { SegbidError, type ErrorDetail } from '../common/errors.js';
-import { parseDocument } from '../config/load.js';
+import { readDocument } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import type { Decider } from '../bidding/decide.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
@@ -228,7 +228,7 @@ export class ConfigManager {
   /** Reads a config file (JSON or YAML) and manages it; `configPath` is set to that file. */
   static fromFile(configPath: string, options: Omit<ConfigManagerOptions, 'document' | 'baseDir' | 'source' | 'configPath'>): ConfigManager {
     const abs = resolve(configPath);
-    return new ConfigManager({ ...options, document: readConfigDocument(abs), baseDir: dirname(abs), source: abs, configPath: abs });
+    return new ConfigManager({ ...options, document: readDocument(abs), baseDir: dirname(abs), source: abs, configPath: abs });
   }
 
   // ---- reads --------------------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ export class ConfigManager {
   reloadFile(author: ConfigAuthor): ChangeResult {
     return this.attempt('reload_file', 'config', author, null, () => {
       if (this.configPath === null) throw new SegbidError('CONFIG_UNREADABLE', 'no config file to reload from');
-      const doc = readConfigDocument(this.configPath);
+      const doc = readDocument(this.configPath);
       return this.apply(doc, 'reload_file', 'config', author, {}, `reloaded ${this.configPath}: `, { freshStore: true, persist: false });
     });
   }
@@ -499,13 +499,4 @@ function publicVersion(v: StoredVersion): ConfigVersion {
   return { id: v.id, time: v.time, author: v.author, action: v.action, summary: v.summary };
 }
 
-/** Reads and parses a config file (JSON or YAML) without validating it. */
-export function readConfigDocument(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new SegbidError('CONFIG_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
-  }
-  return parseDocument(text, path);
-}
+

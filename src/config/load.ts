@@ -46,7 +46,8 @@ export function parseDocument(text: string, source: string): unknown {
   }
 }
 
-function readDocument(path: string): unknown {
+/** Reads and parses a config or segmentation file (JSON or YAML) without validating it. */
+export function readDocument(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -7,6 +7,7 @@ import { bidderBiddingProperties, creativeBiddingProperties, lineItemBiddingProp
 import { bidderPrivacyProperties } from '../privacy/schema.js';
 import { campaignSchema } from '../budget/schema.js';
 import { KPI_NAMES } from '../events/kpis.js';
+import { segmentationShapeSchema } from '../segments/rules-schema.js';
 import { frequencyCapsSchema } from '../bidding/strategies/schema.js';
 
 /** A campaign: budget, KPI, exploration and guard rails (src/budget) and campaign-wide frequency caps. */
@@ -20,29 +21,8 @@ const ids = { type: 'array', items: id } as const;
 const nonNegInt = { type: 'integer', minimum: 0 } as const;
 const targeting = { $ref: '#/$defs/targeting' } as const;
 
-export const segmentationSchema = {
-  type: 'object',
-  required: ['segments'],
-  additionalProperties: false,
-  properties: {
-    width: { type: 'integer', minimum: 32, maximum: 4096, multipleOf: 32 },
-    segments: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['id', 'name', 'kind'],
-        additionalProperties: false,
-        properties: {
-          id,
-          name: { type: 'string' },
-          parent: { anyOf: [id, { type: 'null' }] },
-          kind: { enum: ['crm', 'third_party', 'contextual', 'lookalike', 'group'] },
-          rule: {},
-        },
-      },
-    },
-  },
-} as const;
+/** The segmentation's shape, shared with `segbid compile` (rules per kind are checked by validateSegmentation). */
+export const segmentationSchema = segmentationShapeSchema;
 
 export const configSchema = {
   $id: 'segbid-config',

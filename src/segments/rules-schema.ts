@@ -100,30 +100,44 @@ export const lookalikeRuleSchema = {
 
 const kindIs = (kind: string) => ({ required: ['kind'], properties: { kind: { const: kind } } });
 
-/** The whole segmentation document, rules checked per kind. */
-export const segmentationRulesSchema = {
-  $id: 'segbid-segmentation',
+/** One segment of the tree, its rule left open (the shape the main config schema checks inline). */
+const segmentShape = {
+  type: 'object',
+  required: ['id', 'name', 'kind'],
+  additionalProperties: false,
+  properties: {
+    id,
+    name: { type: 'string' },
+    parent: { anyOf: [id, { type: 'null' }] },
+    kind: { enum: ['crm', 'third_party', 'contextual', 'lookalike', 'group'] },
+    rule: {},
+  },
+} as const;
+
+/** The segmentation document without its per-kind rules: embedded in the config schema (src/config/schema.ts). */
+export const segmentationShapeSchema = {
   type: 'object',
   required: ['segments'],
   additionalProperties: false,
+  properties: {
+    width: { type: 'integer', minimum: 32, maximum: 4096, multipleOf: 32 },
+    segments: { type: 'array', items: segmentShape },
+  },
+} as const;
+
+/** The whole segmentation document, rules checked per kind. */
+export const segmentationRulesSchema = {
+  ...segmentationShapeSchema,
+  $id: 'segbid-segmentation',
   $defs: {
     crmRule: crmRuleSchema('#/$defs/crmRule'),
   },
   properties: {
-    width: { type: 'integer', minimum: 32, maximum: 4096, multipleOf: 32 },
+    ...segmentationShapeSchema.properties,
     segments: {
       type: 'array',
       items: {
-        type: 'object',
-        required: ['id', 'name', 'kind'],
-        additionalProperties: false,
-        properties: {
-          id,
-          name: { type: 'string' },
-          parent: { anyOf: [id, { type: 'null' }] },
-          kind: { enum: ['crm', 'third_party', 'contextual', 'lookalike', 'group'] },
-          rule: {},
-        },
+        ...segmentShape,
         allOf: [
           { if: kindIs('crm'), then: { required: ['rule'], properties: { rule: { $ref: '#/$defs/crmRule' } } } },
           { if: kindIs('third_party'), then: { required: ['rule'], properties: { rule: thirdPartyRuleSchema } } },

@@ -9,6 +9,7 @@
  */
 import { gunzipSync, inflateSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { uWS } from './uws.js';
+import { BAD_REQUEST } from '../openrtb/reasons.js';
 import type { BidHandler } from '../bidding/bid-handler.js';
 import type { Metrics, TransportReason } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -158,7 +159,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
           if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
             reject(res, 'inflated_too_large', '413 Payload Too Large', `inflated body over ${settings.maxInflatedBytes} bytes`, version, true);
           } else {
-            metrics.badRequestCounters[2].inc();
+            metrics.badRequestCounters[BAD_REQUEST.bad_gzip].inc();
             respond(res, '400 Bad Request', '{"error":"bad_gzip","reason":"body is not valid ' + encoding + '"}', version, false, false);
           }
           return;

@@ -21,16 +21,11 @@ import { SegbidError } from '../common/errors.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { EventsSetupOptions } from './events-setup.js';
+import type { StartOptions } from './start.js';
 
-export interface ClusterOptions extends EventsSetupOptions {
-  configPath: string;
+/** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
+export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | keyof EventsSetupOptions> {
   workers: number;
-  host?: string;
-  port?: number;
-  adminPort?: number;
-  allowUwsFallback?: boolean;
-  logger: Logger;
-  signals?: boolean;
 }
 
 export interface WorkerData {
