@@ -28,10 +28,10 @@
  * 5. Writes bench/results/bid-path-<timestamp>.json and .md. A MISS does not fail the exit code: this is a
  *    measurement. A server that cannot start, or a crash, exits 1.
  */
+import { freePort } from './free-port.js';
 import autocannon from 'autocannon';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -128,18 +128,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-/** A free loopback port (closed again right away; the tiny race with other processes is acceptable here). */
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 interface Spawned {
   child: ChildProcess;
@@ -219,8 +207,8 @@ async function pollReady(url: string, child: ChildProcess, timeoutMs: number, ta
 }
 
 async function startSegbid(configPath: string): Promise<Target> {
-  const port = await freePort();
-  const adminPort = await freePort();
+  const port = await freePort(HOST);
+  const adminPort = await freePort(HOST);
   const s = spawnNode('segbid', [
     resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
     'serve',
@@ -240,7 +228,7 @@ async function startSegbid(configPath: string): Promise<Target> {
 }
 
 async function startBaseline(): Promise<Target> {
-  const port = await freePort();
+  const port = await freePort(HOST);
   const s = spawnNode('baseline', [resolve(PACKAGE_ROOT, 'dist/src/server/bare-baseline-server.js'), '--host', HOST, '--port', String(port)]);
   const m = await s.waitForLine(/bare-baseline listening on http:\/\/[^:]+:(\d+)/, 15_000);
   return { name: 'baseline', child: s.child, bidUrl: `http://${HOST}:${m[1]}${BID_PATH}`, adminUrl: null };

@@ -25,10 +25,10 @@
  *    warm-up) to the last. Writes bench/results/soak-<timestamp>.json. Exit code 0 on PASS, 2 on FAIL, 1 when
  *    the server could not start or crashed.
  */
+import { freePort } from './free-port.js';
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
@@ -79,17 +79,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 const tailLines: string[] = [];
 function keepTail(name: string) {
@@ -121,8 +110,8 @@ async function pollReady(url: string, timeoutMs: number): Promise<void> {
 }
 
 async function startServer(): Promise<{ pid: number; bidUrl: string; adminUrl: string; command: string }> {
-  const port = await freePort();
-  const adminPort = await freePort();
+  const port = await freePort(HOST);
+  const adminPort = await freePort(HOST);
   const args = [
     resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
     'serve',
