@@ -1,8 +1,10 @@
 /**
- * Micro-benchmark of the decision path alone, in-process, without HTTP: the demo config's BidHandler and
- * Decider (a private copy of the demo, bench/demo-fixtures.ts) over the bench request mix (bench/request-mix.ts).
+ * Micro-benchmark of the decision path alone, in-process, without HTTP: a scenario's BidHandler and Decider (a
+ * private copy of the demo, or of the large config: 1,000 line items x 256 segments, every feature on;
+ * bench/demo-fixtures.ts) over the matching bench request mix (bench/request-mix.ts).
  *
- *   node dist/bench/decision.js [--iterations 100000] [--per-call 50000] [--requests 500] [--seed N] [--out f.json]
+ *   node dist/bench/decision.js [--scenario large|demo] [--iterations 100000] [--per-call 50000] [--requests 500]
+ *                               [--seed N] [--out f.json]
  *
  * Stages, each timed the same two ways:
  *   parse     JSON.parse(body)
@@ -26,11 +28,14 @@ import { BidHandler } from '../src/bidding/bid-handler.js';
 import { Decision } from '../src/bidding/decide.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { validateBidRequest } from '../src/openrtb/validate.js';
-import { DEFAULT_MIX_PARAMS, generateRequestMix } from './request-mix.js';
-import { writeBenchDemo } from './demo-fixtures.js';
+import { DEFAULT_MIX_PARAMS, generateRequestMix, mixParamsFor } from './request-mix.js';
+import { writeBenchConfig } from './demo-fixtures.js';
 import { describeMachine, fmt, machineInfo, percentileSorted, textTable, type MachineInfo } from './stats.js';
 
 export interface DecisionBenchOptions {
+  scenario: 'demo' | 'large';
+  /** Time budget of each stage's batched pass (the timed pass gets half). */
+  seconds: number;
   iterations: number;
   perCall: number;
   requests: number;
@@ -39,6 +44,9 @@ export interface DecisionBenchOptions {
 
 export interface StageResult {
   stage: string;
+  /** Calls actually made in each pass (bounded by the options and by `seconds`). */
+  batchedCalls: number;
+  timedCalls: number;
   /** Calls per second over the batched pass. */
   callsPerSec: number;
   /** Per-call mean of the median / 99th-percentile batch, microseconds. */
@@ -59,6 +67,9 @@ export interface DecisionBenchResult {
   /** reason label -> share of the distinct requests (one pass). */
   reasons: Record<string, number>;
   bidRate: number;
+  /** Line items and segments of the config measured. */
+  lineItems: number;
+  segments: number;
 }
 
 const BATCH = 1000;
@@ -74,35 +85,47 @@ function flatten(s: string): number {
   return s.length === 0 ? 0 : s.charCodeAt(s.length - 1);
 }
 
-function timeStage(stage: string, calls: number, perCall: number, fn: (i: number) => void): StageResult {
+/**
+ * Each pass stops at its call count or its time budget, whichever comes first, so a slow stage (or a slow config)
+ * cannot stretch the run: `calls` / `perCall` are upper bounds, the counts actually made are reported.
+ */
+function timeStage(stage: string, calls: number, perCall: number, seconds: number, fn: (i: number) => void): StageResult {
   // Warm-up: let the JIT settle on the optimised code before measuring.
-  for (let i = 0; i < 20_000; i++) fn(i);
+  const warmEnd = performance.now() + Math.min(1000, seconds * 250);
+  for (let i = 0; i < 20_000 && (i % 256 !== 0 || performance.now() < warmEnd); i++) fn(i);
 
-  const batches = Math.max(1, Math.floor(calls / BATCH));
-  const batchUs = new Float64Array(batches);
+  const maxBatches = Math.max(1, Math.floor(calls / BATCH));
+  const batchUs = new Float64Array(maxBatches);
   let total = 0;
   let i = 0;
-  for (let b = 0; b < batches; b++) {
+  let batches = 0;
+  const batchEnd = performance.now() + seconds * 1000;
+  while (batches < maxBatches && (batches < 3 || performance.now() < batchEnd)) {
     const t0 = performance.now();
     for (let k = 0; k < BATCH; k++) fn(i++);
     const dt = performance.now() - t0;
     total += dt;
-    batchUs[b] = (dt * 1000) / BATCH;
+    batchUs[batches++] = (dt * 1000) / BATCH;
   }
-  batchUs.sort();
+  const batchSorted = batchUs.subarray(0, batches).sort();
 
-  const each = new Float64Array(perCall);
-  for (let k = 0; k < perCall; k++) {
+  const eachAll = new Float64Array(perCall);
+  let timed = 0;
+  const callEnd = performance.now() + seconds * 500;
+  while (timed < perCall && (timed % 256 !== 0 || timed < 1000 || performance.now() < callEnd)) {
     const t0 = process.hrtime.bigint();
     fn(i++);
-    each[k] = Number(process.hrtime.bigint() - t0) / 1000;
+    eachAll[timed++] = Number(process.hrtime.bigint() - t0) / 1000;
   }
-  each.sort();
+  const each = eachAll.subarray(0, timed).sort();
+  const batchUsSorted = batchSorted;
   return {
     stage,
+    batchedCalls: batches * BATCH,
+    timedCalls: timed,
     callsPerSec: (batches * BATCH) / (total / 1000),
-    batchP50Us: percentileSorted(batchUs, 50),
-    batchP99Us: percentileSorted(batchUs, 99),
+    batchP50Us: percentileSorted(batchUsSorted, 50),
+    batchP99Us: percentileSorted(batchUsSorted, 99),
     p50Us: percentileSorted(each, 50),
     p99Us: percentileSorted(each, 99),
     p999Us: percentileSorted(each, 99.9),
@@ -122,8 +145,8 @@ function timerCostUs(): number {
 }
 
 export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchResult {
-  // A fresh private copy of the demo, written by this build (see bench/demo-fixtures.ts).
-  const demo = writeBenchDemo();
+  // A fresh private copy of the scenario's config, written by this build (see bench/demo-fixtures.ts).
+  const demo = writeBenchConfig(options.scenario);
   let decider: ReturnType<typeof loadDecider>;
   try {
     decider = loadDecider(demo.configPath);
@@ -131,7 +154,7 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
     demo.remove(); // loaded into memory: the files are no longer needed
   }
   const handler = new BidHandler(decider, new Metrics({ defaultMetrics: false }));
-  const bodies = generateRequestMix({ count: options.requests, seed: options.seed });
+  const bodies = generateRequestMix({ ...mixParamsFor(options.scenario), count: options.requests, seed: options.seed });
   const n = bodies.length;
   const parsed: unknown[] = bodies.map((b) => JSON.parse(b) as unknown);
   for (let i = 0; i < n; i++) {
@@ -153,28 +176,37 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
   const decision = new Decision();
   const nowMs = performance.timeOrigin + performance.now();
   const stages: StageResult[] = [
-    timeStage('parse', options.iterations, options.perCall, (i) => {
+    timeStage('parse', options.iterations, options.perCall, options.seconds, (i) => {
       sink += (JSON.parse(bodies[i % n]) as { imp: unknown[] }).imp.length;
     }),
-    timeStage('validate', options.iterations, options.perCall, (i) => {
+    timeStage('validate', options.iterations, options.perCall, options.seconds, (i) => {
       sink += validateBidRequest(parsed[i % n]) === null ? 1 : 0;
     }),
-    timeStage('decide', options.iterations, options.perCall, (i) => {
+    timeStage('decide', options.iterations, options.perCall, options.seconds, (i) => {
       decider.decide(parsed[i % n], nowMs, decision);
       sink += decision.bidCount;
     }),
-    timeStage('handle', options.iterations, options.perCall, (i) => {
+    timeStage('handle', options.iterations, options.perCall, options.seconds, (i) => {
       const r = handler.handle(bodies[i % n]);
       sink += r.status + flatten(r.body);
     }),
   ];
-  return { machine: machineInfo(), options, timerUs: timerCostUs(), stages, reasons, bidRate: bids / n };
+  return {
+    machine: machineInfo(),
+    options,
+    timerUs: timerCostUs(),
+    stages,
+    reasons,
+    bidRate: bids / n,
+    lineItems: decider.config.lineItems.length,
+    segments: decider.config.dictionary.segments.length,
+  };
 }
 
 export function formatDecisionBench(r: DecisionBenchResult): string {
-  const rows: string[][] = [['stage', 'calls/s', 'batch p50 µs', 'batch p99 µs', 'call p50 µs', 'call p99 µs', 'call p99.9 µs', 'call max µs']];
+  const rows: string[][] = [['stage', 'calls', 'calls/s', 'batch p50 µs', 'batch p99 µs', 'call p50 µs', 'call p99 µs', 'call p99.9 µs', 'call max µs']];
   for (const s of r.stages) {
-    rows.push([s.stage, Math.round(s.callsPerSec).toLocaleString('en-US'), fmt(s.batchP50Us, 3), fmt(s.batchP99Us, 3), fmt(s.p50Us, 3), fmt(s.p99Us, 3), fmt(s.p999Us, 3), fmt(s.maxUs, 1)]);
+    rows.push([s.stage, `${s.batchedCalls}+${s.timedCalls}`, Math.round(s.callsPerSec).toLocaleString('en-US'), fmt(s.batchP50Us, 3), fmt(s.batchP99Us, 3), fmt(s.p50Us, 3), fmt(s.p99Us, 3), fmt(s.p999Us, 3), fmt(s.maxUs, 1)]);
   }
   const byStage = new Map(r.stages.map((s) => [s.stage, s]));
   const handle = byStage.get('handle')!;
@@ -185,8 +217,8 @@ export function formatDecisionBench(r: DecisionBenchResult): string {
   const reasonRows: string[][] = [['outcome (reason)', 'share']];
   for (const [reason, s] of Object.entries(r.reasons)) reasonRows.push([reason, `${fmt(100 * s, 1)}%`]);
   return [
-    `decision micro-benchmark: demo config, ${r.options.requests} distinct requests (seed ${r.options.seed}), ` +
-      `${r.options.iterations} batched + ${r.options.perCall} timed calls per stage`,
+    `decision micro-benchmark: ${r.options.scenario} config (${r.lineItems} line items, ${r.segments} segments), ${r.options.requests} distinct requests (seed ${r.options.seed}), ` +
+      `up to ${r.options.iterations} batched + ${r.options.perCall} timed calls per stage, at most ${r.options.seconds} s + ${r.options.seconds / 2} s each`,
     textTable(rows),
     `handle: ${fmt(1e6 / handle.callsPerSec, 2)} µs/call mean = ${Math.round(handle.callsPerSec).toLocaleString('en-US')} decisions/s on one core. ` +
       `Per-call medians (µs): parse ${fmt(p50('parse'), 2)}, validate ${fmt(p50('validate'), 2)}, decide ${fmt(p50('decide'), 2)}, ` +
@@ -198,9 +230,18 @@ export function formatDecisionBench(r: DecisionBenchResult): string {
   ].join('\n');
 }
 
+/** The decide stage: what the decision goal reads (decisions per second on one core, per-call p99). */
+export function decideStage(r: DecisionBenchResult): StageResult {
+  const s = r.stages.find((x) => x.stage === 'decide');
+  if (s === undefined) throw new Error('decision bench result has no decide stage');
+  return s;
+}
+
 function main(): void {
   const { values } = parseArgs({
     options: {
+      scenario: { type: 'string', default: 'large' },
+      seconds: { type: 'string', default: '3' },
       iterations: { type: 'string', default: '100000' },
       'per-call': { type: 'string', default: '50000' },
       requests: { type: 'string', default: String(DEFAULT_MIX_PARAMS.count) },
@@ -208,13 +249,19 @@ function main(): void {
       out: { type: 'string' },
     },
   });
+  if (values.scenario !== 'demo' && values.scenario !== 'large') throw new Error('--scenario is demo or large');
   const options: DecisionBenchOptions = {
+    scenario: values.scenario,
+    seconds: Number(values.seconds),
     iterations: Number(values.iterations),
     perCall: Number(values['per-call']),
     requests: Number(values.requests),
     seed: Number(values.seed),
   };
-  for (const [k, v] of Object.entries(options)) if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer`);
+  for (const k of ['iterations', 'perCall', 'requests', 'seed'] as const) {
+    if (!Number.isInteger(options[k]) || options[k] <= 0) throw new Error(`--${k} must be a positive integer`);
+  }
+  if (!(options.seconds > 0)) throw new Error('--seconds must be > 0');
   const result = runDecisionBench(options);
   process.stdout.write(`${describeMachine(result.machine)}\n${formatDecisionBench(result)}\n`);
   if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2) + '\n');

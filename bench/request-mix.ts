@@ -14,15 +14,26 @@
  * real traffic where the exchange's cookie sync, the device id and the publisher's eids are each sometimes
  * missing. Unknown users carry keys that are not in the store (or none at all).
  *
+ * Privacy: requests from outside the USA carry regs.gdpr = 1 and, per `consentShare` / `deniedConsentShare`, a
+ * real TCF v2 string (bench/consent-strings.ts) that grants `vendorId` what segbid asks for, one that does not, or
+ * none; US requests sometimes carry a us_privacy string. Exchanges are named in source.schain.nodes[0].asi (the
+ * shading curves key on them).
+ *
+ * Two profiles: DEFAULT_MIX_PARAMS for the demo config, LARGE_MIX_PARAMS for src/fixtures/large-config.ts (its deal
+ * ids, exchanges, countries, categories and 3rd-party data). Both reach the same demo users.
+ *
  * Every body passes src/openrtb/validate.ts; no-bids come from the decision (floors, formats, targeting, deal
- * rules, block lists), never from a 400. The module has no I/O so a later bench (node:http peer, multi-worker,
- * open-loop rates) can reuse it as is.
+ * rules, block lists, consent), never from a 400. No I/O.
  */
 import type { BidRequest, Imp } from 'iab-openrtb/v26';
 import { mulberry32 } from '../src/common/prng.js';
 import { DEMO_EID_SOURCE, DEMO_USERS, demoEmailHash, demoIfa, demoUserId } from '../src/fixtures/demo.js';
+import { LARGE_MIX, LARGE_VENDOR_ID } from '../src/fixtures/large-config.js';
+import { benchConsentStrings, type BenchConsentStrings } from './consent-strings.js';
 
 export interface MixParams {
+  /** Which config the mix is shaped for (a label for the report). */
+  profile: 'demo' | 'large';
   /** Number of distinct request bodies. */
   count: number;
   seed: number;
@@ -50,9 +61,31 @@ export interface MixParams {
   blockListShare: number;
   /** Share of imps that require https creatives (imp.secure = 1). */
   secureShare: number;
+  /** Of GDPR requests (non-US), the share with a consent string granting `vendorId` its purposes. */
+  consentShare: number;
+  /** Of GDPR requests, the share with a string that does not (vendor or purpose missing); the rest has none. */
+  deniedConsentShare: number;
+  /** Of US requests, the share carrying regs.us_privacy "1YNN" (no opt-out). */
+  usPrivacyShare: number;
+  /** TCF vendor id the granted strings name (the bench configs' bidder.privacy.vendorId). */
+  vendorId: number;
+  /** Deal ids offered in pmp (the first ones are the config's). */
+  dealIds: readonly string[];
+  /** Exchange names (schain asi), picked uniformly. */
+  exchanges: readonly string[];
+  countries: readonly string[];
+  /** Weights of `countries` (normalised). */
+  countryWeights: readonly number[];
+  /** Site / app content categories; a request carries one or two. */
+  cats: readonly string[];
+  /** 3rd-party data exchanges pass in user.data, as "provider:segment". */
+  thirdParty: readonly string[];
+  /** Share of requests with user.data. */
+  thirdPartyShare: number;
 }
 
 export const DEFAULT_MIX_PARAMS: MixParams = {
+  profile: 'demo',
   count: 500,
   seed: 0x5e6b1d,
   knownUserShare: 0.6,
@@ -67,9 +100,48 @@ export const DEFAULT_MIX_PARAMS: MixParams = {
   eurFirstCurShare: 0.3,
   blockListShare: 0.15,
   secureShare: 0.9,
+  consentShare: 0.75,
+  deniedConsentShare: 0.1,
+  usPrivacyShare: 0.3,
+  vendorId: LARGE_VENDOR_ID,
+  dealIds: ['1452f.eadb4.7aaa'],
+  exchanges: ['exchange.example'],
+  countries: ['USA', 'FRA', 'DEU', 'GBR'],
+  countryWeights: [0.4, 0.3, 0.15, 0.15],
+  // IAB12 is news: the demo's contextual segment keys on it.
+  cats: ['IAB12', 'IAB1', 'IAB17', 'IAB19', 'IAB2', 'IAB3'],
+  // The demo's auto-intender provider; not a store key.
+  thirdParty: ['6:12341318394918'],
+  thirdPartyShare: 0.15,
 };
 
 export const DEMO_DEAL_ID = '1452f.eadb4.7aaa';
+
+/** The mix for src/fixtures/large-config.ts: its deals (plus one it does not know), exchanges, countries, 3rd-party data. */
+export const LARGE_MIX_PARAMS: MixParams = {
+  ...DEFAULT_MIX_PARAMS,
+  profile: 'large',
+  dealShare: 0.15,
+  dealIds: [...LARGE_MIX.dealIds, 'unknown-deal-1'],
+  exchanges: LARGE_MIX.exchanges,
+  countries: LARGE_MIX.countries,
+  countryWeights: [0.35, 0.2, 0.15, 0.1, 0.1, 0.1],
+  cats: LARGE_MIX.cats,
+  thirdParty: LARGE_MIX.thirdParty,
+  thirdPartyShare: 0.4,
+};
+
+/** The mix parameters of a profile. */
+export function mixParamsFor(profile: MixParams['profile']): MixParams {
+  return profile === 'large' ? LARGE_MIX_PARAMS : DEFAULT_MIX_PARAMS;
+}
+
+const consentCache = new Map<number, BenchConsentStrings>();
+function consentStrings(vendorId: number): BenchConsentStrings {
+  let c = consentCache.get(vendorId);
+  if (c === undefined) consentCache.set(vendorId, (c = benchConsentStrings(vendorId)));
+  return c;
+}
 
 const BANNER_SIZES = [
   { w: 300, h: 250, weight: 0.4 },
@@ -77,16 +149,12 @@ const BANNER_SIZES = [
   { w: 320, h: 50, weight: 0.25 },
   { w: 300, h: 600, weight: 0.15 },
 ] as const;
-const COUNTRIES = ['USA', 'FRA', 'DEU', 'GBR'] as const;
-const COUNTRY_WEIGHTS = [0.4, 0.3, 0.15, 0.15] as const;
-const LANGUAGES: Record<(typeof COUNTRIES)[number], string> = { USA: 'en', FRA: 'fr', DEU: 'de', GBR: 'en' };
+const LANGUAGES: Record<string, string> = { USA: 'en', FRA: 'fr', DEU: 'de', GBR: 'en', ESP: 'es', ITA: 'it' };
 /** Site traffic is mostly desktop; app traffic is phones and tablets. */
 const SITE_DEVICE_TYPES = [2, 4, 5, 1] as const;
 const SITE_DEVICE_WEIGHTS = [0.5, 0.25, 0.1, 0.15] as const;
 const APP_DEVICE_TYPES = [4, 5, 1] as const;
 const APP_DEVICE_WEIGHTS = [0.6, 0.25, 0.15] as const;
-/** IAB12 is news: the demo's contextual segment keys on it. */
-const SITE_CATS = [['IAB12'], ['IAB1'], ['IAB17'], ['IAB19'], ['IAB2'], ['IAB12', 'IAB3']] as const;
 const DOMAINS = ['news.example.com', 'sport.example.fr', 'autos.example.de', 'recipes.example.co.uk', 'tech.example.com', 'weather.example.com'];
 const BUNDLES = ['com.example.news', 'com.example.puzzle', 'fr.example.meteo', 'de.example.auto', 'com.example.music'];
 /** Mostly harmless block lists; IAB22 (the demo creatives' category) blocks, as a real exchange sometimes does. */
@@ -228,7 +296,7 @@ function withDeal(rand: Rand, p: MixParams, imp: Imp): void {
   imp.pmp = {
     private_auction: rand() < p.privateAuctionShare ? 1 : 0,
     deals: [
-      { id: DEMO_DEAL_ID, bidfloor: floor, bidfloorcur: 'USD', at: 1 },
+      { id: pick(rand, p.dealIds), bidfloor: floor, bidfloorcur: 'USD', at: 1 },
       // A second deal the bidder does not know, so the deal loop is exercised past a miss.
       ...(rand() < 0.5 ? [{ id: `other-${hex(rand, 6)}`, bidfloor: 3, bidfloorcur: 'USD', at: 1 }] : []),
     ],
@@ -239,7 +307,7 @@ function oneRequest(rand: Rand, p: MixParams, i: number): BidRequest {
   const app = rand() < p.appShare;
   const known = rand() < p.knownUserShare;
   const keys = userKeys(rand, known, app);
-  const country = pickWeighted(rand, COUNTRIES, COUNTRY_WEIGHTS);
+  const country = pickWeighted(rand, p.countries, p.countryWeights);
   const devicetype = app ? pickWeighted(rand, APP_DEVICE_TYPES, APP_DEVICE_WEIGHTS) : pickWeighted(rand, SITE_DEVICE_TYPES, SITE_DEVICE_WEIGHTS);
   const fw = p.formatWeights;
   const imps: Imp[] = [];
@@ -262,16 +330,26 @@ function oneRequest(rand: Rand, p: MixParams, i: number): BidRequest {
     at: 1,
     tmax: int(rand, 10, 30) * 10,
     cur: rand() < p.eurFirstCurShare ? ['EUR', 'USD'] : ['USD'],
-    source: { tid: uuid(rand), schain: { complete: 1, ver: '1.0', nodes: [{ asi: 'exchange.example', sid: hex(rand, 6), hp: 1 }] } },
+    source: { tid: uuid(rand), schain: { complete: 1, ver: '1.0', nodes: [{ asi: pick(rand, p.exchanges), sid: hex(rand, 6), hp: 1 }] } },
     regs: country === 'USA' ? { coppa: 0, gdpr: 0 } : { coppa: 0, gdpr: 1 },
   };
+  let consent: string | undefined;
+  if (country === 'USA') {
+    if (rand() < p.usPrivacyShare) req.regs!.us_privacy = '1YNN';
+  } else {
+    const x = rand();
+    const strings = consentStrings(p.vendorId);
+    if (x < p.consentShare) consent = pick(rand, strings.granted);
+    else if (x < p.consentShare + p.deniedConsentShare) consent = pick(rand, strings.denied);
+  }
+  const cat = rand() < 0.2 ? [pick(rand, p.cats), pick(rand, p.cats)] : [pick(rand, p.cats)];
   const publisher = { id: `pub-${int(rand, 1, 40)}` };
   if (app) {
     const bundle = pick(rand, BUNDLES);
-    req.app = { id: `app-${bundle}`, bundle, name: bundle.split('.').pop(), storeurl: `https://apps.example.com/${bundle}`, publisher, cat: [...pick(rand, SITE_CATS)] };
+    req.app = { id: `app-${bundle}`, bundle, name: bundle.split('.').pop(), storeurl: `https://apps.example.com/${bundle}`, publisher, cat };
   } else {
     const domain = pick(rand, DOMAINS);
-    req.site = { id: `site-${domain}`, domain, page: `https://${domain}/article/${int(rand, 1, 99999)}`, publisher, cat: [...pick(rand, SITE_CATS)] };
+    req.site = { id: `site-${domain}`, domain, page: `https://${domain}/article/${int(rand, 1, 99999)}`, publisher, cat };
   }
   const agent = pick(rand, UA_BY_DEVICE_TYPE[devicetype]);
   req.device = {
@@ -279,16 +357,20 @@ function oneRequest(rand: Rand, p: MixParams, i: number): BidRequest {
     ip: `${int(rand, 11, 223)}.${int(rand, 0, 255)}.${int(rand, 0, 255)}.0`,
     devicetype,
     os: agent.os,
-    language: LANGUAGES[country],
+    language: LANGUAGES[country] ?? 'en',
     js: 1,
     geo: { country, type: 2 },
     ...(keys.ifa !== undefined ? { ifa: keys.ifa, lmt: 0 } : {}),
   };
   req.user = {};
+  if (consent !== undefined) req.user.consent = consent;
   if (keys.buyeruid !== undefined) req.user.buyeruid = keys.buyeruid;
   if (keys.eid !== undefined) req.user.eids = [{ source: keys.known ? DEMO_EID_SOURCE : 'id5-sync.com', uids: [{ id: keys.eid, atype: 3 }] }];
-  // 3rd-party data as exchanges pass it (the demo's auto-intender provider); not a store key.
-  if (rand() < 0.15) req.user.data = [{ id: '6', name: 'auto-data.example', segment: [{ id: '12341318394918' }] }];
+  // 3rd-party data as exchanges pass it; not a store key.
+  if (rand() < p.thirdPartyShare) {
+    const [provider, segment] = pick(rand, p.thirdParty).split(':');
+    req.user.data = [{ id: provider, name: `data-${provider}.example`, segment: [{ id: segment }] }];
+  }
   if (rand() < p.blockListShare) {
     req.bcat = [...pick(rand, BCATS)];
     req.badv = [...pick(rand, BADVS)];
@@ -321,12 +403,20 @@ export interface MixSummary {
   secure: number;
   eurFirstCur: number;
   blockLists: number;
+  /** regs.gdpr = 1 requests, and among them those with a consent string the vendor may use / may not use. */
+  gdpr: number;
+  consentGranted: number;
+  consentDenied: number;
+  usPrivacy: number;
+  thirdPartyData: number;
   byCountry: Record<string, number>;
+  byExchange: Record<string, number>;
   byDeviceType: Record<string, number>;
 }
 
 /** Counts what the bodies contain (known user = one of the demo key shapes is present). */
-export function summarizeMix(bodies: readonly string[]): MixSummary {
+export function summarizeMix(bodies: readonly string[], params: MixParams = DEFAULT_MIX_PARAMS): MixSummary {
+  const granted = new Set(consentStrings(params.vendorId).granted);
   const s: MixSummary = {
     requests: bodies.length,
     meanBytes: 0,
@@ -343,7 +433,13 @@ export function summarizeMix(bodies: readonly string[]): MixSummary {
     secure: 0,
     eurFirstCur: 0,
     blockLists: 0,
+    gdpr: 0,
+    consentGranted: 0,
+    consentDenied: 0,
+    usPrivacy: 0,
+    thirdPartyData: 0,
     byCountry: {},
+    byExchange: {},
     byDeviceType: {},
   };
   let bytes = 0;
@@ -369,6 +465,18 @@ export function summarizeMix(bodies: readonly string[]): MixSummary {
     }
     if (r.cur?.[0] === 'EUR') s.eurFirstCur++;
     if (r.bcat !== undefined) s.blockLists++;
+    if (r.regs?.gdpr === 1) {
+      s.gdpr++;
+      const consent = r.user?.consent;
+      if (consent !== undefined) {
+        if (granted.has(consent)) s.consentGranted++;
+        else s.consentDenied++;
+      }
+    }
+    if (r.regs?.us_privacy !== undefined) s.usPrivacy++;
+    if (r.user?.data !== undefined) s.thirdPartyData++;
+    const asi = r.source?.schain?.nodes?.[0]?.asi ?? '-';
+    s.byExchange[asi] = (s.byExchange[asi] ?? 0) + 1;
     const c = r.device?.geo?.country ?? '-';
     s.byCountry[c] = (s.byCountry[c] ?? 0) + 1;
     const d = String(r.device?.devicetype ?? '-');

@@ -10,8 +10,9 @@
  *      ifa for half, hashed email for a fifth, like the demo) and 3rd-party data correlated with spending;
  *   2. compile: `segbid compile`'s code path (compileFiles) from the CSV file to the store file;
  *   3. probe, in a FRESH child process so that load time and RSS are not polluted by the compile: load the
- *      store (readStore), RSS before/after; then lookups+match on one core: hash a buyeruid, orInto a zeroed
- *      bitset, evaluate a targeting program (share `--known-share` of known users); then the peer: one
+ *      store (readStore), RSS before/after; then lookups+match on one core, the bid path's steps for one key
+ *      (decide.ts: hash the key string, orInto a zeroed bitset, evaluate a line item's targeting program),
+ *      share `--known-share` of known users, also split into known-only and unknown-only keys; then the peer: one
  *      RoaringBitmap32 per segment over user ordinals plus a key -> ordinal table (same hash, same probing), and
  *      the same program as bitmap `has` tests.
  * Goals: compile <= 20 s, load <= 1 s, <= 64 bytes per user, >= 2M lookups+match/s.
@@ -27,7 +28,7 @@ import { mulberry32 } from '../src/common/prng.js';
 import { compileFiles } from '../src/segments/compiler/compile-files.js';
 import { formatReport } from '../src/segments/compiler/report.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
-import { MAX_LOAD, fingerprintOf, readStore, slotOf } from '../src/segments/segment-store.js';
+import { MAX_LOAD, entryOf, readStore, rowBitsFor, slotOf } from '../src/segments/segment-store.js';
 import { compileTargeting, evalTargeting } from '../src/segments/targeting.js';
 import type { SegmentDef, SegmentationDef, TargetingExpr } from '../src/config/types.js';
 import type { CrmRule } from '../src/segments/rules.js';
@@ -155,6 +156,9 @@ interface ProbeResult {
   oursNs: number[];
   hashNs: number[];
   probeNs: number[];
+  /** ns per lookup+match over known-only and unknown-only keys (same loop), one entry per round. */
+  knownNs: number[];
+  unknownNs: number[];
   matches: number;
   known: number;
   pool: number;
@@ -194,7 +198,28 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
       known++;
     } else keys[i] = `x-${Math.floor(rand() * 1e12).toString(36)}`;
   }
+  // Known-only and unknown-only pools (a quarter of the size) for the split figures.
+  const side = pool >>> 2;
+  const knownKeys: string[] = new Array(side);
+  const unknownKeys: string[] = new Array(side);
+  for (let i = 0; i < side; i++) {
+    knownKeys[i] = userId(Math.floor(rand() * users));
+    unknownKeys[i] = `y-${Math.floor(rand() * 1e12).toString(36)}`;
+  }
   const bits = new Uint32Array(store.words);
+  const runOn = (list: string[]) => (from: number, count: number): number => {
+    let matches = 0;
+    const m = list.length - 1;
+    for (let i = from; i < from + count; i++) {
+      hashKey(KEY_KIND.buyeruid, list[i & m]);
+      bits.fill(0);
+      store.orInto(keyHash.hi, keyHash.lo, bits);
+      if (evalTargeting(program, bits)) matches++;
+    }
+    return matches;
+  };
+  const runKnown = runOn(knownKeys);
+  const runUnknown = runOn(unknownKeys);
   const run = (from: number, count: number): number => {
     let matches = 0;
     for (let i = from; i < from + count; i++) {
@@ -226,11 +251,13 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   // Peer: key -> ordinal table (same hash, same layout, same probing) + one RoaringBitmap32 per segment.
   // Two passes over the users (count, then fill typed arrays) so 10M users do not need JS arrays of ordinals.
   const t2 = performance.now();
-  // The peer's key -> ordinal table has the store's layout and probe (fingerprints, MAX_LOAD), so the two
-  // loops differ only in the membership test: a bitset row vs one RoaringBitmap32.has per segment.
+  // The peer's key -> ordinal table has the store's layout and probe (entries of tag | ordinal, interleaved keys,
+  // MAX_LOAD), so the two loops differ only in the membership test: a bitset row vs RoaringBitmap32.has calls.
   const capacity = Math.max(users + 1, Math.ceil(users / MAX_LOAD));
-  const ordSlots = new Uint32Array(capacity * 3);
-  const ordFps = new Uint8Array(capacity);
+  const ordBits = rowBitsFor(users);
+  const ordMask = 2 ** ordBits - 1;
+  const ordEntries = new Uint32Array(capacity);
+  const ordKeys = new Uint32Array(capacity * 2);
   const nSegments = segmentation.segments.length;
   const sizes = new Uint32Array(nSegments);
   const forEachMember = (fn: (segment: number, n: number) => void) => {
@@ -255,11 +282,10 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   for (let n = 0; n < users; n++) {
     hashKey(KEY_KIND.buyeruid, userId(n));
     let slot = slotOf(keyHash.lo, capacity);
-    while (ordFps[slot] !== 0) if (++slot === capacity) slot = 0;
-    ordSlots[slot * 3] = keyHash.lo;
-    ordSlots[slot * 3 + 1] = keyHash.hi;
-    ordSlots[slot * 3 + 2] = n + 1;
-    ordFps[slot] = fingerprintOf(keyHash.hi);
+    while (ordEntries[slot] !== 0) if (++slot === capacity) slot = 0;
+    ordEntries[slot] = entryOf(keyHash.hi, n, ordBits);
+    ordKeys[slot * 2] = keyHash.lo;
+    ordKeys[slot * 2 + 1] = keyHash.hi;
   }
   const bitmaps = members.map((m) => {
     const b = new RoaringBitmap32(m);
@@ -273,12 +299,12 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   const bm = (id: string) => bitmaps[bitOf.get(id)!];
   const [c1, c2, l0, c3, gc, t0b] = [bm('crm-1'), bm('crm-2'), bm('lal-0'), bm('crm-3'), bm('g-customers'), bm('tp-0')];
   const ordinalOf = (hi: number, lo: number): number => {
-    const fp = fingerprintOf(hi);
+    const tag = hi >>> ordBits || 1;
     let slot = slotOf(lo, capacity);
     for (;;) {
-      const f = ordFps[slot];
-      if (f === 0) return -1;
-      if (f === fp && ordSlots[slot * 3] === lo && ordSlots[slot * 3 + 1] === hi) return ordSlots[slot * 3 + 2] - 1;
+      const e = ordEntries[slot];
+      if (e === 0) return -1;
+      if (e >>> ordBits === tag && ordKeys[slot * 2] === lo && ordKeys[slot * 2 + 1] === hi) return e & ordMask;
       if (++slot === capacity) slot = 0;
     }
   };
@@ -299,11 +325,15 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   runProbe(0, warm);
   runHash(0, warm);
   runRoaring(0, warm);
+  runKnown(0, warm);
+  runUnknown(0, warm);
   const per = Math.max(1, Math.floor(lookups / ROUNDS));
   const oursNs: number[] = [];
   const roaringNs: number[] = [];
   const hashNs: number[] = [];
   const probeNs: number[] = [];
+  const knownNs: number[] = [];
+  const unknownNs: number[] = [];
   let matches = 0;
   let roaringMatches = 0;
   const time = (fn: (from: number, count: number) => number, from: number, into: number[]): number => {
@@ -318,6 +348,8 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
     roaringMatches += time(runRoaring, from, roaringNs);
     time(runHash, from, hashNs);
     time(runProbe, from, probeNs);
+    time(runKnown, from, knownNs);
+    time(runUnknown, from, unknownNs);
   }
   return {
     users,
@@ -328,11 +360,13 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
     oursNs,
     hashNs,
     probeNs,
+    knownNs,
+    unknownNs,
     matches,
     known,
     pool,
     roaringBytes,
-    ordinalBytes: ordSlots.byteLength + ordFps.byteLength,
+    ordinalBytes: ordEntries.byteLength + ordKeys.byteLength,
     roaringBuildMs,
     roaringNs,
     roaringMatches,
@@ -405,6 +439,7 @@ async function main(): Promise<void> {
       ['  best round', `${fmt(1e3 / best(p.oursNs), 2)} M/s`, ''],
       ['  matches', `${fmt(p.matches)} of ${fmt(p.lookups)}`, ''],
       ['  ns per lookup (median): hash / + orInto / + match', `${fmt(median(p.hashNs), 0)} / ${fmt(median(p.probeNs), 0)} / ${fmt(median(p.oursNs), 0)}`, ''],
+      ['  ns per lookup+match (median): known users / unknown users', `${fmt(median(p.knownNs), 0)} / ${fmt(median(p.unknownNs), 0)}`, ''],
       ['peer roaring: lookups+match per s (median / best)', `${fmt(roaringRate / 1e6, 2)} / ${fmt(1e3 / best(p.roaringNs), 2)} M/s`, p.roaringMatches === p.matches ? 'same matches' : `DIFFERENT matches (${fmt(p.roaringMatches)})`],
       ['peer roaring: bytes per user (bitmaps + key table)', `${fmt((p.roaringBytes + p.ordinalBytes) / p.users, 1)} (${fmt(p.roaringBytes / p.users, 1)} + ${fmt(p.ordinalBytes / p.users, 1)})`, ''],
       ['peer roaring: build from the store', `${fmt(p.roaringBuildMs / 1000, 2)} s`, ''],

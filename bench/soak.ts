@@ -1,15 +1,19 @@
 /**
  * `npm run soak`: a soak test of one segbid process under steady load.
  *
- *   node dist/bench/soak.js [--minutes 10] [--connections 64] [--max-seconds 10] [--load-share 0.7]
+ *   node dist/bench/soak.js [--duration 600] [--connections 64] [--max-seconds 10] [--load-share 0.7]
  *                           [--sample-seconds 10] [--requests 500] [--seed N]
  *
+ *   `npm run soak` runs 10 minutes (the run that says something about leaks); `npm run soak -- --duration 60`
+ *   a short one. `--duration` is in seconds; `--minutes N` is kept as its older spelling.
+ *
  * 1. Starts segbid as a child process on the embedded demo:
- *    `node dist/src/cli/main.js serve --workers 1 --host 127.0.0.1 --port P --admin-port Q --event-log none`
+ *    `node dist/src/cli/main.js serve --workers 1 --host 127.0.0.1 --port P --admin-port Q --event-log <tmp dir>`
+ *    (the event log on, as in production: the bid tally is logged every second; removed afterwards)
  *    (ready when /healthz and /readyz answer 200).
  * 2. Measures its max req/s: a closed-loop autocannon run (`--max-seconds`, `--connections`) on the request mix
  *    of bench/request-mix.ts (seeded, the same bodies every run), each connection starting at its own offset.
- * 3. Drives it at `--load-share` (70%) of that max for `--minutes`, rate-limited with autocannon `overallRate`
+ * 3. Drives it at `--load-share` (70%) of that max for `--duration` seconds, rate-limited with autocannon `overallRate`
  *    (each connection sends at most rate/connections req/s; this is a paced load, not a true open loop: a
  *    connection waits for its answer before the next request, which at 70% of the max rarely matters).
  * 4. Every `--sample-seconds` (10 s): the server's RSS (/proc/<pid>/status VmRSS), event-loop lag p99 and p50
@@ -28,8 +32,9 @@
 import { freePort } from './free-port.js';
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
 import { DEFAULT_MIX_PARAMS, generateRequestMix } from './request-mix.js';
@@ -40,7 +45,8 @@ const RSS_GROWTH_LIMIT = 0.05;
 const WARMUP_SHARE = 0.2;
 
 interface SoakOptions {
-  minutes: number;
+  /** Seconds of the paced run. */
+  durationS: number;
   connections: number;
   maxSeconds: number;
   loadShare: number;
@@ -69,8 +75,10 @@ interface Sample {
 /* ---------- the server child ---------- */
 
 let child: ChildProcess | null = null;
+const eventLogDir = mkdtempSync(join(tmpdir(), 'segbid-soak-events-'));
 process.on('exit', () => {
   if (child !== null && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  rmSync(eventLogDir, { recursive: true, force: true });
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -124,9 +132,10 @@ async function startServer(): Promise<{ pid: number; bidUrl: string; adminUrl: s
     '--admin-port',
     String(adminPort),
     '--event-log',
-    'none',
+    eventLogDir,
   ];
-  child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  // No ledger state files in the working tree: budget state stays in memory for the soak.
+  child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SEGBID_STATE_DIR: 'none' } });
   // always drain both pipes: a child blocked on a full pipe would look like a slow or leaking server
   child.stdout!.on('data', keepTail('out'));
   child.stderr!.on('data', keepTail('err'));
@@ -221,7 +230,8 @@ function table(header: string[], rows: string[][]): string {
 function parseOptions(): SoakOptions {
   const { values } = parseArgs({
     options: {
-      minutes: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '600' },
+      minutes: { type: 'string' },
       connections: { type: 'string', default: '64' },
       'max-seconds': { type: 'string', default: '10' },
       'load-share': { type: 'string', default: '0.7' },
@@ -231,7 +241,7 @@ function parseOptions(): SoakOptions {
     },
   });
   const o: SoakOptions = {
-    minutes: Number(values.minutes),
+    durationS: values.minutes !== undefined ? Number(values.minutes) * 60 : Number(values.duration),
     connections: Number(values.connections),
     maxSeconds: Number(values['max-seconds']),
     loadShare: Number(values['load-share']),
@@ -239,7 +249,7 @@ function parseOptions(): SoakOptions {
     requests: Number(values.requests),
     seed: Number(values.seed),
   };
-  for (const [k, v] of Object.entries(o)) if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k} must be a positive number`);
+  for (const [k, v] of Object.entries(o)) if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k === 'durationS' ? 'duration' : k} must be a positive number`);
   if (o.loadShare > 1) throw new Error('--load-share must be in (0, 1]');
   return o;
 }
@@ -266,11 +276,11 @@ async function main(): Promise<number> {
     const rate = Math.max(1, Math.round(maxRps * opts.loadShare));
     process.stdout.write(
       `soak: max ${maxRps.toFixed(0)} req/s (closed loop, ${opts.connections} connections, ${opts.maxSeconds} s; p99 ${max.latency.p99} ms, non-2xx ${max.non2xx}, errors ${max.errors})\n` +
-        `soak: pacing at ${rate} req/s (${(opts.loadShare * 100).toFixed(0)}%) for ${opts.minutes} min, a sample every ${opts.sampleSeconds} s\n`,
+        `soak: pacing at ${rate} req/s (${(opts.loadShare * 100).toFixed(0)}%) for ${opts.durationS} s, a sample every ${opts.sampleSeconds} s\n`,
     );
 
     // 2. the paced run, sampled
-    const durationS = Math.round(opts.minutes * 60);
+    const durationS = Math.round(opts.durationS);
     const samples: Sample[] = [];
     let ok2xx = 0;
     let non2xx = 0;

@@ -25,7 +25,8 @@ describe('segbid brief', () => {
       // A segment's line items and its message.
       expect(text).toContain('li-loyal-display');
       expect(text).toContain('cr-loyal-300x250');
-      expect(text).toContain('volume: see compile report');
+      // Per-segment volumes come from the store header (segmentUsers), not a pointer to the compile report.
+      expect(text).toMatch(/\(crm; \d[\d,]* users\)/);
       expect(text).toContain('win notices (nurl) accepted');
       expect(text).toContain('7 days');
       expect(text).toContain('no campaigns');

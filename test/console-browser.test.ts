@@ -1,8 +1,10 @@
 /**
  * The trader console in a real browser (playwright-core + Debian chromium) against a real bidder: traffic and
- * events (nurl, burl, pixel, click) go over HTTP, then the page signs in with a write token, draws the charts
- * with that data, pauses a line item from its button (checked on the page AND in GET /admin/config), shows a
- * read-only token's 403, and leaves a screenshot in test-output/console.png.
+ * events (nurl, burl, lurl, pixel, click) go over HTTP, then the page signs in with a write token, draws the
+ * charts with that data (the live totals, and from /admin/history: spend vs pacing target and the arm shares
+ * of a budgeted campaign, win rate and shading per line item; each checked for drawn pixels of its series),
+ * pauses a line item from its button (checked on the page AND in GET /admin/config), shows a read-only token's
+ * 403, and leaves screenshots in test-output/console.png and test-output/console-history.png.
  * Skipped only when /usr/bin/chromium is absent.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +26,8 @@ const READ = 'read-token-0123456789abcdef';
 const WRITE = 'write-token-fedcba9876543210';
 const KEYS = '1:' + 'cd'.repeat(32);
 const PAUSED = 'li-loyal-display';
+/** The budgeted campaign's arms (the paused line item and run-of-network stay unbudgeted: never paced). */
+const ARMS = ['li-regular-display', 'li-winback', 'li-lookalike'];
 
 let bidder: RunningBidder;
 let browser: Browser;
@@ -35,13 +39,25 @@ function inlineDemoConfig(dir: string): string {
   const doc = JSON.parse(readFileSync(DEMO_CONFIG, 'utf8'));
   doc.segmentation = JSON.parse(readFileSync(join(DEMO_DIR, doc.segmentation), 'utf8'));
   doc.segmentStore = resolve(DEMO_DIR, doc.segmentStore);
+  const start = Date.now() - 120_000;
+  doc.campaigns = [
+    {
+      id: 'spring',
+      name: 'Spring sale',
+      budget: { daily: 2, flight: 10, flightStart: new Date(start).toISOString(), flightEnd: new Date(start + 7 * 86_400_000).toISOString() },
+      kpi: 'cpc',
+      lineItems: ARMS,
+      pacing: { curve: 'even', catchUpSeconds: 10 },
+      settle: 'billing',
+    },
+  ];
   const path = join(dir, 'config.json');
   writeFileSync(path, JSON.stringify(doc, null, 2));
   return path;
 }
 
-function fill(url: string, price: string, auction: string, imp: string): string {
-  const values: Record<string, string> = { AUCTION_ID: auction, AUCTION_IMP_ID: imp, AUCTION_PRICE: price, AUCTION_CURRENCY: 'USD' };
+function fill(url: string, price: string, auction: string, imp: string, extra: Record<string, string> = {}): string {
+  const values: Record<string, string> = { AUCTION_ID: auction, AUCTION_IMP_ID: imp, AUCTION_PRICE: price, AUCTION_CURRENCY: 'USD', ...extra };
   let out = url;
   for (const [k, v] of Object.entries(values)) out = out.split('${' + k + '}').join(v);
   const u = new URL(out);
@@ -50,7 +66,10 @@ function fill(url: string, price: string, auction: string, imp: string): string 
 
 const get = async (path: string) => (await raw(bidder.bidPort, { method: 'GET', path })).status;
 
-/** `n` auctions for demo users from `from`; wins every bid, bills and renders most, clicks some. */
+/**
+ * `n` auctions for demo users from `from` (every other one at first price); 4 of 5 bids win, the 5th loses to a
+ * higher bid (lurl with a min-to-win price); bills and renders most wins, clicks some.
+ */
 async function traffic(from: number, n: number): Promise<number> {
   let wins = 0;
   for (let i = from; i < from + n; i++) {
@@ -60,14 +79,18 @@ async function traffic(from: number, n: number): Promise<number> {
       site: { domain: 'news.example', page: 'https://news.example/a' },
       cur: ['USD'],
       imp: [{ id: 'imp-1', banner: { format: [{ w: 300, h: 250 }] } }],
+      at: i % 2 === 0 ? 1 : 2,
       user: { buyeruid: demoUserId(i) },
       device: { devicetype: 2, geo: { country: 'FRA' } },
     };
     const r = await raw(bidder.bidPort, { body: JSON.stringify(request) });
     if (r.status !== 200) continue;
     const bid = JSON.parse(r.text).seatbid[0].bid[0];
-    if (i % 5 === 4) continue; // lost auction
     const price = (0.3 + (i % 7) * 0.1).toFixed(2);
+    if (i % 5 === 4) {
+      expect(await get(fill(bid.lurl, price, id, 'imp-1', { AUCTION_LOSS: '102', AUCTION_MIN_TO_WIN: (bid.price * 1.2).toFixed(4) }))).toBe(204);
+      continue;
+    }
     expect(await get(fill(bid.nurl, price, id, 'imp-1'))).toBe(204);
     wins++;
     if (i % 6 !== 0) expect(await get(fill(bid.burl, price, id, 'imp-1'))).toBe(204);
@@ -89,7 +112,7 @@ async function traffic(from: number, n: number): Promise<number> {
 describe.skipIf(!HAVE_CHROMIUM)('trader console in chromium', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'segbid-console-'));
-    bidder = await startTestBidder(inlineDemoConfig(dir), { adminTokens: `read:${READ},write:${WRITE}`, eventLogDir: join(dir, 'events'), eventKeys: KEYS });
+    bidder = await startTestBidder(inlineDemoConfig(dir), { adminTokens: `read:${READ},write:${WRITE}`, eventLogDir: join(dir, 'events'), eventKeys: KEYS, historyEveryMs: 300 });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -131,6 +154,46 @@ describe.skipIf(!HAVE_CHROMIUM)('trader console in chromium', () => {
     await traffic(41, 30);
     await page.waitForFunction((before) => document.getElementById('total-spend')!.textContent !== before, spendBefore);
     await page.waitForFunction(() => document.querySelectorAll('#reasons tbody tr').length > 0 && !document.querySelector('#reasons td.muted'));
+
+    // The history charts: drawn (a canvas with pixels of each series' colour) from series with several points.
+    const pacing = '#pacing-charts [data-chart="pacing:spring"]';
+    const allocation = '#allocation-charts [data-chart="allocation:spring"]';
+    const bidding = '#bidding-charts [data-chart="line-item:li-run-of-network"]';
+    for (const box of [pacing, allocation, bidding]) {
+      await page.waitForSelector(`${box} canvas`);
+      await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-points')) >= 3, box);
+    }
+    // Spend booked for the campaign shows in its summary once a billed arm's notice is in a sample.
+    await page.waitForFunction((sel) => /^spent (?!0\.00 )/.test(document.querySelector(sel + ' .summary')?.textContent ?? ''), pacing);
+    const ink = (sel: string, rgb: [number, number, number]) =>
+      page.evaluate(
+        ({ sel, rgb }) => {
+          const canvas = document.querySelector(sel + ' canvas') as HTMLCanvasElement;
+          const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          let n = 0;
+          for (let i = 0; i < px.length; i += 4) {
+            if (px[i + 3] > 200 && Math.abs(px[i] - rgb[0]) + Math.abs(px[i + 1] - rgb[1]) + Math.abs(px[i + 2] - rgb[2]) < 60) n++;
+          }
+          return n;
+        },
+        { sel, rgb },
+      );
+    expect(await ink(pacing, [0x1f, 0x8a, 0x4c]), 'spend line').toBeGreaterThan(20);
+    expect(await ink(pacing, [0x2f, 0x6f, 0xdf]), 'target line').toBeGreaterThan(20);
+    expect(await ink(allocation, [0x1d, 0x23, 0x30]), 'explore line').toBeGreaterThan(0);
+    expect(await ink(bidding, [0x2f, 0x6f, 0xdf]), 'win rate').toBeGreaterThan(10);
+    expect(await ink(bidding, [0xe0, 0x7b, 0x00]), 'shading').toBeGreaterThan(20);
+    // Every arm of the campaign is listed with its current share and reason.
+    const arms = await page.$$eval(`${allocation} tr[data-arm]`, (rows) => rows.map((r) => [r.getAttribute('data-arm'), r.getAttribute('data-reason')]));
+    expect(arms.map((a) => a[0])).toEqual(ARMS);
+    for (const [, reason] of arms) expect(['explore', 'exploit', 'guard_rail_min', 'guard_rail_max']).toContain(reason);
+    // Run-of-network bid at first price and lost some: its shading is learned from those notices.
+    expect(await page.textContent(`${bidding} .summary`)).toMatch(/bids \d+ · wins \d+ · win rate \d+\.\d % · bids \d+\.\d % of value \(learned\)/);
+    mkdirSync(join(PACKAGE_ROOT, 'test-output'), { recursive: true });
+    const boxes = await Promise.all(['#pacing', '#allocation', '#bidding'].map(async (sel) => (await page.locator(sel).boundingBox())!));
+    const top = Math.min(...boxes.map((b) => b.y));
+    const bottom = Math.max(...boxes.map((b) => b.y + b.height));
+    await page.screenshot({ path: join(PACKAGE_ROOT, 'test-output', 'console-history.png'), fullPage: true, clip: { x: 0, y: top - 8, width: 1400, height: bottom - top + 16 } });
 
     // Pause from the page.
     const row = `#line-items tr[data-line-item="${PAUSED}"]`;

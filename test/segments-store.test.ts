@@ -14,7 +14,7 @@ import {
   SegmentStoreBuilder,
   decodeStore,
   encodeStore,
-  fingerprintOf,
+  tagOf,
   peekStoreVersion,
   readStore,
   writeStore,
@@ -87,7 +87,8 @@ describe('segment store round trip', () => {
     const store = builder.build();
     expect(store.header.rowCount).toBe(2);
     expect(store.header.userCount).toBe(900);
-    expect(store.byteLength).toBe(store.capacity * 13 + 2 * 8 * 4);
+    expect(store.byteLength).toBe(store.capacity * 12 + 2 * 8 * 4);
+    expect(store.header.rowBits).toBe(1);
     const out = new Uint32Array(8);
     expect(store.orInto(3, 3 * 7919, out)).toBe(true);
     expect(out[0]).toBe(1 << 1);
@@ -156,7 +157,7 @@ describe('segment store rejects bad files', () => {
     const file = Buffer.from(sample());
     file.writeUInt32LE(0x12345678, 0);
     expectCode(() => decodeStore(file), 'STORE_CORRUPT', /magic/);
-    for (const version of [1, 2, 4, 0xffff]) {
+    for (const version of [1, 2, 3, 5, 0xffff]) {
       const other = Buffer.from(sample());
       other.writeUInt32LE(version, 4);
       expectCode(() => decodeStore(other), 'STORE_VERSION', new RegExp(`version ${version}`));
@@ -166,30 +167,41 @@ describe('segment store rejects bad files', () => {
   it('a crafted file with a valid checksum cannot make lookups loop or read past the rows', () => {
     const file = Buffer.from(sample());
     const start = payloadStart(file);
-    // slot 0 row index past the rows
+    const store = decodeStore(file);
+    const rowBits = store.header.rowBits;
+    const entriesOf = (b: Buffer) => new Uint32Array(b.buffer, b.byteOffset + start, store.capacity);
+    const keysOf = (b: Buffer) => new Uint32Array(b.buffer, b.byteOffset + start + store.capacity * 4, store.capacity * 2);
+    const taken = Array.from(entriesOf(file)).findIndex((e) => e !== 0);
+    // a row index past the rows (tag kept)
     const past = Buffer.from(file);
-    new Uint32Array(past.buffer, past.byteOffset + start, 3)[2] = 1000;
+    const pe = entriesOf(past);
+    pe[taken] = ((pe[taken] >>> rowBits) * 2 ** rowBits + (2 ** rowBits - 1)) >>> 0;
     refreshCrc(past);
     expectCode(() => decodeStore(past), 'STORE_CORRUPT', /past the rows/);
-    // every slot taken (fingerprints kept consistent): a miss would probe forever
-    const store = decodeStore(file);
+    // every slot taken (tags kept consistent with the keys): a miss would probe forever
     const full = Buffer.from(file);
-    const slots = new Uint32Array(full.buffer, full.byteOffset + start, store.capacity * 3);
-    const fpStart = start + store.capacity * 12 + store.header.rowCount * store.words * 4;
-    for (let s = 0; s < store.capacity; s++) {
-      if (slots[s * 3 + 2] === 0) {
-        slots[s * 3 + 2] = 1;
-        full[fpStart + s] = fingerprintOf(slots[s * 3 + 1]);
-      }
-    }
+    const fe = entriesOf(full);
+    const fk = keysOf(full);
+    for (let s = 0; s < store.capacity; s++) if (fe[s] === 0) fe[s] = tagOf(fk[s * 2 + 1], rowBits) * 2 ** rowBits;
     refreshCrc(full);
     expectCode(() => decodeStore(full), 'STORE_CORRUPT', /no empty slot/);
-    // a fingerprint that does not match its key would hide the key
-    const wrongFp = Buffer.from(file);
-    const taken = Array.from({ length: store.capacity }, (_, s) => s).find((s) => wrongFp[fpStart + s] !== 0)!;
-    wrongFp[fpStart + taken] ^= 0x80;
-    refreshCrc(wrongFp);
-    expectCode(() => decodeStore(wrongFp), 'STORE_CORRUPT', /fingerprint/);
+    // a tag that does not match its key would hide the key
+    const wrongTag = Buffer.from(file);
+    entriesOf(wrongTag)[taken] ^= 0x80000000;
+    refreshCrc(wrongTag);
+    expectCode(() => decodeStore(wrongTag), 'STORE_CORRUPT', /tag/);
+    // an empty slot holding a key
+    const ghost = Buffer.from(file);
+    const empty = Array.from(entriesOf(ghost)).findIndex((e) => e === 0);
+    keysOf(ghost)[empty * 2] = 7;
+    refreshCrc(ghost);
+    expectCode(() => decodeStore(ghost), 'STORE_CORRUPT', /empty but has a key/);
+  });
+
+  it('a v3 file (the previous layout) is refused with a recompile hint', () => {
+    const old = Buffer.from(sample());
+    old.writeUInt32LE(3, 4);
+    expectCode(() => decodeStore(old), 'STORE_VERSION', /version 3, this bidder reads version 4 \(recompile it/);
   });
 
   it('unreadable header and unreadable path', () => {
@@ -198,5 +210,60 @@ describe('segment store rejects bad files', () => {
     refreshCrc(file);
     expectCode(() => decodeStore(file), 'STORE_CORRUPT');
     expectCode(() => readStore('/nonexistent/segbid.store'), 'STORE_UNREADABLE');
+  });
+});
+
+describe('segment store v4 entries, volumes and the remote row', () => {
+  it('numbers thousands of distinct rows with the fewest row bits and finds every key', () => {
+    const builder = new SegmentStoreBuilder(dictionary(8));
+    const rows = 5000;
+    const bitsOf = (i: number) => [i % 64, 64 + (i >>> 6)]; // distinct for every i
+    for (let i = 0; i < rows; i++) {
+      const row = builder.addUser(bitsOf(i));
+      builder.addKey(row, Math.imul(i, 0x9e3779b1) >>> 0, Math.imul(i + 1, 0x85ebca77) >>> 0);
+    }
+    const store = decodeStore(encodeStore(builder.build('t')));
+    expect(store.header.rowCount).toBe(rows);
+    expect(store.header.rowBits).toBe(13); // 2^12 < 5000 <= 2^13
+    for (let i = 0; i < rows; i++) {
+      const out = new Uint32Array(8);
+      expect(store.orInto(Math.imul(i, 0x9e3779b1), Math.imul(i + 1, 0x85ebca77), out)).toBe(true);
+      const expected = new Uint32Array(8);
+      for (const b of bitsOf(i)) expected[b >>> 5] |= 1 << (b & 31);
+      expect(Array.from(out)).toEqual(Array.from(expected));
+    }
+    let seen = 0;
+    store.forEachKey((_hi, _lo, row) => {
+      expect(row).toBeLessThan(rows);
+      seen++;
+    });
+    expect(seen).toBe(rows);
+  });
+
+  it('carries the per-segment volumes in the header', () => {
+    const builder = new SegmentStoreBuilder(dictionary(1));
+    builder.addKey(builder.addUser([0, 3]), 1, 2);
+    const store = decodeStore(encodeStore(builder.build('t', { crmUsers: 10, segmentUsers: [4, 0, 0, 7], segmentActivable: [1, 0, 0, 2] })));
+    expect(store.header.crmUsers).toBe(10);
+    expect(store.header.segmentUsers).toEqual([4, 0, 0, 7]);
+    expect(store.header.segmentActivable).toEqual([1, 0, 0, 2]);
+  });
+
+  it('remoteRow answers for keys the file does not know, only while it is set', () => {
+    const builder = new SegmentStoreBuilder(dictionary(2));
+    builder.addKey(builder.addUser([1]), 5, 6);
+    const store = decodeStore(encodeStore(builder.build('t')));
+    const remote = new Uint32Array([0, 1 << 4]);
+    store.remoteRow = remote;
+    const out = new Uint32Array(2);
+    expect(store.orInto(5, 6, out)).toBe(true); // a local key keeps its local row
+    expect(Array.from(out)).toEqual([1 << 1, 0]);
+    out.fill(0);
+    expect(store.orInto(9, 9, out)).toBe(true);
+    expect(Array.from(out)).toEqual([0, 1 << 4]);
+    store.remoteRow = null;
+    out.fill(0);
+    expect(store.orInto(9, 9, out)).toBe(false);
+    expect(Array.from(out)).toEqual([0, 0]);
   });
 });

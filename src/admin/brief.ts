@@ -28,6 +28,10 @@ export interface StoreSummary {
   createdAt: string | null;
   /** Users per segment id, when the store header carries them. */
   volumes: Record<string, number> | null;
+  /** Of those, users with a bidder key (header segmentActivable), when known. */
+  activable?: Record<string, number> | null;
+  /** Lookalike segments: users passing the learned threshold among the scored CRM base (header lookalikes). */
+  lookalikeReach?: Record<string, { passing: number; scoredBase: number }> | null;
 }
 
 export interface BriefInput {
@@ -64,6 +68,12 @@ export function readStoreHeader(path: string): StoreSummary {
       keyCount: typeof h.keyCount === 'number' ? h.keyCount : null,
       createdAt: typeof h.createdAt === 'string' ? h.createdAt : null,
       volumes: volumesOf(h),
+      activable: Array.isArray(h.segmentActivable) && Array.isArray(h.segments) && h.segmentActivable.length === h.segments.length
+        ? Object.fromEntries((h.segments as unknown[]).map((id, i) => [String(id), Number((h.segmentActivable as unknown[])[i])]))
+        : null,
+      lookalikeReach: Array.isArray(h.lookalikes)
+        ? Object.fromEntries((h.lookalikes as { segment: string; passing: number; scoredBase: number }[]).map((t) => [t.segment, { passing: t.passing, scoredBase: t.scoredBase }]))
+        : null,
     };
   } finally {
     closeSync(fd);
@@ -215,7 +225,14 @@ function blocks(input: BriefInput): Block[] {
   const creatives = new Map(config.creatives.map((c) => [c.id, c]));
   const volume = (id: string): string => {
     const v = input.store?.volumes?.[id];
-    return v !== undefined && Number.isFinite(v) ? `${v.toLocaleString('en-US')} users` : 'volume: see compile report';
+    if (v === undefined || !Number.isFinite(v)) return 'volume: see compile report';
+    const a = input.store?.activable?.[id];
+    const la = input.store?.lookalikeReach?.[id];
+    return (
+      `${v.toLocaleString('en-US')} users` +
+      (a !== undefined && Number.isFinite(a) && a !== v ? `, ${a.toLocaleString('en-US')} reachable` : '') +
+      (la && la.scoredBase > 0 ? `, lookalike reach ${((100 * la.passing) / la.scoredBase).toFixed(1)}% of ${la.scoredBase.toLocaleString('en-US')} scored` : '')
+    );
   };
   const out: Block[] = [];
   out.push({ k: 'h', level: 1, text: 'segbid brief: what we buy, for whom, and how we measure it' });
@@ -234,7 +251,8 @@ function blocks(input: BriefInput): Block[] {
         (store.volumes ? '' : ' Per-segment volumes are not in the store header: see the report printed by `segbid compile`.')
       : 'No compiled segment store: per-segment volumes are in the report printed by `segbid compile`.',
   });
-  out.push({ k: 'ul', items: order.map(({ s, depth }) => ({ text: `${s.name} [${s.id}] (${s.kind}; ${volume(s.id)})`, depth })) });
+  // A contextual segment has no members to count: it is matched on each request's context.
+  out.push({ k: 'ul', items: order.map(({ s, depth }) => ({ text: `${s.name} [${s.id}] (${s.kind}; ${s.kind === 'contextual' ? 'matched per request' : volume(s.id)})`, depth })) });
 
   // 2. Strategy per segment
   out.push({ k: 'h', level: 2, text: '2. Strategy per segment' });

@@ -12,6 +12,7 @@ import { BAD_REQUEST, NBR_CODE, NO_BID, NO_BID_LABELS } from '../openrtb/reasons
 import { validateBidRequest } from '../openrtb/validate.js';
 import { buildBidResponse, buildNoBidResponse } from '../openrtb/response.js';
 import { Decider, Decision } from './decide.js';
+import { answerDebug, type DebugRequest } from './explain.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { EventHandler } from '../events/event-handler.js';
 import { devKeyring } from '../events/keyring.js';
@@ -19,8 +20,22 @@ import { adoptLearning } from './bidding-plan.js';
 import { LearningListener } from './learning.js';
 import { BudgetPolicy } from '../budget/budget-policy.js';
 import { Ledger } from '../budget/ledger.js';
-import { BudgetOutcomeListener } from '../budget/outcome-listener.js';
+import { BudgetOutcomeListener, reservationOf } from '../budget/outcome-listener.js';
+import type { ForwardedNotice } from '../budget/bank-threads.js';
+import { LocalBank, type BudgetBank } from '../budget/bank.js';
 import type { OutcomeContext, OutcomeListener, Attribution } from '../events/types.js';
+import type { RemoteSegments } from '../segments/remote-segments.js';
+import type { CompiledBudgetPlan } from '../budget/types.js';
+
+/**
+ * Persistence of the budget state (src/budget/state-store.ts). initialLedger: the first attach may start from
+ * a restored ledger (already matched to the plan's campaigns by id), null = a fresh one. attached: after every
+ * attach (start, and config swaps that change the campaigns), before the first tick.
+ */
+export interface BudgetStateHooks {
+  initialLedger(plan: CompiledBudgetPlan): Ledger | null;
+  attached(policy: BudgetPolicy | null): void;
+}
 
 export interface BidResult {
   status: 200 | 204 | 400;
@@ -31,6 +46,9 @@ export interface BidResult {
   /** Short human reason for a 400. */
   detail: string;
 }
+
+/** handle()'s answer while a request waits for its Redis segment lookup (only when BidHandler.remote is set). */
+const DEFERRED: BidResult = { status: 204, body: '', reason: 'deferred', detail: '' };
 
 export class BidHandler {
   private decider: Decider;
@@ -43,6 +61,25 @@ export class BidHandler {
    */
   budget: BudgetPolicy | null = null;
   private budgetListener: BudgetOutcomeListener | null = null;
+  private readonly budgetState: BudgetStateHooks | null;
+  /** Where the ledger's grants come from when processes share the budgets (src/budget/bank.ts). */
+  readonly bank: BudgetBank;
+  /**
+   * Worker threads: budget notices whose reservation another worker made are sent there (bank-threads.ts);
+   * null: every notice settles here.
+   */
+  noticeRouter: { owns(handle: number): boolean; forward(notice: ForwardedNotice): void } | null = null;
+  /** Learned-state feedback (strategies, rotation, shading, caps); taps share it beyond this thread. */
+  readonly learning: LearningListener;
+  /** Told around every swap (shared learning queues the old plan's delta, then rebases on the new one). */
+  readonly swapObservers: { beforeSwap(): void; afterSwap(): void }[] = [];
+  /** Remote frequency caps (Redis): warmed per request once the user key may be read, never awaited. */
+  capPrefetch: { prefetchRequest(request: object): void } | null = null;
+  /**
+   * Redis segment lookups for users the local store does not know (`serve --segments-redis`); null: none, and
+   * handle() never defers. See src/segments/remote-segments.ts and handleAsync().
+   */
+  remote: RemoteSegments | null = null;
   private readonly decision = new Decision();
   /** Reused result object: read it before the next call. */
   private readonly result: BidResult = { status: 204, body: '', reason: '', detail: '' };
@@ -51,22 +88,45 @@ export class BidHandler {
    * `events` defaults to a handler with a random development key and small caches (tests, benches); a server
    * passes its own, with the configured keyring and event log.
    */
-  constructor(decider: Decider, metrics: Metrics, events?: EventHandler) {
+  constructor(decider: Decider, metrics: Metrics, events?: EventHandler, budgetState?: BudgetStateHooks, bank?: BudgetBank) {
     this.decider = decider;
+    this.bank = bank ?? new LocalBank();
+    this.budgetState = budgetState ?? null;
     this.metrics = metrics;
     this.events = events ?? new EventHandler({ config: decider.config, keyring: devKeyring(), events: { dedupeMax: 10_000, touchMax: 10_000 } });
-    this.events.addListener(new LearningListener(() => this.decider));
+    this.learning = new LearningListener(() => this.decider);
+    this.events.addListener(this.learning);
     this.attachBudget(decider);
     // Notices settle the ledger of whichever budget policy is current.
     const forward: OutcomeListener = {
-      onWin: (li: number, p: number, ctx: OutcomeContext) => this.budgetListener?.onWin(li, p, ctx),
-      onBill: (li: number, p: number, ctx: OutcomeContext) => this.budgetListener?.onBill(li, p, ctx),
-      onLoss: (li: number, b: number, m: number, r: number, ctx: OutcomeContext) => this.budgetListener?.onLoss(li, b, m, r, ctx),
+      onWin: (li: number, p: number, ctx: OutcomeContext) => this.routed('win', li, p, ctx) || this.budgetListener?.onWin(li, p, ctx),
+      onBill: (li: number, p: number, ctx: OutcomeContext) => this.routed('bill', li, p, ctx) || this.budgetListener?.onBill(li, p, ctx),
+      onLoss: (li: number, b: number, m: number, r: number, ctx: OutcomeContext) => this.routed('loss', li, 0, ctx) || this.budgetListener?.onLoss(li, b, m, r, ctx),
       onImpression: (li: number) => this.budgetListener?.onImpression(li),
       onClick: (li: number, ctx: OutcomeContext) => this.budgetListener?.onClick(li, ctx),
       onConversion: (li: number, v: number, a: Attribution) => this.budgetListener?.onConversion(li, v, a),
     };
     this.events.addListener(forward);
+  }
+
+  /** Sends a budget notice to the worker that holds its reservation; false: it settles here. */
+  private routed(kind: ForwardedNotice['kind'], lineItem: number, price: number, ctx: OutcomeContext): boolean {
+    const router = this.noticeRouter;
+    if (router === null) return false;
+    const handle = reservationOf(ctx.bidId);
+    if (handle < 0 || router.owns(handle)) return false;
+    router.forward({ kind, lineItem, price, bidId: ctx.bidId, nowMs: ctx.nowMs });
+    return true;
+  }
+
+  /** A budget notice forwarded by another worker: settled here, never routed again. */
+  applyNotice(n: ForwardedNotice): void {
+    const listener = this.budgetListener;
+    if (listener === null) return;
+    const ctx = { bidId: n.bidId, nowMs: n.nowMs } as OutcomeContext;
+    if (n.kind === 'win') listener.onWin(n.lineItem, n.price, ctx);
+    else if (n.kind === 'bill') listener.onBill(n.lineItem, n.price, ctx);
+    else listener.onLoss(n.lineItem, 0, 0, 0, ctx);
   }
 
   /** Gives the decider the budget policy of its campaigns, keeping the ledger when the campaigns are the same. */
@@ -75,6 +135,7 @@ export class BidHandler {
     if (plan === null) {
       this.budget = null;
       this.budgetListener = null;
+      this.budgetState?.attached(null);
       return;
     }
     const previous = this.budget;
@@ -84,8 +145,12 @@ export class BidHandler {
       const tagMap = previous.plan.lineItemIds.map((id) => newIndex.get(id) ?? -1);
       previous.ledger.reconfigure(Ledger.termsOf(plan), tagMap);
     }
-    this.budget = new BudgetPolicy(plan, previous !== null ? { ledger: previous.ledger } : {});
+    const restored = previous === null ? (this.budgetState?.initialLedger(plan) ?? null) : null;
+    const ledger = previous?.ledger ?? restored ?? new Ledger(Ledger.termsOf(plan), undefined, undefined, this.bank.genBase);
+    this.budget = new BudgetPolicy(plan, { ledger });
+    this.bank.attach(ledger, plan); // grants set before the first request
     this.budgetListener = new BudgetOutcomeListener(this.budget);
+    this.budgetState?.attached(this.budget);
     this.budget.tick(Date.now()); // the pacing throttles exist from the first request, not the first timer tick
     next.policy = this.budget;
   }
@@ -96,11 +161,13 @@ export class BidHandler {
 
   /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
   swap(next: Decider): void {
+    for (const o of this.swapObservers) o.beforeSwap();
     if (next.plan !== this.decider.plan) adoptLearning(next.plan, this.decider.plan);
     if (next.config.budgetPlan !== this.decider.config.budgetPlan) this.attachBudget(next);
     else if (this.budget !== null) next.policy = this.budget;
     this.events.setConfig(next.config);
     this.decider = next;
+    for (const o of this.swapObservers) o.afterSwap();
   }
 
   handle(body: string): BidResult {
@@ -123,10 +190,13 @@ export class BidHandler {
     const decider = this.decider; // one pair for the whole request
     const d = this.decision;
     const request = req as { id: string; imp: { id: string }[]; test?: number };
+    if (this.remote !== null && this.remote.wants(request, decider)) return DEFERRED; // handleAsync finishes it
     decider.decide(request, nowMs, d);
     (d.knownUser ? m.knownUser : m.unknownUser).inc();
     if (d.reason !== NO_BID.seat_blocked && d.reason !== NO_BID.insufficient_time && d.reason !== NO_BID.no_currency && d.reason !== NO_BID.test_request) {
       m.privacyCounters[decider.verdict.reason].inc();
+      // After the decision (it cannot wait for the network): the user's next request decides on warm caps.
+      if (this.capPrefetch !== null && decider.verdict.personalData && decider.plan.anyCaps) this.capPrefetch.prefetchRequest(request);
     }
     if (d.bidCount > 0) {
       r.status = 200;
@@ -149,6 +219,36 @@ export class BidHandler {
     }
     m.decisionSeconds.observe((performance.now() - start) / 1000);
     return r;
+  }
+
+  /**
+   * handle() with the Redis segment store (this.remote): a request whose user keys the local store does not know
+   * is looked up in Redis first (a budget from tmax; timeout or Redis down = unknown user), then decided by a
+   * second, synchronous handle() of the same body (parsed again: ~20 µs against a network round trip). The
+   * promise resolves with a COPY of the result (other requests reuse this.result meanwhile) and never rejects.
+   * Every other request gets handle()'s synchronous result.
+   */
+  handleAsync(body: string): BidResult | Promise<BidResult> {
+    const first = this.handle(body);
+    const remote = this.remote;
+    if (first !== DEFERRED || remote === null) return first;
+    return remote.takePending().then((row) => {
+      try {
+        // The pair current now: a swap may have happened while Redis answered.
+        const r = remote.resume(this.decider.store, row, () => this.handle(body));
+        return { status: r.status, body: r.body, reason: r.reason, detail: r.detail };
+      } catch {
+        return { status: 204, body: '', reason: 'error', detail: '' } satisfies BidResult;
+      }
+    });
+  }
+
+  /**
+   * `?debug=1` when the config enables it (src/bidding/explain.ts): decided like handle() (it bids for real),
+   * then explained per line item into `ext.segbid.debug`. Off the hot path: handle() knows nothing of it.
+   */
+  handleDebug(body: string, options: DebugRequest): BidResult {
+    return answerDebug(this, this.decision, this.metrics, body, options);
   }
 
   private bad(reason: string, detail: string): BidResult {

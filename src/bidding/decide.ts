@@ -22,7 +22,7 @@ import { NO_BID, STAGE_OF } from '../openrtb/reasons.js';
 import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
 import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE, FORMAT_AUDIO, FORMAT_BANNER, FORMAT_NATIVE, FORMAT_VIDEO } from '../config/compile.js';
 import type { SegmentStore } from '../segments/segment-store.js';
-import { evalTargeting } from '../segments/targeting.js';
+import { evalTargeting, targetingRequirement, targetingRequirementIsExact } from '../segments/targeting.js';
 import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
 import { PrivacyVerdict } from '../privacy/verdict.js';
 import { RequestSegmenter } from '../segments/request-bits.js';
@@ -104,6 +104,30 @@ export class Decider {
   /** The segment bits of the request being decided (valid until the next decide call). */
   readonly userBits: Uint32Array;
   private readonly candidates: Uint32Array;
+  /**
+   * Inverted targeting index, built once per decider: row b (supply.words words) = the line items whose
+   * targeting needs segment bit b among a set of which the user must hold one (targetingRequirement);
+   * `targetAlways` = line items with no such set. The user's bits OR their rows: only those line items' programs
+   * are evaluated, so a config of a thousand line items costs a few row ORs, not a thousand programs.
+   */
+  private readonly targetIndex: Uint32Array;
+  private readonly targetAlways: Uint32Array;
+  private readonly targetReach: Uint32Array;
+  /** Line items whose index entry is their whole targeting (targetingRequirementIsExact): never evaluated. */
+  private readonly targetExact: Uint32Array;
+  /** Per imp: the candidates still in the running for this imp (a line item without a fitting creative leaves). */
+  private readonly impCand: Uint32Array;
+  /**
+   * Which line items have a creative that can fit an imp, precomputed: banner creatives by exact size
+   * (w * 65536 + h, as fitsFormat matches them), the other media types by type. Per imp, OR-ing the rows of its
+   * sizes and media types gives `impFit`: a candidate outside it cannot have a creative for the imp, which is what
+   * pickCreative would find after drawing a rotation (a superset: the user's tier may hold fewer creatives).
+   */
+  private readonly fitBySize: Map<number, Uint32Array>;
+  private readonly fitByMedia: Uint32Array[];
+  private readonly impFit: Uint32Array;
+  /** Per imp: line items priced under the floor, whose creative is looked at only if the imp gets no bid. */
+  private readonly floorMiss: Int32Array;
   /** Per-request creative block memo: blockedGen[c] === generation means decided this request. */
   private readonly creativeGen: Uint32Array;
   private readonly creativeBlocked: Uint8Array;
@@ -142,6 +166,36 @@ export class Decider {
     this.eligible = (c: number) => this.creativeEligible(c);
     this.userBits = new Uint32Array(config.dictionary.words);
     this.candidates = new Uint32Array(config.supply.words);
+    const lw = config.supply.words;
+    this.impCand = new Uint32Array(lw);
+    this.fitBySize = new Map();
+    this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
+    this.impFit = new Uint32Array(lw);
+    this.floorMiss = new Int32Array(config.lineItems.length);
+    for (const li of config.lineItems) {
+      for (const cr of li.creatives) {
+        let row = this.fitByMedia[cr.format];
+        if (cr.format === FORMAT_BANNER) {
+          const key = cr.w * 65536 + cr.h;
+          row = this.fitBySize.get(key) ?? new Uint32Array(lw);
+          this.fitBySize.set(key, row);
+        }
+        if (row !== undefined) row[li.index >>> 5] |= 1 << (li.index & 31);
+      }
+    }
+    const segmentBits = config.dictionary.words * 32;
+    this.targetIndex = new Uint32Array(segmentBits * lw);
+    this.targetAlways = new Uint32Array(lw);
+    this.targetReach = new Uint32Array(lw);
+    this.targetExact = new Uint32Array(lw);
+    for (const li of config.lineItems) {
+      const need = targetingRequirement(li.targeting);
+      const word = li.index >>> 5;
+      const bit = 1 << (li.index & 31);
+      if (need === null) this.targetAlways[word] |= bit;
+      else for (const b of need) if (b < segmentBits) this.targetIndex[b * lw + word] |= bit;
+      if (need !== null && targetingRequirementIsExact(li.targeting)) this.targetExact[word] |= bit;
+    }
     this.creativeGen = new Uint32Array(config.creatives.length);
     this.creativeBlocked = new Uint8Array(config.creatives.length);
   }
@@ -355,18 +409,36 @@ export class Decider {
     return known;
   }
 
-  /** Clears candidates whose targeting the user does not match. False when none is left. */
+  /**
+   * Clears candidates whose targeting the user does not match. False when none is left. First the inverted
+   * index (the user's bits OR their rows), then the exact program of each line item left.
+   */
   private targetingSurvivors(): boolean {
     const cand = this.candidates;
     const items = this.config.lineItems;
+    const reach = this.targetReach;
+    const lw = cand.length;
+    reach.set(this.targetAlways);
+    const index = this.targetIndex;
+    const user = this.userBits;
+    for (let uw = 0; uw < user.length; uw++) {
+      let y = user[uw];
+      while (y !== 0) {
+        const low = y & -y;
+        const row = ((uw << 5) + 31 - Math.clz32(low)) * lw;
+        y ^= low;
+        for (let w = 0; w < lw; w++) reach[w] |= index[row + w];
+      }
+    }
+    const exact = this.targetExact;
     let any = 0;
-    for (let w = 0; w < cand.length; w++) {
-      let x = cand[w];
+    for (let w = 0; w < lw; w++) {
+      let x = (cand[w] &= reach[w]) & ~exact[w];
       while (x !== 0) {
         const low = x & -x;
         const i = (w << 5) + 31 - Math.clz32(low);
         x ^= low;
-        if (!evalTargeting(items[i].targeting, this.userBits)) cand[w] &= ~low;
+        if (!evalTargeting(items[i].targeting, user)) cand[w] &= ~low;
       }
       any |= cand[w];
     }
@@ -394,6 +466,14 @@ export class Decider {
     const privateAuction = pmp !== undefined && pmp.private_auction === 1;
     const deals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
     const cand = this.candidates;
+    const impCand = this.impCand;
+    impCand.set(cand);
+    const impFit = this.fitOf(imp);
+    // Creatives are picked lazily (for the winner only) until a few winners turn out to have none for this imp
+    // (sizes, block lists): then eagerly for every candidate, so a long run of misses costs one scan, not one each.
+    let misses = 0;
+    let eager = false;
+    let floorMisses = 0;
     const items = this.config.lineItems;
     const plan = this.plan;
     for (;;) {
@@ -402,8 +482,8 @@ export class Decider {
       let bestItem: CompiledLineItem | null = null;
       let bestCreative: CompiledCreative | null = null;
       let bestDeal: string | null = null;
-      for (let w = 0; w < cand.length; w++) {
-        let x = cand[w];
+      for (let w = 0; w < impCand.length; w++) {
+        let x = impCand[w];
         while (x !== 0) {
           const low = x & -x;
           const li = items[(w << 5) + 31 - Math.clz32(low)];
@@ -457,13 +537,25 @@ export class Decider {
               this.note(NO_BID.deal_mismatch);
               continue;
             }
-            creative = this.pickCreative(req, imp, li, undefined);
-            if (creative === null) continue;
-            price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, floorMicros * respRate), valueResp, floorMicros, this.auctionType);
-            if (price <= 0) {
-              this.note(NO_BID.below_floor);
+            if ((impFit[li.index >>> 5] & (1 << (li.index & 31))) === 0) {
+              // None of its creatives fits the imp: what pickCreative would find, for one AND.
+              this.note(NO_BID.no_matching_format);
               continue;
             }
+            if (eager) {
+              creative = this.pickCreative(req, imp, li, undefined);
+              if (creative === null) continue;
+            }
+            price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, floorMicros * respRate), valueResp, floorMicros, this.auctionType);
+            if (price <= 0) {
+              // A line item with no creative for the imp is reported as such, not as below the floor: which of
+              // the two is found out only if the imp gets no bid at all (below), the one case the reason is read.
+              if (eager) this.note(NO_BID.below_floor);
+              else if (floorMisses < this.floorMiss.length) this.floorMiss[floorMisses++] = li.index;
+              continue;
+            }
+            // The creative is picked only for the line item that wins the imp (below): with many candidates,
+            // drawing a rotation for each would cost more than the rest of the imp.
           }
           const rank = this.policy.rank(li.index, price);
           if (rank > bestRank || (rank === bestRank && bestItem !== null && li.priority > bestItem.priority)) {
@@ -475,10 +567,27 @@ export class Decider {
           }
         }
       }
-      if (bestItem === null || bestCreative === null) return;
+      if (bestItem === null) {
+        for (let f = 0; f < floorMisses; f++) {
+          if (this.pickCreative(req, imp, items[this.floorMiss[f]], undefined) !== null) {
+            this.note(NO_BID.below_floor);
+            break;
+          }
+        }
+        return;
+      }
+      if (bestCreative === null) {
+        bestCreative = this.pickCreative(req, imp, bestItem, undefined);
+        if (bestCreative === null) {
+          impCand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
+          if (++misses >= 4) eager = true;
+          continue;
+        }
+      }
       // One impression of a CPM bid costs price/1000, in the bidder currency for the ledger.
       if (!this.policy.reserve(bestItem.index, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
         cand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
+        impCand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
         this.note(NO_BID.budget_exhausted);
         continue;
       }
@@ -494,6 +603,30 @@ export class Decider {
       out.h[k] = bestCreative.h;
       return;
     }
+  }
+
+  /** The line items with a creative of the imp's sizes and media types (see fitBySize). */
+  private fitOf(imp: Any): Uint32Array {
+    const fit = this.impFit;
+    fit.fill(0);
+    const media = this.fitByMedia;
+    if (imp.video !== undefined) orInto(fit, media[FORMAT_VIDEO]);
+    if (imp.audio !== undefined) orInto(fit, media[FORMAT_AUDIO]);
+    if (imp.native !== undefined) orInto(fit, media[FORMAT_NATIVE]);
+    const b = imp.banner;
+    if (b !== undefined) {
+      const formats = b.format as Any[] | undefined;
+      if (formats !== undefined) {
+        for (let i = 0; i < formats.length; i++) {
+          const row = typeof formats[i].w === 'number' && typeof formats[i].h === 'number' ? this.fitBySize.get(formats[i].w * 65536 + formats[i].h) : undefined;
+          if (row !== undefined) orInto(fit, row);
+        }
+      } else if (typeof b.w === 'number' && typeof b.h === 'number') {
+        const row = this.fitBySize.get(b.w * 65536 + b.h);
+        if (row !== undefined) orInto(fit, row);
+      }
+    }
+    return fit;
   }
 
   /**
@@ -522,6 +655,21 @@ export class Decider {
     if (this.blockedByRequest(this.curReq, cr) || blockedByImp(this.curImp, cr)) return false;
     const wadomain = this.curWadomain;
     return wadomain === undefined || wadomain.length === 0 || intersects(cr.adomain, wadomain);
+  }
+
+  /**
+   * Off the hot path, for src/bidding/explain.ts: creativeEligible for one creative on this request and imp.
+   * 0 = does not fit the imp's format, 1 = fits but blocked, 2 = eligible. Starts a new block memo, so it is
+   * right whatever request was decided last.
+   */
+  creativeVerdict(req: Any, imp: Any, c: number, wadomain: string[] | undefined): number {
+    this.generation = (this.generation + 1) >>> 0 || 1;
+    this.curReq = req;
+    this.curImp = imp;
+    this.curWadomain = wadomain;
+    this.formatOk = false;
+    if (this.creativeEligible(c)) return 2;
+    return this.formatOk ? 1 : 0;
   }
 
   /** bcat/cattax, badv, bapp, wlang: the same for every imp, so decided once per creative per request. */
@@ -557,6 +705,10 @@ function intersectsInt(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Does the creative fit one of the formats the imp offers? */
+function orInto(into: Uint32Array, row: Uint32Array): void {
+  for (let w = 0; w < into.length; w++) into[w] |= row[w];
+}
+
 function fitsFormat(imp: Any, cr: CompiledCreative): boolean {
   switch (cr.format) {
     case FORMAT_BANNER: {

@@ -14,7 +14,14 @@
  *   construction: capacity x (16 + 4 x ring) bytes (ring = largest `max` of the config, at most 64). When a set
  *   is full, the entry whose last impression is oldest is evicted (counted in `evictions`): an evicted user can
  *   see the line item again early, so size `capacity` to the active users x capped items of a cap window.
- *   Worker threads of one process share one table over a SharedArrayBuffer (`sharedBuffer`), one writer.
+ *   Worker threads of one process share one table over a SharedArrayBuffer (`sharedBuffer`; a worker's plans
+ *   find it through `setSharedCapTable`): any thread may write. Writes (record, mergeTimes, adoptFrom) take a
+ *   per-set lock (an Int32 word per set, Atomics; a holder dead for LOCK_STEAL_MS loses it, counted in
+ *   `lockSteals`). check() takes no lock: the race accepted is a read during a write of the same set, which sees
+ *   the ring before or mid-insert (one impression short for that instant) or, when the write evicts that very
+ *   slot, the new owner's keys (the reader's entry is then absent: the user is treated as uncapped once).
+ * - mergeTimes(user, item, times) is idempotent (per second, the larger of the two multiplicities): remote
+ *   copies (Redis prefetch, a previous config's table) can be merged any number of times without double counting.
  *
  * A shared (Redis) implementation, for several bidders, implements the same interface: `check` cannot wait for
  * the network, so it answers from a local near-cache like this table, which `record` writes through to Redis
@@ -125,6 +132,17 @@ export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campa
 
 export const DEFAULT_CAP_CAPACITY = 1 << 18;
 const WAYS = 8;
+/** A set lock held this long belongs to a dead thread (a write holds it for well under a microsecond). */
+const LOCK_STEAL_MS = 100;
+
+/** Set by a worker thread: the shared buffer a plan's cap table lays over, or undefined (a private table). */
+type SharedCapTableProvider = (plan: CapPlan, capacity: number) => SharedArrayBuffer | undefined;
+let sharedCapTable: SharedCapTableProvider | null = null;
+
+/** Worker threads of a cluster call this once: every cap store built afterwards in this thread asks `provider`. */
+export function setSharedCapTable(provider: SharedCapTableProvider | null): void {
+  sharedCapTable = provider;
+}
 
 
 export class InProcessCapStore implements CapStore {
@@ -133,6 +151,15 @@ export class InProcessCapStore implements CapStore {
   readonly ring: number;
   /** Entries evicted while still holding impressions inside their horizon. */
   evictions = 0;
+  /** Set locks taken over from a thread that held them longer than LOCK_STEAL_MS (shared tables only). */
+  lockSteals = 0;
+  /** The memory the table lies in (a SharedArrayBuffer when shared between threads). */
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** One lock word per set, only over a SharedArrayBuffer (a private table has one writer). */
+  private readonly locks: Int32Array | null;
+  /** mergeTimes scratch: the remote times, newest first, and the merged ring. */
+  private readonly remoteScratch: Uint32Array;
+  private readonly mergeScratch: Uint32Array;
   private readonly groupMask: number;
   private readonly keyHi: Int32Array;
   private readonly keyLo: Int32Array;
@@ -148,9 +175,8 @@ export class InProcessCapStore implements CapStore {
 
   /**
    * `shared`: lay the table over this buffer (from `InProcessCapStore.sharedBuffer`, same plan and capacity), so
-   * the worker threads of one process see one table. Keep ONE writer (the thread that handles billing events):
-   * concurrent record() calls on the same set could lose an impression; check() from other threads is safe
-   * (at worst it reads a ring mid-insert and is off by one impression for that instant).
+   * the worker threads of one process see one table (writes lock their set; see the contract). Without it, the
+   * provider of `setSharedCapTable` is asked; else the table is private.
    */
   constructor(plan: CapPlan, settings?: CapStoreSettingsDef, shared?: SharedArrayBuffer) {
     const capacity = InProcessCapStore.capacityOf(settings);
@@ -159,8 +185,13 @@ export class InProcessCapStore implements CapStore {
     this.ring = plan.ring;
     this.groupMask = capacity / WAYS - 1;
     const bytes = InProcessCapStore.bytesFor(plan, capacity);
+    if (shared === undefined && sharedCapTable !== null) shared = sharedCapTable(plan, capacity);
     if (shared !== undefined && shared.byteLength !== bytes) throw new RangeError(`shared cap table is ${shared.byteLength} bytes, expected ${bytes}`);
     const buf = shared ?? new ArrayBuffer(bytes);
+    this.buffer = buf;
+    this.locks = shared !== undefined ? new Int32Array(shared, capacity * (16 + 4 * plan.ring), capacity / WAYS) : null;
+    this.remoteScratch = new Uint32Array(plan.ring);
+    this.mergeScratch = new Uint32Array(plan.ring);
     this.keyHi = new Int32Array(buf, 0, capacity);
     this.keyLo = new Int32Array(buf, 4 * capacity, capacity);
     this.keyItem = new Int32Array(buf, 8 * capacity, capacity);
@@ -174,7 +205,7 @@ export class InProcessCapStore implements CapStore {
   }
 
   static bytesFor(plan: CapPlan, capacity: number): number {
-    return capacity * (16 + 4 * plan.ring);
+    return capacity * (16 + 4 * plan.ring) + (capacity / WAYS) * 4; // + one lock word per set
   }
 
   /** A zeroed SharedArrayBuffer to hand to every worker's store (postMessage shares it, it is not copied). */
@@ -200,8 +231,72 @@ export class InProcessCapStore implements CapStore {
     const now = Math.floor(nowMs / 1000);
     const own = this.plan.lineItemItem[lineItem];
     const camp = this.plan.campaignItem[lineItem];
-    if (own >= 0) this.recordItem(userHi | 0, userLo | 0, own, now);
-    if (camp >= 0) this.recordItem(userHi | 0, userLo | 0, camp, now);
+    if (own >= 0) this.lockedRecord(userHi | 0, userLo | 0, own, now);
+    if (camp >= 0) this.lockedRecord(userHi | 0, userLo | 0, camp, now);
+  }
+
+  /**
+   * Merges impression times (seconds since the epoch, any order, 0 = none) known elsewhere (Redis, another
+   * table) into the user's entry for a capped item: per second, the larger of the local and the remote count
+   * is kept, so merging the same times again changes nothing. Off the hot path; allocation-free.
+   */
+  mergeTimes(userHi: number, userLo: number, item: number, times: ArrayLike<number>, count = times.length): void {
+    if (!(item >= 0 && item < this.plan.itemNames.length)) return;
+    const hi = userHi | 0;
+    const lo = userLo | 0;
+    const R = this.ring;
+    // The newest R remote times, newest first (insertion sort: R <= 64).
+    const remote = this.remoteScratch;
+    let n = 0;
+    for (let k = 0; k < count; k++) {
+      const t = times[k] >>> 0;
+      if (t === 0) continue;
+      if (n === R && t <= remote[R - 1]) continue;
+      let i = n < R ? n++ : R - 1;
+      while (i > 0 && remote[i - 1] < t) {
+        remote[i] = remote[i - 1];
+        i--;
+      }
+      remote[i] = t;
+    }
+    if (n === 0) return;
+    const set = this.setOf(hi, lo, item) / WAYS;
+    this.lock(set);
+    try {
+      let slot = this.find(hi, lo, item);
+      if (slot < 0) slot = this.allocate(hi, lo, item, remote[0]);
+      const base = slot * R;
+      const local = this.times;
+      const out = this.mergeScratch;
+      let i = 0;
+      let j = 0;
+      let m = 0;
+      while (m < R) {
+        const a = i < R ? local[base + i] : 0;
+        const b = j < n ? remote[j] : 0;
+        if (a === 0 && b === 0) break;
+        if (a > b) {
+          out[m++] = a;
+          i++;
+        } else if (b > a) {
+          out[m++] = b;
+          j++;
+        } else {
+          out[m++] = a; // the same impression second on both sides: counted once per pair
+          i++;
+          j++;
+        }
+      }
+      for (let k = 0; k < R; k++) local[base + k] = k < m ? out[k] : 0;
+      if (m > 0 && out[0] > this.last[slot]) this.last[slot] = out[0];
+    } finally {
+      this.unlock(set);
+    }
+  }
+
+  /** The capped item of a line item or campaign by name (`lineItem:<id>`, `campaign:<id>`), -1 when absent. */
+  itemOf(name: string): number {
+    return this.plan.itemNames.indexOf(name);
   }
 
   /** Impressions of the user for a capped item within the last `windowSec` (tests, dashboard). */
@@ -222,6 +317,8 @@ export class InProcessCapStore implements CapStore {
    * campaign id), so that a config reload does not reset every user's caps. Off the hot path: O(capacity).
    */
   adoptFrom(previous: InProcessCapStore): void {
+    // Worker threads swapping to a config with the same cap table keep it whole: nothing to carry.
+    if (previous.buffer === this.buffer) return;
     const itemOf = new Map<string, number>();
     this.plan.itemNames.forEach((name, i) => itemOf.set(name, i));
     const R = previous.ring;
@@ -230,11 +327,8 @@ export class InProcessCapStore implements CapStore {
       if (tag === 0) continue;
       const item = itemOf.get(previous.plan.itemNames[tag - 1]);
       if (item === undefined) continue;
-      // Oldest first, so the newest-first order and the eviction clock come out right.
-      for (let k = R - 1; k >= 0; k--) {
-        const t = previous.times[slot * R + k];
-        if (t !== 0) this.recordItem(previous.keyHi[slot], previous.keyLo[slot], item, t);
-      }
+      // A merge, not a replay: every worker of a cluster adopts from the same old table into the same new one.
+      this.mergeTimes(previous.keyHi[slot], previous.keyLo[slot], item, previous.times.subarray(slot * R, slot * R + R));
     }
   }
 
@@ -268,6 +362,38 @@ export class InProcessCapStore implements CapStore {
       if (this.keyItem[i] === tag && this.keyHi[i] === hi && this.keyLo[i] === lo) return i;
     }
     return -1;
+  }
+
+  private lockedRecord(hi: number, lo: number, item: number, now: number): void {
+    const set = this.setOf(hi, lo, item) / WAYS;
+    this.lock(set);
+    try {
+      this.recordItem(hi, lo, item, now);
+    } finally {
+      this.unlock(set);
+    }
+  }
+
+  private lock(set: number): void {
+    const locks = this.locks;
+    if (locks === null || Atomics.compareExchange(locks, set, 0, 1) === 0) return;
+    const deadline = Date.now() + LOCK_STEAL_MS;
+    for (;;) {
+      // Sleep up to 1 ms on the word rather than spin: the holder may be descheduled (2 cores, N threads).
+      Atomics.wait(locks, set, 1, 1);
+      if (Atomics.compareExchange(locks, set, 0, 1) === 0) return;
+      if (Date.now() > deadline) {
+        this.lockSteals++;
+        return; // the word stays 1: ours now
+      }
+    }
+  }
+
+  private unlock(set: number): void {
+    const locks = this.locks;
+    if (locks === null) return;
+    Atomics.store(locks, set, 0);
+    Atomics.notify(locks, set, 1);
   }
 
   private recordItem(hi: number, lo: number, item: number, now: number): void {

@@ -8,6 +8,17 @@
  */
 import type { OutcomeContext, OutcomeListener } from '../events/types.js';
 import type { Decider } from './decide.js';
+import type { ShadingTable } from './shading.js';
+import type { InProcessCapStore } from './frequency-caps.js';
+
+/**
+ * Observers of what the listener records, for state shared beyond this thread (src/bidding/shared-learning.ts,
+ * src/redis/redis-caps.ts). Called after the local record, synchronously; they must not throw.
+ */
+export interface LearningTap {
+  shadingOutcome?(shading: ShadingTable, key: number, bidMicros: number, valueMicros: number, won: boolean, minToWinMicros: number): void;
+  capRecorded?(caps: InProcessCapStore, userHi: number, userLo: number, lineItem: number, nowMs: number, bidId: string): void;
+}
 
 export const ARM_FIRST_PRICE = 0x8000;
 const ARM_FLOOR_MASK = 0x7fff;
@@ -23,6 +34,7 @@ const LOST_TO_HIGHER_BID = 102;
 
 export class LearningListener implements OutcomeListener {
   private readonly current: () => Decider;
+  readonly taps: LearningTap[] = [];
 
   constructor(current: () => Decider) {
     this.current = current;
@@ -35,6 +47,7 @@ export class LearningListener implements OutcomeListener {
     // The value behind the bid: the bid over the factor it was shaded with (the factor moves slowly).
     const factor = shading.factor[key] > 0 ? shading.factor[key] : 1;
     shading.recordOutcome(key, ctx.bidMicros, ctx.bidMicros / factor, won, minToWinMicros);
+    for (const tap of this.taps) tap.shadingOutcome?.(shading, key, ctx.bidMicros, ctx.bidMicros / factor, won, minToWinMicros);
   }
 
   onWin(lineItem: number, _priceMicros: number, ctx: OutcomeContext): void {
@@ -51,7 +64,10 @@ export class LearningListener implements OutcomeListener {
     if (ctx.creative >= 0) plan.selector.recordImpression(ctx.creative);
     // Frequency is booked on the billable event (OpenRTB: burl), per user key hash of the bid.
     if (plan.anyCaps && ctx.user.length === 16) {
-      plan.caps.record(parseInt(ctx.user.slice(0, 8), 16) >>> 0, parseInt(ctx.user.slice(8), 16) >>> 0, lineItem, ctx.nowMs);
+      const hi = parseInt(ctx.user.slice(0, 8), 16) >>> 0;
+      const lo = parseInt(ctx.user.slice(8), 16) >>> 0;
+      plan.caps.record(hi, lo, lineItem, ctx.nowMs);
+      for (const tap of this.taps) tap.capRecorded?.(plan.caps, hi, lo, lineItem, ctx.nowMs, ctx.bidId);
     }
   }
 

@@ -208,6 +208,28 @@ export class ShadingTable {
     return this.p[k < 0 ? 0 : k];
   }
 
+  /**
+   * Dashboard view of one line item (read-only, off the hot path): the mean shading factor (bid / value) of its
+   * keys, weighted by each key's decayed feedback so that the (exchange, floor band) curves it actually bids on
+   * dominate; the prior's factor while none has feedback. `trials` is that feedback's weight (bin counts: an
+   * outcome with a min-to-win price counts in every bin).
+   */
+  lineItemFactor(li: number): { factor: number; trials: number } {
+    const per = this.exchangeCount * this.bandCount;
+    if (!(li >= 0 && li < this.lineItemIds.length)) return { factor: this.priorFactor, trials: 0 };
+    const K = this.bins;
+    let weighted = 0;
+    let total = 0;
+    for (let key = li * per, end = key + per; key < end; key++) {
+      if (this.state[key] === 0) continue; // no feedback: no weight (and most keys of a big table have none)
+      let t = 0;
+      for (let k = key * K, e = k + K; k < e; k++) t += this.trials[k];
+      weighted += t * this.factor[key];
+      total += t;
+    }
+    return total > 0 ? { factor: weighted / total, trials: total } : { factor: this.priorFactor, trials: 0 };
+  }
+
   /** Carries learned curves over from the previous config's table (same exchanges, bands and bins), by line item id. */
   adoptFrom(previous: ShadingTable): void {
     const same =

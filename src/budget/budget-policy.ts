@@ -50,6 +50,7 @@ export const REFUSAL_NAMES = [
   'reserve_out_of_flight',
   'reserve_table_full',
   'reserve_invalid',
+  'reserve_lease',
 ] as const;
 export type RefusalName = (typeof REFUSAL_NAMES)[number];
 const NR = REFUSAL_NAMES.length;
@@ -58,7 +59,7 @@ const R_ALLOCATION = 5;
 /** gate code -> refusal index */
 const GATE_REFUSAL = [R_PACING, 0, 1, 2, 3];
 /** -RESERVE_FAIL code -> refusal index */
-const RESERVE_REFUSAL = [0, 6, 7, 8, 9, 10];
+const RESERVE_REFUSAL = [0, 6, 7, 8, 9, 10, 11];
 
 /** `${AUCTION_PRICE}` (a CPM, currency units) -> the price of one impression in integer micros. */
 export function impressionMicrosFromCpm(cpm: number): number {

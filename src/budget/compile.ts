@@ -53,6 +53,20 @@ export function toMicros(units: number): number {
 }
 
 /**
+ * Default lease slice: 1% of the daily budget (the flight budget per flight day without a daily cap), so a
+ * process holds about a quarter hour of evenly paced spend; at least two impressions at the highest arm bid (a
+ * reservation must fit in a slice), at most the flight budget.
+ */
+function defaultSliceMicros(b: CampaignDef['budget'], startMs: number, endMs: number, arms: readonly number[], maxCostMicros: Float64Array): number {
+  const flight = toMicros(b.flight);
+  const days = Math.max(1, Math.ceil((endMs - startMs) / 86_400_000)) || 1;
+  const daily = b.daily !== undefined ? toMicros(b.daily) : flight / days;
+  let maxCost = 1;
+  for (const li of arms) if (maxCostMicros[li] > maxCost) maxCost = maxCostMicros[li];
+  return Math.min(flight, Math.max(Math.ceil(daily / 100), 2 * maxCost));
+}
+
+/**
  * @param defs validated campaign definitions (`config.campaigns`)
  * @param lineItemIndexById compiled line-item index by id (every line item of the config)
  * @param segmentOfLineItem segment id of each line item's arm (see leafSegmentOf); missing = NO_SEGMENT
@@ -160,6 +174,7 @@ export function compileCampaigns(
       else hourlyProfile = Float64Array.from(pacing.hourlyProfile, (x) => x / sum);
     }
     const learning = def.learning ?? {};
+    if (def.leaseSlice !== undefined && def.leaseSlice > b.flight) errors.push({ path: `${p}/leaseSlice`, message: 'must not exceed the flight budget' });
     return {
       index: c,
       id: def.id,
@@ -187,6 +202,7 @@ export function compileCampaigns(
       samples: learning.samples ?? CAMPAIGN_DEFAULTS.samples,
       reallocateMs: (learning.reallocateSeconds ?? CAMPAIGN_DEFAULTS.reallocateSeconds) * 1000,
       conversionDelayMs: (learning.conversionDelayMinutes ?? CAMPAIGN_DEFAULTS.conversionDelayMinutes) * 60_000,
+      leaseSliceMicros: def.leaseSlice !== undefined ? toMicros(def.leaseSlice) : defaultSliceMicros(b, flightStartMs, flightEndMs, arms, maxCostMicros),
     };
   });
   if (errors.length) throw new SegbidError('CONFIG_INVALID', 'invalid campaigns', errors);

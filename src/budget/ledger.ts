@@ -30,6 +30,9 @@
  *                            item's bid (the most one impression can cost).
  *   adjust(handle, amt)      billing-settled campaigns: the win notice shrinks the reservation to the clearing
  *                            price and restarts its TTL; the billing notice settles it.
+ * Shared budgets (bank.ts): a process that shares a campaign with others holds only what the bank granted it;
+ * reserve() also refuses (RESERVE_FAIL.lease) beyond spent + reserved = grant, and late / unknown bookings stay
+ * within the grant. Without a bank the grant is Infinity and nothing changes.
  * Days roll over at the campaign's local midnight; open reservations carry over into the new day (they count
  * against it, conservatively). Budgets changed by a reload never drop below what is already committed.
  *
@@ -57,6 +60,8 @@ export const RESERVE_FAIL = {
   out_of_flight: -3,
   table_full: -4,
   invalid: -5,
+  /** The budget bank has not granted this process enough yet (bank.ts): the campaign itself may have more. */
+  lease: -6,
 } as const;
 
 /** Results of settle(). */
@@ -132,6 +137,13 @@ export class Ledger {
   private flightSpent: Float64Array;
   private reserved: Float64Array;
   private overrun: Float64Array;
+  /**
+   * What the budget bank granted this process so far (bank.ts), per campaign: spent + reserved never exceed it.
+   * Infinity = no bank (one process owns the whole budget). Not in the snapshot: the bank sets it on attach.
+   */
+  private grant: Float64Array;
+  /** First generation of every slot: processes sharing a budget mint disjoint handles (bank.ts). */
+  readonly genBase: number;
   private openCount: Float64Array;
   private counters: Float64Array;
   /* reservation slots */
@@ -164,7 +176,7 @@ export class Ledger {
   lastCampaign = -1;
   lastTag = -1;
 
-  constructor(terms: readonly CampaignTerms[], initialCapacity = 1 << 14, maxCapacity = SLOT_SPACE) {
+  constructor(terms: readonly CampaignTerms[], initialCapacity = 1 << 14, maxCapacity = SLOT_SPACE, genBase = 0) {
     this.terms = terms.map((t) => ({ ...t }));
     const n = terms.length;
     this.dayIndex = new Float64Array(n).fill(NaN);
@@ -174,11 +186,13 @@ export class Ledger {
     this.flightSpent = new Float64Array(n);
     this.reserved = new Float64Array(n);
     this.overrun = new Float64Array(n);
+    this.grant = new Float64Array(n).fill(Infinity);
+    this.genBase = genBase >>> 0 < MAX_GEN ? genBase >>> 0 : 0;
     this.openCount = new Float64Array(n);
     this.counters = new Float64Array(n * NC);
     this.maxCapacity = Math.min(maxCapacity, SLOT_SPACE);
     this.capacity = Math.min(initialCapacity, this.maxCapacity);
-    this.gen = new Uint32Array(this.capacity);
+    this.gen = new Uint32Array(this.capacity).fill(this.genBase);
     this.state = new Uint8Array(this.capacity);
     this.slotCampaign = new Int32Array(this.capacity);
     this.slotTag = new Int32Array(this.capacity);
@@ -244,7 +258,9 @@ export class Ledger {
   private computeDayBudget(c: number): number {
     const t = this.terms[c];
     const reserved = this.reserved[c];
-    const flightLeft = this.flightBudget[c] - this.flightSpent[c]; // >= reserved by the invariant
+    // The flight money left for the whole of today: what today already spent counts in the day's budget, so a
+    // mid-day recompute (reconfigure: a reload, a restart from the state directory) must not subtract it twice.
+    const flightLeft = this.flightBudget[c] - this.flightSpent[c] + this.daySpent[c]; // >= reserved by the invariant
     let budget: number;
     if (t.dailyMicros >= 0) {
       budget = Math.min(t.dailyMicros, flightLeft);
@@ -277,6 +293,7 @@ export class Ledger {
       this.counters[c * NC + C_REFUSED_FLIGHT]++;
       return RESERVE_FAIL.flight_budget;
     }
+    if (this.flightSpent[c] + committed > this.grant[c]) return RESERVE_FAIL.lease;
     if (this.qCount === 0 && !this.grow()) return RESERVE_FAIL.table_full;
     const slot = this.queue[this.qHead];
     this.qHead = this.qHead + 1 === this.capacity ? 0 : this.qHead + 1;
@@ -335,9 +352,11 @@ export class Ledger {
   private bookWithin(c: number, micros: number): number {
     const dayLeft = this.dayBudget[c] - this.daySpent[c] - this.reserved[c];
     const flightLeft = this.flightBudget[c] - this.flightSpent[c] - this.reserved[c];
+    const grantLeft = this.grant[c] - this.flightSpent[c] - this.reserved[c];
     let booked = micros;
     if (booked > dayLeft) booked = dayLeft;
     if (booked > flightLeft) booked = flightLeft;
+    if (booked > grantLeft) booked = grantLeft;
     if (booked < 0) booked = 0;
     this.daySpent[c] += booked;
     this.flightSpent[c] += booked;
@@ -425,7 +444,7 @@ export class Ledger {
     } else if (st === EXPIRED) {
       this.roll(c, nowMs);
       const committed = this.reserved[c] + next;
-      if (this.daySpent[c] + committed <= this.dayBudget[c] && this.flightSpent[c] + committed <= this.flightBudget[c]) {
+      if (this.daySpent[c] + committed <= this.dayBudget[c] && this.flightSpent[c] + committed <= this.flightBudget[c] && this.flightSpent[c] + committed <= this.grant[c]) {
         // Re-open in place: take the slot out of the free queue by swapping it with the queue's head.
         if (!this.unqueue(slot)) return false;
         this.state[slot] = OPEN;
@@ -554,7 +573,7 @@ export class Ledger {
     if (this.capacity >= this.maxCapacity) return false;
     const old = this.capacity;
     const cap = Math.min(old * 2, this.maxCapacity);
-    const g = (a: Uint32Array) => { const b = new Uint32Array(cap); b.set(a); return b; };
+    const g = (a: Uint32Array) => { const b = new Uint32Array(cap).fill(this.genBase); b.set(a); return b; };
     const f = (a: Float64Array) => { const b = new Float64Array(cap); b.set(a); return b; };
     const i = (a: Int32Array) => { const b = new Int32Array(cap); b.set(a); return b; };
     this.gen = g(this.gen);
@@ -599,7 +618,17 @@ export class Ledger {
   remainingOf(c: number): number {
     const d = this.dayBudget[c] - this.daySpent[c] - this.reserved[c];
     const f = this.flightBudget[c] - this.flightSpent[c] - this.reserved[c];
-    return d < f ? d : f;
+    const g = this.grant[c] - this.flightSpent[c] - this.reserved[c];
+    return d < f ? (d < g ? d : g) : f < g ? f : g;
+  }
+  /** What the budget bank granted this process for campaign c (Infinity: no bank). */
+  grantOf(c: number): number {
+    return this.grant[c];
+  }
+  /** Sets campaign c's grant (the bank, off the hot path); never below what is already spent or reserved. */
+  setGrant(c: number, micros: number): void {
+    const floor = this.flightSpent[c] + this.reserved[c];
+    this.grant[c] = micros > floor ? micros : floor;
   }
   termsOf(c: number): Readonly<CampaignTerms> {
     return this.terms[c];
@@ -670,6 +699,9 @@ export class Ledger {
       }
       if (this.reserved[c] !== sum[c]) details.push({ path: `${p}/reserved`, message: `${this.reserved[c]} != sum of open reservations ${sum[c]}` });
       if (this.openCount[c] !== open[c]) details.push({ path: `${p}/openReservations`, message: `${this.openCount[c]} != ${open[c]} open slots` });
+      if (this.flightSpent[c] + this.reserved[c] > this.grant[c]) {
+        details.push({ path: `${p}/grant`, message: `spent ${this.flightSpent[c]} + reserved ${this.reserved[c]} > granted ${this.grant[c]}` });
+      }
       if (this.flightSpent[c] + this.reserved[c] > this.flightBudget[c]) {
         details.push({ path: `${p}/flight`, message: `spent ${this.flightSpent[c]} + reserved ${this.reserved[c]} > budget ${this.flightBudget[c]}` });
       }
@@ -704,6 +736,7 @@ export class Ledger {
       flightSpent: new Float64Array(n),
       reserved: new Float64Array(n),
       overrun: new Float64Array(n),
+      grant: new Float64Array(n).fill(Infinity),
       openCount: new Float64Array(n),
       counters: new Float64Array(n * NC),
     };
@@ -719,6 +752,7 @@ export class Ledger {
       next.flightSpent[c] = this.flightSpent[o];
       next.reserved[c] = this.reserved[o];
       next.overrun[c] = this.overrun[o];
+      next.grant[c] = this.grant[o];
       next.openCount[c] = this.openCount[o];
       next.counters.set(this.counters.subarray(o * NC, o * NC + NC), c * NC);
       next.flightBudget[c] = Math.max(t.flightMicros, this.flightSpent[o] + this.reserved[o]);
@@ -749,6 +783,7 @@ export class Ledger {
     this.flightSpent = next.flightSpent;
     this.reserved = next.reserved;
     this.overrun = next.overrun;
+    this.grant = next.grant;
     this.openCount = next.openCount;
     this.counters = next.counters;
     for (let c = 0; c < n; c++) if (!Number.isNaN(this.dayIndex[c])) this.dayBudget[c] = this.computeDayBudget(c);

@@ -282,6 +282,54 @@ export class Pacer {
     }
   }
 
+  /**
+   * The controller's learned state by campaign and line-item id, for src/budget/state-store.ts (a restart
+   * resumes the integral, the rate estimates, the hourly profile, today's spend per arm and runtime pauses).
+   */
+  exportState(): PacerState {
+    const campaigns: Record<string, PacerCampaignState> = {};
+    const lineItems: Record<string, number[]> = {};
+    for (const camp of this.plan.campaigns) {
+      const c = camp.index;
+      campaigns[camp.id] = {
+        day: this.dayIndex[c],
+        integral: this.integral[c],
+        paused: this.paused[c],
+        hourCounts: Array.from(this.hourCounts.subarray(c * 24, c * 24 + 24)),
+        learned: Array.from(this.learned.subarray(c * 24, c * 24 + 24)),
+        learnedDays: this.learnedDays[c],
+      };
+      for (const li of camp.arms) lineItems[this.plan.lineItemIds[li]] = [this.spentToday[li], this.oppRate[li], this.passRate[li], this.spendRate[li]];
+    }
+    return { campaigns, lineItems };
+  }
+
+  /** Loads exportState() output by id (unknown ids and malformed entries are skipped). Call before update(). */
+  importState(state: PacerState): void {
+    const num = (x: unknown): x is number => typeof x === 'number' && !Number.isNaN(x);
+    const day24 = (x: unknown): x is number[] => Array.isArray(x) && x.length === 24 && x.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0);
+    for (const camp of this.plan.campaigns) {
+      const s = state.campaigns[camp.id];
+      if (s === undefined || s === null) continue;
+      const c = camp.index;
+      if (num(s.day)) this.dayIndex[c] = s.day;
+      if (num(s.integral) && Number.isFinite(s.integral)) this.integral[c] = s.integral;
+      if (s.paused === 0 || s.paused === 1) this.paused[c] = s.paused;
+      if (day24(s.hourCounts)) this.hourCounts.set(s.hourCounts, c * 24);
+      if (day24(s.learned)) this.learned.set(s.learned, c * 24);
+      if (num(s.learnedDays) && s.learnedDays >= 0) this.learnedDays[c] = s.learnedDays;
+    }
+    for (let li = 0; li < this.plan.lineItemCount; li++) {
+      const v = state.lineItems[this.plan.lineItemIds[li]];
+      if (this.plan.campaignOf[li] < 0 || !Array.isArray(v) || v.length < 4 || !v.every((x) => Number.isFinite(x) && x >= 0)) continue;
+      [this.spentToday[li], this.oppRate[li], this.passRate[li], this.spendRate[li]] = v;
+      // The next update measures deltas from here: restored spend is not a burst of spend.
+      this.lastSpent[li] = this.spentToday[li];
+      this.lastOpp[li] = this.opportunities[li];
+      this.lastPass[li] = this.passes[li];
+    }
+  }
+
   private newDay(c: number, day: number): void {
     const first = Number.isNaN(this.dayIndex[c]);
     this.dayIndex[c] = day;
@@ -303,6 +351,20 @@ export class Pacer {
       this.lastSpent[li] = 0;
     }
   }
+}
+
+/** Pacer.exportState(): per campaign id and per line-item id [spentToday, oppRate, passRate, spendRate]. */
+export interface PacerCampaignState {
+  day: number;
+  integral: number;
+  paused: number;
+  hourCounts: number[];
+  learned: number[];
+  learnedDays: number;
+}
+export interface PacerState {
+  campaigns: Record<string, PacerCampaignState>;
+  lineItems: Record<string, number[]>;
 }
 
 const EVEN = new Float64Array(24).fill(1 / 24);

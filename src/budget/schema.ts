@@ -64,6 +64,7 @@ export const campaignSchema = {
     settle: { enum: ['win', 'billing'] },
     reservationTtlMs: { type: 'integer', minimum: 1000, maximum: 86_400_000 },
     paused: { type: 'boolean' },
+    leaseSlice: money,
     learning: {
       type: 'object',
       additionalProperties: false,

@@ -97,6 +97,12 @@ export interface CampaignDef {
   /** A paused campaign does not bid; its open reservations still settle. */
   paused?: boolean;
   learning?: LearningDef;
+  /**
+   * Budget slice, currency units, a process leases at a time when several share the campaign (--workers N or
+   * --redis): the overspend bound is one slice per process. Default: 1% of the daily budget (of the flight
+   * budget per flight day without a daily cap), at least two impressions at the highest arm bid.
+   */
+  leaseSlice?: number;
 }
 
 export const CAMPAIGN_DEFAULTS = {
@@ -164,6 +170,8 @@ export interface CompiledCampaign {
   readonly reallocateMs: number;
   /** Mean click-to-conversion delay, ms (0 = no correction). */
   readonly conversionDelayMs: number;
+  /** Budget slice leased at a time when processes share the campaign (CampaignDef.leaseSlice), micros. */
+  readonly leaseSliceMicros?: number;
 }
 
 /** The compiled plan, indexed by line-item index (the compiled config's `index`). */

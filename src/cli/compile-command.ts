@@ -74,7 +74,8 @@ export function registerCompileCommand(program: Command): void {
         });
         process.stdout.write(formatReport(result.report, opts.minActivation));
         process.stdout.write(
-          `wrote ${opts.out} (${result.store.header.keyCount.toLocaleString('en-US')} keys, ${result.report.storeBytes.toLocaleString('en-US')} bytes)` +
+          `wrote ${opts.out} (${result.store.header.keyCount.toLocaleString('en-US')} keys, ${result.report.storeBytes.toLocaleString('en-US')} bytes, ` +
+            `the volumes above in its header)` +
             (result.redis ? `; Redis: ${result.redis.keys.toLocaleString('en-US')} keys in ${(result.redis.ms / 1000).toFixed(1)} s` : '') +
             ` in ${(result.ms / 1000).toFixed(1)} s\n`,
         );

@@ -40,7 +40,20 @@ program
   })
   .option('--event-log <dir>', 'durable event log directory ($SEGBID_EVENT_LOG_DIR, default var/events; "none" to disable)')
   .option('--event-log-fsync <policy>', 'always | interval:<ms> | never ($SEGBID_EVENT_LOG_FSYNC, default interval:1000)')
-  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string }) => {
+  .option('--state-dir <dir>', 'budget ledger journal and learning-state snapshots ($SEGBID_STATE_DIR, default var/state; "none" for memory only)')
+  .option('--state-snapshot-sec <n>', 'state snapshot period in seconds ($SEGBID_STATE_SNAPSHOT_SEC, default 15)', (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 1 || n > 3600) throw new InvalidArgumentError('state-snapshot-sec is a number 1-3600');
+    return n;
+  })
+  .option('--redis <url>', 'Redis shared by every bidder instance: campaign budgets are leased from it in slices, frequency caps and learning statistics are shared through it ($SEGBID_REDIS_URL)')
+  .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL; one bid thread)')
+  .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 1 || n > 1000) throw new InvalidArgumentError('segments-redis-budget-ms is a number 1-1000');
+    return n;
+  })
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; segmentsRedis?: string; segmentsRedisBudgetMs?: number }) => {
     const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
     let configPath = opts.config ?? process.env.SEGBID_CONFIG;
     if (!configPath) {
@@ -49,7 +62,14 @@ program
     }
     try {
       const eventLog = opts.eventLog ?? process.env.SEGBID_EVENT_LOG_DIR ?? 'var/events';
-      const workers = opts.workers ?? Number(process.env.SEGBID_WORKERS ?? availableParallelism());
+      const stateDir = opts.stateDir ?? process.env.SEGBID_STATE_DIR ?? 'var/state';
+      const segmentsRedisUrl = opts.segmentsRedis ?? process.env.SEGBID_SEGMENTS_REDIS_URL ?? null;
+      const explicitWorkers = opts.workers ?? (process.env.SEGBID_WORKERS !== undefined ? Number(process.env.SEGBID_WORKERS) : undefined);
+      // The worker threads (src/server/cluster.ts) do not carry the Redis segment store yet: one bid thread.
+      if (segmentsRedisUrl !== null && explicitWorkers !== undefined && explicitWorkers > 1) {
+        throw new SegbidError('CONFIG_INVALID', '--segments-redis runs in one bid thread for now: use --workers 1 (or leave --workers out)');
+      }
+      const workers = explicitWorkers ?? (segmentsRedisUrl !== null ? 1 : availableParallelism());
       const common = {
         configPath,
         host: opts.host,
@@ -60,6 +80,11 @@ program
         signals: true,
         eventLogDir: eventLog === 'none' ? null : eventLog,
         eventLogFsync: opts.eventLogFsync ?? process.env.SEGBID_EVENT_LOG_FSYNC,
+        stateDir: stateDir === 'none' ? null : stateDir,
+        stateSnapshotMs: (opts.stateSnapshotSec ?? (Number(process.env.SEGBID_STATE_SNAPSHOT_SEC) || 15)) * 1000,
+        redisUrl: opts.redis ?? process.env.SEGBID_REDIS_URL ?? null,
+        segmentsRedisUrl,
+        segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,
       };
       const running = workers > 1 ? await startCluster({ ...common, workers }) : await startBidder(common);
       process.stdout.write(

@@ -125,6 +125,8 @@ export interface CompiledConfig {
   /** KPI and event-notice settings as written (completed by src/events when the handler is built). */
   readonly kpis: SegbidConfig['kpis'];
   readonly events: SegbidConfig['events'];
+  /** `?debug=1` answers with an explanation only when enabled (src/bidding/explain.ts). */
+  readonly debug: { readonly enabled: boolean; readonly tokens: readonly string[] };
 }
 
 /** The segment a line item is an arm of: its strategy's segment, else the first segment its targeting requires. */
@@ -327,6 +329,7 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
     budgetPlan,
     kpis: config.kpis,
     events: config.events,
+    debug: { enabled: config.debug?.enabled ?? false, tokens: [...(config.debug?.tokens ?? [])] },
     rates: new Map(Object.entries(settings.rates)),
     storePath,
     source,

@@ -104,6 +104,16 @@ export const configSchema = {
         touchMax: { type: 'integer', minimum: 1000, maximum: 100_000_000 },
       },
     },
+    // `?debug=1` on the bid endpoint (src/bidding/explain.ts): off unless enabled; tokens, when listed, must
+    // also come in `x-segbid-debug-token`, so a public bid port does not explain itself to anyone.
+    debug: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        tokens: { type: 'array', maxItems: 32, items: { type: 'string', minLength: 16, maxLength: 256 } },
+      },
+    },
     creatives: {
       type: 'array',
       items: {

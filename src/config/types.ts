@@ -113,6 +113,14 @@ export interface SegbidConfig extends Omit<TopLevelBiddingDef, 'campaigns'> {
   segmentStore?: string | null;
   creatives: CreativeDef[];
   lineItems: LineItemDef[];
+  /** `?debug=1` on the bid endpoint (default off); see src/bidding/explain.ts. */
+  debug?: DebugDef;
+}
+
+export interface DebugDef {
+  enabled?: boolean;
+  /** When given, a debug request must carry one of them in `x-segbid-debug-token`. */
+  tokens?: string[];
 }
 
 export const DEFAULT_BIDDER: BidderSettings = {

@@ -31,7 +31,7 @@
  * keeps the records that were not written and retries them into a fresh segment at the next flush; events
  * appended while it is failed are refused (false). One process per log directory.
  */
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
@@ -78,7 +78,7 @@ export interface EventLogStatus {
   writeErrors: number;
   /** Records appended while the log was failing (kept in memory for retry, not yet durable). */
   failedRecords: number;
-  /** Records lost: appended while failing with the retry buffer full, or after close(). */
+  /** Records lost: appended while failing with the retry buffer full, still unwritable at close(), or after close(). */
   droppedRecords: number;
   appended: number;
   segment: string;
@@ -233,7 +233,14 @@ export class EventLog {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     if (this.syncing) await new Promise<void>((resolve) => (this.syncDone = resolve));
-    this.writePending();
+    if (!this.writePending() && this.pending.length > 0) {
+      // The disk is still failing at shutdown: what is left cannot be kept anywhere, so it is counted and said.
+      const lost = this.pending.length;
+      this.st.droppedRecords += lost;
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (this.onError !== undefined) this.onError(new Error(`event log closed while failing: ${lost} records could not be written and are lost`));
+    }
     if (this.fd >= 0) {
       try {
         fsyncSync(this.fd);
@@ -291,11 +298,24 @@ export class EventLog {
         }
         throw e;
       }
+      try {
+        if (writeSync(this.fd, LOG_MAGIC) !== LOG_MAGIC.length) throw new Error(`short write of the segment header of ${path}`);
+      } catch (e) {
+        // Disk full at the first write: a segment without its magic would be skipped whole at replay (and one
+        // empty file per retry would pile up during an outage), so it is removed and the next attempt reuses the name.
+        closeQuietly(this.fd);
+        this.fd = -1;
+        try {
+          unlinkSync(path);
+        } catch {
+          // left behind empty: replay reads it as an empty torn segment, no record is lost
+        }
+        throw e;
+      }
       this.segmentPath = path;
       break;
     }
     this.seq++;
-    writeSync(this.fd, LOG_MAGIC);
     this.segmentBytes = LOG_MAGIC.length;
     this.segmentBroken = false;
     if (this.policy.mode !== 'never') {

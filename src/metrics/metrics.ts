@@ -27,6 +27,25 @@ export class CounterCell {
   }
 }
 
+/**
+ * A component that can make the bidder unfit for traffic (the event log, ...): /readyz is 503 while any
+ * check is not ok, and shows each check's detail. Registered on the Metrics of the bidder it belongs to, the
+ * one object every part of a bidder (or of a worker) shares.
+ */
+export interface HealthCheck {
+  name: string;
+  ok(): boolean;
+  /** Small JSON-safe facts for /readyz (last error, counts); never secrets. */
+  detail(): Record<string, unknown>;
+}
+
+/** The state of one health check, as /readyz shows it and as a worker reports it to the main thread. */
+export interface HealthState {
+  name: string;
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
+
 export const TRANSPORT_REASONS = ['too_large', 'inflated_too_large', 'unsupported_encoding', 'aborted'] as const;
 export type TransportReason = (typeof TRANSPORT_REASONS)[number];
 
@@ -50,7 +69,42 @@ export class Metrics {
   /** Privacy verdicts by reason (ok, coppa, gdpr_no_consent, ...), indexed by PRIVACY_REASON code. */
   readonly privacyCounters: CounterCell[];
   readonly unknownUser: CounterCell;
+  /** `?debug=1` requests (src/bidding/explain.ts): answered with an explanation, or refused (token). */
+  readonly debugExplained: CounterCell;
+  readonly debugRefused: CounterCell;
+  /** Readiness checks of this bidder's components (see HealthCheck). */
+  readonly healthChecks: HealthCheck[] = [];
   private readonly cells: CounterCell[] = [];
+
+  addHealthCheck(check: HealthCheck): void {
+    this.healthChecks.push(check);
+  }
+
+  /**
+   * A counter of running totals kept by another component (label value -> total), read at scrape time, so the
+   * component counts with plain numbers (e.g. the Redis segment store's lookup outcomes).
+   */
+  addTotalsCounter(name: string, help: string, label: string, totals: () => Readonly<Record<string, number>>): void {
+    const reported = new Map<string, number>();
+    new client.Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect() {
+        for (const [value, total] of Object.entries(totals())) {
+          const delta = total - (reported.get(value) ?? 0);
+          this.inc({ [label]: value }, delta > 0 ? delta : 0);
+          reported.set(value, total);
+        }
+      },
+    });
+  }
+
+  /** Every check's current state (read by /readyz and by a worker's health report). */
+  health(): HealthState[] {
+    return this.healthChecks.map((c) => ({ name: c.name, ok: c.ok(), detail: c.detail() }));
+  }
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -123,5 +177,14 @@ export class Metrics {
     this.privacyCounters = PRIVACY_REASON_LABELS.map((r) => cell(privacy.labels(r)));
     this.knownUser = cell(this.userLookups.labels('known'));
     this.unknownUser = cell(this.userLookups.labels('unknown'));
+    const debug = new client.Counter({
+      name: 'segbid_debug_requests_total',
+      help: '?debug=1 bid requests (debug enabled in the config): explained, or refused for a missing or wrong token',
+      labelNames: ['result'],
+      registers,
+      collect,
+    });
+    this.debugExplained = cell(debug.labels('explained'));
+    this.debugRefused = cell(debug.labels('refused_token'));
   }
 }

@@ -2,7 +2,8 @@
  * Targeting expressions compiled to mask programs, once per config. A program is a postfix sequence of
  * (opcode, argument) pairs over precomputed masks; evaluating it reads the user's bitset and a preallocated
  * stack and allocates nothing. Runs of plain segment ids inside all/any/none collapse into one mask test, so
- * the common case `{all:[a,b,c]}` is a single AND-compare per word.
+ * the common case `{all:[a,b,c]}` is a single AND-compare per word, and each mask test reads only the words
+ * between its first and last non-zero word (precomputed: a few segments of a 256-bit tree touch 1-3 words of 8).
  */
 import type { TargetingExpr } from '../config/types.js';
 import type { ErrorDetail } from '../common/errors.js';
@@ -19,6 +20,8 @@ export interface TargetingProgram {
   readonly code: Int32Array;
   /** masks[m * words .. (m+1) * words) */
   readonly masks: Uint32Array;
+  /** Per mask m: its non-zero words are within [ranges[2m], ranges[2m+1]) (empty for an all-zero mask). */
+  readonly ranges: Int32Array;
   readonly words: number;
   /** Stack slots the program needs. */
   readonly depth: number;
@@ -98,7 +101,17 @@ export function compileTargeting(
   };
   if (expr !== undefined) emit(expr, path);
   if (maxDepth > MAX_STACK) errors.push({ path, message: `targeting nested too deeply (${maxDepth} > ${MAX_STACK})` });
-  return { code: Int32Array.from(code), masks: Uint32Array.from(masks), words, depth: maxDepth };
+  const maskCount = masks.length / words;
+  const ranges = new Int32Array(maskCount * 2);
+  for (let m = 0; m < maskCount; m++) {
+    let from = 0;
+    let to = words;
+    while (from < to && masks[m * words + from] === 0) from++;
+    while (to > from && masks[m * words + to - 1] === 0) to--;
+    ranges[2 * m] = from;
+    ranges[2 * m + 1] = to;
+  }
+  return { code: Int32Array.from(code), masks: Uint32Array.from(masks), ranges, words, depth: maxDepth };
 }
 
 /** Evaluates a compiled program against a user's bitset. Allocation-free. */
@@ -106,6 +119,7 @@ export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
   const code = p.code;
   if (code.length === 0) return true;
   const masks = p.masks;
+  const ranges = p.ranges;
   const words = p.words;
   let sp = 0;
   for (let pc = 0; pc < code.length; pc += 2) {
@@ -113,16 +127,17 @@ export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
     const arg = code[pc + 1];
     if (op <= OP_NONE) {
       const base = arg * words;
+      const to = ranges[2 * arg + 1];
       let result = 1;
       if (op === OP_ALL) {
-        for (let w = 0; w < words; w++) {
+        for (let w = ranges[2 * arg]; w < to; w++) {
           const m = masks[base + w];
           // `& m` is a signed int32; m from the Uint32Array is unsigned: compare as int32 or bit 31 never matches.
           if ((bits[w] & m) !== (m | 0)) { result = 0; break; }
         }
       } else {
         let any = 0;
-        for (let w = 0; w < words; w++) {
+        for (let w = ranges[2 * arg]; w < to; w++) {
           if ((bits[w] & masks[base + w]) !== 0) { any = 1; break; }
         }
         result = op === OP_ANY ? any : 1 - any;
@@ -147,4 +162,82 @@ export function evalTargetingNaive(e: TargetingExpr | undefined, has: (segmentId
   if ('all' in e) return e.all.every((c) => evalTargetingNaive(c, has));
   if ('any' in e) return e.any.some((c) => evalTargetingNaive(c, has));
   return !e.none.some((c) => evalTargetingNaive(c, has));
+}
+
+/**
+ * A necessary condition of a compiled program, for the inverted index of the bid path (decide.ts): the bits of
+ * which the user must have at least one for the program to match, or null when no such set can be derived (the
+ * program matches everyone, or its match can rest on an absence: `none`, `not`). Sound, not exact: a user who
+ * has one of the bits may still not match, so the program is evaluated anyway; a user who has none of them
+ * never matches. `all` of several parts keeps the smallest requirement (`rarity(bit)` ranks bits: lower = rarer,
+ * e.g. the segment's volume; a single bit of an `all` mask is a requirement on its own).
+ */
+/**
+ * True when targetingRequirement(p) is exact, not only necessary: the program is "the user has one of these
+ * bits" (a single `any` of segments, or a single segment), so a hit in the index is a match, with no evaluation.
+ */
+export function targetingRequirementIsExact(p: TargetingProgram): boolean {
+  const code = p.code;
+  if (code.length !== 2) return false;
+  if (code[0] === OP_ANY) return true;
+  if (code[0] !== OP_ALL) return false;
+  let bits = 0;
+  for (let i = code[1] * p.words; i < (code[1] + 1) * p.words; i++) bits += popcount(p.masks[i]);
+  return bits === 1;
+}
+
+function popcount(x: number): number {
+  let n = 0;
+  for (let v = x >>> 0; v !== 0; v &= v - 1) n++;
+  return n;
+}
+
+export function targetingRequirement(p: TargetingProgram, rarity: (bit: number) => number = (bit) => -bit): number[] | null {
+  const code = p.code;
+  if (code.length === 0) return null;
+  const words = p.words;
+  const reqs: (number[] | null)[] = [];
+  const bitsOf = (m: number): number[] => {
+    const out: number[] = [];
+    for (let w = 0; w < words; w++) {
+      const x = p.masks[m * words + w];
+      for (let b = 0; b < 32; b++) if ((x >>> b) & 1) out.push(w * 32 + b);
+    }
+    return out;
+  };
+  const cost = (r: number[]): number => r.reduce((s, bit) => s + 1 + 1e-9 * rarity(bit), 0);
+  for (let pc = 0; pc < code.length; pc += 2) {
+    const op = code[pc];
+    const arg = code[pc + 1];
+    if (op === OP_ALL) {
+      const bits = bitsOf(arg);
+      // An empty `all` mask always holds; otherwise each of its bits is required: keep the rarest one.
+      reqs.push(bits.length === 0 ? null : [bits.reduce((best, b) => (rarity(b) < rarity(best) ? b : best))]);
+    } else if (op === OP_ANY) {
+      const bits = bitsOf(arg);
+      // `any` of nothing never holds: an empty requirement (nobody matches) is still sound.
+      reqs.push(bits);
+    } else if (op === OP_NONE || op === OP_NOT) {
+      if (op === OP_NOT) reqs.pop();
+      reqs.push(null);
+    } else {
+      const parts = reqs.splice(reqs.length - arg, arg);
+      if (op === OP_AND) {
+        let best: number[] | null = null;
+        for (const r of parts) if (r !== null && (best === null || cost(r) < cost(best))) best = r;
+        reqs.push(best);
+      } else {
+        let union: number[] | null = [];
+        for (const r of parts) {
+          if (r === null) {
+            union = null;
+            break;
+          }
+          union.push(...r);
+        }
+        reqs.push(union === null ? null : [...new Set(union)].sort((a, b) => a - b));
+      }
+    }
+  }
+  return reqs.length === 1 ? reqs[0] : null;
 }

@@ -10,7 +10,8 @@
 import { gunzipSync, inflateSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { uWS } from './uws.js';
 import { BAD_REQUEST } from '../openrtb/reasons.js';
-import type { BidHandler } from '../bidding/bid-handler.js';
+import type { BidHandler, BidResult } from '../bidding/bid-handler.js';
+import { DEBUG_TOKEN_HEADER, debugRequest } from '../bidding/explain.js';
 import type { Metrics, TransportReason } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -70,6 +71,12 @@ function statusLine(status: number): string {
   return status === 200 ? '200 OK' : status === 204 ? '204 No Content' : status === 400 ? '400 Bad Request' : `${status}`;
 }
 
+/** Writes a bid result (the Redis-store branch; the synchronous branch inlines the same lines). */
+function answerBid(res: uWS.HttpResponse, result: BidResult, version: string, gzipWanted: boolean, close: boolean): void {
+  const gzip = gzipWanted && result.status !== 204;
+  respond(res, statusLine(result.status), gzip ? gzipSync(result.body, { level: zlibConstants.Z_BEST_SPEED }) : result.body, version, gzip, close);
+}
+
 export interface BidServerOptions {
   handler: BidHandler;
   metrics: Metrics;
@@ -111,6 +118,9 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     // Content-Type is not checked: exchanges send JSON as text/plain, form types or nothing; the body is
     // parsed as JSON whatever it says, and a body that is not JSON gets a 400.
     const settings = handler.current.config.settings;
+    // `?debug=1` (src/bidding/explain.ts) only when the config enables it; read now, uWS reuses `req`.
+    const debugSettings = handler.current.config.debug;
+    const debug = debugSettings.enabled ? debugRequest(req.getQuery(), req.getHeader(DEBUG_TOKEN_HEADER), debugSettings) : null;
     const maxBody = settings.maxBodyBytes;
     const reader = new BodyReader(declared === '' ? -1 : Number(declared) <= maxBody ? Number(declared) : -1);
     metrics.inFlight++;
@@ -165,7 +175,18 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
           return;
         }
       }
-      const result = handler.handle(raw.toString('utf8'));
+      if (debug === null && handler.remote !== null) {
+        // Redis segment store (src/segments/remote-segments.ts): only a request whose user the local store does
+        // not know waits; onAborted is attached above, and the late answer goes through respond (res.cork).
+        const later = handler.handleAsync(raw.toString('utf8'));
+        if (later instanceof Promise) {
+          void later.then((r) => {
+            if (!reader.aborted) answerBid(res, r, version, acceptGzip && r.body.length >= settings.gzipMinBytes, lifecycle.draining);
+          });
+        } else answerBid(res, later, version, acceptGzip && later.body.length >= settings.gzipMinBytes, lifecycle.draining);
+        return;
+      }
+      const result = debug === null ? handler.handle(raw.toString('utf8')) : handler.handleDebug(raw.toString('utf8'), debug);
       let body: string | Buffer = result.body;
       const gzip = acceptGzip && body.length >= settings.gzipMinBytes && result.status !== 204;
       if (gzip) body = gzipSync(body, { level: zlibConstants.Z_BEST_SPEED });

@@ -5,10 +5,13 @@
  * Shared, not copied: the segment store file is read once into a SharedArrayBuffer and every worker maps its
  * typed arrays over it. Metrics: each worker keeps its own prom-client registry; /metrics on the main thread
  * asks every worker and aggregates (counters summed, gauges summed, histograms merged). A worker that dies is
- * restarted; until then the others keep answering and /readyz reports the missing worker.
+ * restarted (after 100 ms, backing off to 5 s while it keeps dying young) and counted
+ * (segbid_worker_restarts_total); until then the others keep answering and /readyz is 503 naming the missing
+ * worker. Workers report their component health (the event log) and /readyz is 503 while any fails.
  */
 import { Worker } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
 import type { Logger } from 'pino';
@@ -16,15 +19,23 @@ import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.j
 import { createOpsApp } from './ops-server.js';
 import { Lifecycle } from './lifecycle.js';
 import { loadDecider } from '../bidding/load-decider.js';
-import { Metrics } from '../metrics/metrics.js';
+import { Metrics, type HealthState } from '../metrics/metrics.js';
 import { SegbidError } from '../common/errors.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { EventsSetupOptions } from './events-setup.js';
 import type { StartOptions } from './start.js';
+import { CapTableOwner, type SharedCapTable } from '../bidding/shared-caps.js';
+import { startClusterHub, type LearnMessage, type LearnedMessage } from '../bidding/shared-state.js';
+import type { Decider } from '../bidding/decide.js';
+import { ThreadBankHost, type BankReplyMessage, type BankRequestMessage, type NoticeDeliverMessage, type NoticeRouteMessage } from '../budget/bank-threads.js';
+import { genBaseFor } from '../budget/bank.js';
+import { registerBookMetrics } from '../budget/bank-metrics.js';
+import { DAY_MS } from '../budget/types.js';
+import { hostname } from 'node:os';
 
 /** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
-export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | keyof EventsSetupOptions> {
+export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | keyof EventsSetupOptions> {
   workers: number;
 }
 
@@ -35,11 +46,25 @@ export interface WorkerData {
   storeBuffer: SharedArrayBuffer | null;
   allowUwsFallback: boolean;
   index: number;
+  /** 0 for the first start of this worker index, then +1 per restart. */
+  generation: number;
   /** Each worker logs events into its own subdirectory (one writer per log). */
   eventLogDir: string | null;
   eventLogFsync?: string;
   /** The same keys in every worker: a notice may reach any worker. */
   eventKeys: string;
+  /** Budget and learning state of this worker (its own subdirectory `worker-N`, one writer per directory). */
+  stateDir?: string | null;
+  stateSnapshotMs?: number;
+  /** The frequency-cap table every worker writes and reads (src/bidding/shared-caps.ts); null: no caps. */
+  capTable: SharedCapTable | null;
+  /** Redis of the shared caps (write-through, prefetch); the main thread syncs the learning with it. */
+  redisUrl: string | null;
+  /**
+   * This worker's budget bank client: leasing from the main thread, or from Redis (`--redis`). Its handles lie in
+   * the worker's own generation range, so that notices reaching another worker are forwarded to it.
+   */
+  bank: { client: string; genBase: number; via: 'main' | 'redis' };
 }
 
 export type WorkerMessage =
@@ -47,12 +72,31 @@ export type WorkerMessage =
   | { type: 'failed'; message: string }
   | { type: 'metrics'; id: number; metrics: client.MetricObjectWithValues<client.MetricValue<string>>[] }
   | { type: 'reloaded'; ok: boolean; error?: string }
+  | { type: 'health'; checks: HealthState[] }
+  | LearnMessage
+  | BankRequestMessage
+  | NoticeRouteMessage
   | { type: 'stopped' };
 
 export type MainMessage =
   | { type: 'metrics'; id: number }
-  | { type: 'reload'; storeBuffer: SharedArrayBuffer | null }
+  | { type: 'reload'; storeBuffer: SharedArrayBuffer | null; capTable: SharedCapTable | null }
+  | LearnedMessage
+  | BankReplyMessage
+  | NoticeDeliverMessage
   | { type: 'shutdown' };
+
+function freeTcpPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const free = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(free));
+    });
+  });
+}
 
 /** Reads a store file into shared memory, so N workers map one copy. */
 export function readStoreShared(path: string | null): SharedArrayBuffer | null {
@@ -72,6 +116,11 @@ export interface RunningCluster {
   close(): Promise<void>;
 }
 
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+/** A worker that lived this long before dying is restarted after RESTART_MIN_MS again. */
+const RESTART_RESET_MS = 10_000;
+
 const WORKER_ENTRY = fileURLToPath(new URL('./worker-entry.js', import.meta.url));
 
 export async function startCluster(options: ClusterOptions): Promise<RunningCluster> {
@@ -83,7 +132,27 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let storeBuffer = readStoreShared(probe.config.storePath);
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
+  // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
+  const capOwner = new CapTableOwner();
+  const capTableOf = (d: Decider): SharedCapTable | null => (d.plan.anyCaps ? capOwner.forPlan(d.plan.capPlan, d.config.settings.capStore) : null);
+  let capTable = capTableOf(probe);
+  const hub = startClusterHub(mainMetrics.registry, options.redisUrl);
+  // Budgets shared by the workers (src/budget/bank-threads.ts): the main thread grants slices, unless Redis does.
+  const bankHost = options.redisUrl ? null : new ThreadBankHost({ stateDir: options.stateDir ?? null });
+  if (bankHost !== null) registerBookMetrics(mainMetrics.registry, bankHost.book, () => bankHost.reclaimed);
+  const bankRun = randomBytes(4).toString('hex');
+  let budgetPlan = probe.config.budgetPlan;
   const workers: (Worker | null)[] = new Array(options.workers).fill(null);
+  /** Last health report of each live worker (null: none yet, or the worker is gone). */
+  const health: (HealthState[] | null)[] = new Array(options.workers).fill(null);
+  const generations: number[] = new Array(options.workers).fill(0);
+  const restartDelay: number[] = new Array(options.workers).fill(RESTART_MIN_MS);
+  let restarts = 0;
+  const restartCounter = new client.Counter({
+    name: 'segbid_worker_restarts_total',
+    help: 'Bid worker threads that died (uncaught error, out of memory, failed start) and were restarted',
+    registers: [mainMetrics.registry],
+  });
   let port = options.port ?? 8080;
   let stopping = false;
   let metricsRequest = 0;
@@ -103,11 +172,22 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         storeBuffer,
         allowUwsFallback: options.allowUwsFallback ?? false,
         index,
+        generation: generations[index],
         eventLogDir: options.eventLogDir ? join(options.eventLogDir, `worker-${index}`) : null,
         eventLogFsync: options.eventLogFsync,
         eventKeys,
+        stateDir: options.stateDir ? join(options.stateDir, `worker-${index}`) : null,
+        stateSnapshotMs: options.stateSnapshotMs,
+        capTable,
+        redisUrl: options.redisUrl ?? null,
+        bank: {
+          client: `${hostname()}:${process.pid}:w${index}.${generations[index]}.${bankRun}`,
+          genBase: genBaseFor(index * 8 + (generations[index] % 8)),
+          via: bankHost === null ? 'redis' : 'main',
+        },
       };
       const worker = new Worker(WORKER_ENTRY, { workerData: data });
+      const born = Date.now();
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'listening') {
           port = m.port;
@@ -115,6 +195,15 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           resolve();
         } else if (m.type === 'failed') {
           reject(new SegbidError('LISTEN_FAILED', `worker ${index}: ${m.message}`));
+        } else if (m.type === 'bank') {
+          bankHost?.handle(m, (r) => worker.postMessage(r satisfies MainMessage));
+        } else if (m.type === 'bank-notice') {
+          // To the worker whose reservation it is; if that one is down, back to the sender (booked there).
+          (workers[m.to] ?? worker).postMessage({ type: 'bank-notice', notice: m.notice } satisfies MainMessage);
+        } else if (m.type === 'learn') {
+          worker.postMessage(hub.onLearn(m) satisfies MainMessage);
+        } else if (m.type === 'health') {
+          if (workers[index] === worker) health[index] = m.checks;
         } else if (m.type === 'metrics') {
           const p = pending.get(m.id);
           if (p) {
@@ -125,15 +214,56 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       });
       worker.on('error', (e) => logger.error({ err: e, worker: index }, 'worker error'));
       worker.on('exit', (code) => {
-        if (workers[index] === worker) workers[index] = null;
+        if (workers[index] === worker) {
+          workers[index] = null;
+          health[index] = null;
+        }
         if (stopping) return;
-        logger.error({ worker: index, code }, 'worker exited; restarting');
-        setTimeout(() => spawn(index).catch((e) => logger.error({ err: e }, 'worker restart failed')), 100);
+        if (bankHost !== null) {
+          // Its unspent grant comes back once its reservations have timed out (their notices reach other workers).
+          const plan = budgetPlan;
+          const ttl = plan === null ? 0 : Math.max(0, ...plan.campaigns.map((c) => c.reservationTtlMs));
+          const dayOf = (id: string) => {
+            const c = plan?.campaigns.find((x) => x.id === id);
+            return Math.floor((Date.now() + (c?.utcOffsetMs ?? 0)) / DAY_MS);
+          };
+          bankHost.clientGone(data.bank.client, ttl, dayOf);
+        }
+        // A worker that keeps dying young (a crash at start) is restarted less and less often, up to every 5 s.
+        const delay = Date.now() - born < RESTART_RESET_MS ? restartDelay[index] : RESTART_MIN_MS;
+        restartDelay[index] = Math.min(RESTART_MAX_MS, delay * 2);
+        restarts++;
+        restartCounter.inc();
+        generations[index]++;
+        logger.error({ worker: index, code, restartInMs: delay }, 'worker exited; restarting');
+        setTimeout(() => {
+          if (stopping) return;
+          spawn(index).catch((e) => logger.error({ err: e }, 'worker restart failed'));
+        }, delay);
       });
     });
 
-  for (let i = 0; i < options.workers; i++) await spawn(i); // sequential: the first one fixes a port 0
+  // uWebSockets.js binds port 0 without SO_REUSEPORT, so the other workers could not join the port the first
+  // one got: a free port is chosen here instead (a tiny race with other processes, acceptable for port 0).
+  if (port === 0) port = await freeTcpPort(host);
+  for (let i = 0; i < options.workers; i++) await spawn(i);
   const alive = () => workers.filter((w) => w !== null).length;
+  new client.Gauge({
+    name: 'segbid_workers_alive',
+    help: 'Bid worker threads running (the configured number when all are up)',
+    registers: [mainMetrics.registry],
+    collect() {
+      this.set(alive());
+    },
+  });
+  const workersHealthy = () => health.every((h) => h === null || h.every((c) => c.ok));
+  const readyDetail = () => {
+    const checks: Record<string, Record<string, unknown>> = {};
+    health.forEach((h, i) => {
+      for (const c of h ?? []) checks[`worker-${i}/${c.name}`] = c.detail;
+    });
+    return { workers: { alive: alive(), wanted: options.workers, restarts }, checks };
+  };
 
   const aggregateRegistry = async (): Promise<client.Registry> => {
     const live = workers.filter((w): w is Worker => w !== null);
@@ -155,7 +285,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     lifecycle,
     status: () => ({ config: options.configPath, workers: alive(), workersWanted: options.workers, uwsNative: isNativeUws() }),
     registry: aggregateRegistry,
-    ready: () => alive() === options.workers,
+    ready: () => alive() === options.workers && workersHealthy(),
+    readyDetail,
   });
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);
   lifecycle.ready = true;
@@ -167,6 +298,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     try {
       const next = loadDecider(options.configPath);
       storeBuffer = readStoreShared(next.config.storePath);
+      capTable = capTableOf(next); // the same table while the caps layout is unchanged
+      budgetPlan = next.config.budgetPlan;
       const live = workers.filter((w): w is Worker => w !== null);
       const results = await Promise.all(
         live.map(
@@ -178,14 +311,16 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
                 resolve(m.ok);
               };
               w.on('message', onMessage);
-              w.postMessage({ type: 'reload', storeBuffer } satisfies MainMessage);
+              w.postMessage({ type: 'reload', storeBuffer, capTable } satisfies MainMessage);
             }),
         ),
       );
       lifecycle.lastError = results.every(Boolean) ? null : 'a worker rejected the reload';
+      mainMetrics.configReloads.inc({ result: results.every(Boolean) ? 'ok' : 'rejected' });
       return results.every(Boolean);
     } catch (e) {
       lifecycle.lastError = (e as Error).message;
+      mainMetrics.configReloads.inc({ result: 'rejected' });
       logger.error({ err: e }, 'config reload rejected, previous config keeps serving');
       return false;
     } finally {
@@ -209,6 +344,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           }),
       ),
     );
+    // What the hub learned goes to Redis before the process leaves (the workers' last second is not waited for).
+    await hub.parts.redisLearning?.syncOnce();
+    hub.close();
+    bankHost?.close(); // after the workers gave back what they held: the persisted book is final
     closeListenSocket(ops.socket);
   };
 

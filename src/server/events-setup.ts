@@ -19,6 +19,13 @@ export interface EventsSetupOptions {
   eventKeys?: string;
 }
 
+const logs = new WeakMap<EventHandler, EventLog>();
+
+/** The durable log setupEvents opened for `events` (null: none), e.g. to flush it synchronously before a crash. */
+export function eventLogOf(events: EventHandler): EventLog | null {
+  return logs.get(events) ?? null;
+}
+
 export function setupEvents(options: EventsSetupOptions, config: CompiledConfig, metrics: Metrics, logger: Logger): EventHandler {
   const keyring = loadKeyring(options.eventKeys, process.env, (message) => logger.warn(message));
   // KPIs and notice settings come from the config, defined up front.
@@ -30,6 +37,19 @@ export function setupEvents(options: EventsSetupOptions, config: CompiledConfig,
     logger.info({ dir: options.eventLogDir, ...replay }, 'event log replayed');
     log = EventLog.open({ dir: options.eventLogDir, fsync: options.eventLogFsync, onError: (e) => logger.error({ err: e }, 'event log write failed') });
     events.setLog(log);
+    logs.set(events, log);
+    // A log that cannot write makes the bidder unready (the load balancer stops sending it bid requests, so
+    // it stops signing events it cannot record); it still answers what reaches it, and the records kept in
+    // memory are written to a fresh segment when the disk comes back (README "Reliability").
+    const failing = log;
+    metrics.addHealthCheck({
+      name: 'eventLog',
+      ok: () => failing.status.ok,
+      detail: () => {
+        const s = failing.status;
+        return { ok: s.ok, lastError: s.lastError, writeErrors: s.writeErrors, failedRecords: s.failedRecords, droppedRecords: s.droppedRecords, pendingBytes: s.pendingBytes };
+      },
+    });
   }
   events.start();
   registerKpiMetrics(events.kpis, metrics.registry);

@@ -1,7 +1,8 @@
 /**
  * The operations port: never reachable from the bid port. GET /metrics (Prometheus text), /healthz (the
- * process is alive and its event loop turns), /readyz (a config is serving and the bidder is not draining or
- * reloading: load balancers take it out of rotation otherwise).
+ * process is alive and its event loop turns), /readyz (a config is serving, the bidder is not draining or
+ * reloading and every component health check passes, e.g. the event log writes: load balancers take it out of
+ * rotation otherwise).
  */
 import type client from 'prom-client';
 import { uWS } from './uws.js';
@@ -17,8 +18,10 @@ export interface OpsServerOptions {
   status: () => Record<string, unknown>;
   /** The registry to expose (default: metrics.registry); the cluster aggregates its workers' here. */
   registry?: () => Promise<client.Registry>;
-  /** An extra readiness condition (the cluster: every worker is up). */
+  /** An extra readiness condition (the cluster: every worker is up and healthy). */
   ready?: () => boolean;
+  /** Extra fields of the /readyz body (the cluster: workers alive, restarts, each worker's checks). */
+  readyDetail?: () => Record<string, unknown>;
   /** The admin API (src/admin), served under /admin on this port only. */
   admin?: AdminApi;
 }
@@ -101,8 +104,23 @@ export function createOpsApp(options: OpsServerOptions): uWS.TemplatedApp {
     res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(JSON.stringify({ ok: true, ...status() })));
   });
   app.get('/readyz', (res) => {
-    const ready = lifecycle.serving && extraReady();
-    const body = JSON.stringify({ ready, draining: lifecycle.draining, reloading: lifecycle.reloading, lastError: lifecycle.lastError });
+    // Component checks (the event log): a bidder that cannot record the events it signs is taken out of rotation.
+    const health = metrics.health();
+    let healthy = true;
+    const checks: Record<string, Record<string, unknown>> = {};
+    for (const h of health) {
+      healthy &&= h.ok;
+      checks[h.name] = h.detail;
+    }
+    const ready = lifecycle.serving && extraReady() && healthy;
+    const body = JSON.stringify({
+      ready,
+      draining: lifecycle.draining,
+      reloading: lifecycle.reloading,
+      lastError: lifecycle.lastError,
+      checks,
+      ...(options.readyDetail ? options.readyDetail() : {}),
+    });
     res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
   });
   if (options.admin) serveAdmin(app, options.admin);

@@ -16,10 +16,16 @@ import { Metrics } from '../metrics/metrics.js';
 import { discrepancies, kpiQueryFromParams } from '../events/kpis.js';
 import { setupEvents, type EventsSetupOptions } from './events-setup.js';
 import { startLearningTimers } from '../bidding/learning.js';
+import { startSharedStateSingle } from '../bidding/shared-state.js';
 import { AdminApi } from '../admin/admin-api.js';
 import { AdminAuth } from '../admin/auth.js';
 import { AuditLog } from '../admin/audit-log.js';
 import { ConfigManager } from '../admin/config-manager.js';
+import { connectRemoteSegments } from '../segments/remote-segments.js';
+import { createRedisBank } from '../budget/redis-bank.js';
+import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
+import { BudgetStateStore, registerStateMetrics } from '../budget/state-store.js';
+import { HistoryRecorder, historyQueryFromParams } from '../admin/history.js';
 
 export interface StartOptions extends EventsSetupOptions {
   configPath: string;
@@ -37,6 +43,27 @@ export interface StartOptions extends EventsSetupOptions {
   persistConfig?: boolean;
   /** NDJSON audit log of admin changes; default SEGBID_AUDIT_LOG, else memory only. */
   auditLogPath?: string | null;
+  /**
+   * Directory of the budget and learning state (ledger journal + periodic snapshot, src/budget/state-store.ts),
+   * restored at start; null/absent = memory only. One directory per process (workers use worker-N inside).
+   */
+  stateDir?: string | null;
+  /** Snapshot period of the state directory, ms (default 15 s). */
+  stateSnapshotMs?: number;
+  /** Sampling period of the console's history (GET /admin/history), default 5000 ms. */
+  historyEveryMs?: number;
+  /**
+   * Redis shared by every bidder instance (`--redis URL`): campaign budgets are leased from it in slices
+   * (src/budget/redis-bank.ts) and Redis holds the budget totals. Absent: this process owns whole budgets.
+   */
+  redisUrl?: string | null;
+  /**
+   * Redis segment store (`--segments-redis URL`, filled by `segbid compile --to-redis`): users the local store
+   * does not know are looked up there before the decision (src/segments/remote-segments.ts). Absent: none.
+   */
+  segmentsRedisUrl?: string | null;
+  /** Upper bound of one Redis segment lookup, ms (default 10); each request gets min(this, tmax / 4). */
+  segmentsRedisBudgetMs?: number;
 }
 
 export interface RunningBidder {
@@ -56,10 +83,28 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const metrics = new Metrics({ defaultMetrics: options.defaultMetrics });
   const lifecycle = new Lifecycle();
   const decider = loadDecider(options.configPath);
+  const remote = options.segmentsRedisUrl
+    ? await connectRemoteSegments(options.segmentsRedisUrl, decider.config.dictionary, { budgetMs: options.segmentsRedisBudgetMs, logger, metrics })
+    : null;
   metrics.configReloads.inc({ result: 'ok' });
   const events = setupEvents(options, decider.config, metrics, logger);
-  const handler = new BidHandler(decider, metrics, events);
+  const state = options.stateDir ? BudgetStateStore.open({ dir: options.stateDir, logger, snapshotIntervalMs: options.stateSnapshotMs }) : null;
+  const bank = options.redisUrl
+    ? createRedisBank(options.redisUrl, { onError: (e) => logger.warn({ err: e.message }, 'budget bank (redis) unreachable: spending only the budget held') })
+    : undefined;
+  const handler = new BidHandler(decider, metrics, events, state ?? undefined, bank);
+  handler.remote = remote;
+  if (bank !== undefined) {
+    registerBankMetrics(metrics.registry, () => bank);
+    metrics.addHealthCheck(bankHealthCheck(bank));
+  }
+  if (state !== null) {
+    state.start(() => handler.current.plan);
+    registerStateMetrics(state, metrics.registry);
+  }
   const stopLearning = startLearningTimers(() => handler.current);
+  // After the state restore: what it restored seeds the learning hub (src/bidding/shared-learning.ts).
+  const shared = startSharedStateSingle(handler, metrics.registry, options.redisUrl);
   const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
   const manager = ConfigManager.fromFile(options.configPath, { target: handler, persist: options.persistConfig ?? false, audit, logger });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
@@ -74,6 +119,18 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   admin.addReadEndpoint(/^\/admin\/segmentation$/, () => ({
     segments: handler.current.config.dictionary.segments.map(({ id, name, parent, kind }) => ({ id, name, parent, kind })),
   }));
+  // Curves of the console (spend vs pacing target, arm shares, win rate and shading): sampled off the hot path.
+  const history = new HistoryRecorder(
+    {
+      budget: () => handler.budget,
+      shading: () => handler.current.plan.shading,
+      lineItemCounters: () => events.kpis.dimension('line_item'),
+      currency: () => handler.current.config.settings.currency,
+    },
+    { everyMs: options.historyEveryMs, onError: (e) => logger.error({ err: e }, 'history sample failed') },
+  );
+  const stopHistory = history.start();
+  admin.addReadEndpoint(/^\/admin\/history$/, (query) => history.report(historyQueryFromParams(query, history.capacity)));
   const status = () => {
     const d = handler.current;
     return {
@@ -122,6 +179,11 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     closeListenSocket(ops.socket);
     await new Promise((r) => setTimeout(r, 50));
     stopLearning();
+    shared.close();
+    await handler.bank.close(); // gives back the budget held unspent (Redis), before the final snapshot
+    state?.close(); // final journal flush and snapshot: a clean stop loses no ledger change
+    stopHistory();
+    await remote?.redis.close();
     await events.close(); // flushes the bid tally and fsyncs the event log: nothing accepted is lost
     logger.info('segbid stopped');
   };

@@ -4,21 +4,68 @@
  * messages. It never opens the operations port.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
 import { createBidApp } from './bid-server.js';
-import { closeListenSocket, listen } from './uws.js';
-import { Lifecycle } from './lifecycle.js';
+import { closeListenSocket, listen, type uWS } from './uws.js';
+import { Lifecycle, drainInFlight } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
 import { pino } from 'pino';
-import { setupEvents } from './events-setup.js';
+import { eventLogOf, setupEvents } from './events-setup.js';
+import type { EventHandler } from '../events/event-handler.js';
 import { startLearningTimers } from '../bidding/learning.js';
+import { BudgetStateStore, registerStateMetrics } from '../budget/state-store.js';
 import { decodeStore, type SegmentStore } from '../segments/segment-store.js';
 import type { MainMessage, WorkerData, WorkerMessage } from './cluster.js';
+import { installSharedCapTable } from '../bidding/shared-caps.js';
+import { startWorkerLearning } from '../bidding/shared-state.js';
+import { LeaseBank, type BudgetBank } from '../budget/bank.js';
+import { ThreadBankTransport, ownerOfHandle } from '../budget/bank-threads.js';
+import { createRedisBank } from '../budget/redis-bank.js';
+import { reservationOf } from '../budget/outcome-listener.js';
+import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 
 const data = workerData as WorkerData;
 const port = parentPort!;
 const send = (m: WorkerMessage) => port.postMessage(m);
+
+/** Bound of a graceful shutdown's wait for bodies still arriving (well under the main thread's 5 s terminate). */
+const DRAIN_MS = 2000;
+
+/* What a dying worker must still close and flush (set once listening). */
+let appRef: uWS.TemplatedApp | null = null;
+let eventsRef: EventHandler | null = null;
+
+/**
+ * Closes the listen socket and every connection of the bid app. Required before the thread exits: a request
+ * that uWebSockets.js dispatches into a thread whose JavaScript is already terminated "returns without
+ * responding", which aborts the whole process (std::terminate), every other worker with it. `close()` exists
+ * on this uWebSockets.js build's apps though its typings omit it.
+ */
+function closeApp(): void {
+  const app = appRef as unknown as { close?: () => void } | null;
+  appRef = null;
+  if (app !== null && typeof app.close === 'function') app.close();
+}
+
+/**
+ * An uncaught error ends this worker, not the process: stop taking connections (the kernel then routes them
+ * to the other workers), write and fsync the events accepted so far (nothing accepted is lost), and exit 1.
+ * The main thread counts the crash, reports the missing worker on /readyz and restarts it.
+ */
+process.on('uncaughtException', (e) => {
+  process.stderr.write(`segbid worker ${data.index}: uncaught error, exiting: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  try {
+    closeApp();
+    if (eventsRef !== null) {
+      eventsRef.flushBids(Date.now());
+      eventLogOf(eventsRef)?.sync();
+    }
+  } finally {
+    process.exit(1);
+  }
+});
 
 function sharedStore(buffer: SharedArrayBuffer | null): SegmentStore | undefined {
   return buffer === null ? undefined : decodeStore(Buffer.from(buffer), 'shared segment store');
@@ -27,20 +74,74 @@ function sharedStore(buffer: SharedArrayBuffer | null): SegmentStore | undefined
 try {
   const metrics = new Metrics({ defaultMetrics: false });
   const lifecycle = new Lifecycle();
+  installSharedCapTable(data.capTable); // before any config is compiled: its cap store lies over the shared table
   const decider = loadDecider(data.configPath, sharedStore(data.storeBuffer));
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', worker: data.index } });
   const events = setupEvents(data, decider.config, metrics, logger);
-  const handler = new BidHandler(decider, metrics, events);
+  const state = data.stateDir ? BudgetStateStore.open({ dir: data.stateDir, logger, snapshotIntervalMs: data.stateSnapshotMs }) : null;
+  // Budgets shared with the other workers (the main thread's bank) or with every machine (Redis).
+  let bank: BudgetBank;
+  if (data.bank.via === 'redis' && data.redisUrl) {
+    const onError = (e: Error) => logger.warn({ err: e.message }, 'budget bank (redis) unreachable: spending only the budget held');
+    bank = createRedisBank(data.redisUrl, { client: data.bank.client, genBase: data.bank.genBase, onError });
+  } else {
+    const transport = new ThreadBankTransport((m) => send(m));
+    port.on('message', (m: MainMessage) => {
+      if (m.type === 'bank') transport.onMessage(m);
+    });
+    bank = new LeaseBank(transport, { client: data.bank.client, genBase: data.bank.genBase });
+  }
+  registerBankMetrics(metrics.registry, () => bank);
+  metrics.addHealthCheck(bankHealthCheck(bank));
+  const handler = new BidHandler(decider, metrics, events, state ?? undefined, bank);
+  // A budget notice for another worker's reservation is settled there, through the main thread (bank-threads.ts).
+  handler.noticeRouter = {
+    owns: (handle) => ownerOfHandle(handle) === data.index,
+    forward: (notice) => send({ type: 'bank-notice', to: ownerOfHandle(reservationOf(notice.bidId)), notice }),
+  };
+  port.on('message', (m: MainMessage) => {
+    if (m.type === 'bank-notice') handler.applyNotice(m.notice);
+  });
+  if (state !== null) {
+    state.start(() => handler.current.plan);
+    registerStateMetrics(state, metrics.registry);
+  }
   startLearningTimers(() => handler.current);
+  // After the state restore (it seeds the hub): learning deltas to the main thread, totals back; Redis caps.
+  const shared = startWorkerLearning(handler, metrics.registry, send, data.redisUrl);
   const app = createBidApp({ handler, metrics, lifecycle });
   const { socket, port: bound } = await listen(app, data.host, data.port);
+  appRef = app;
+  eventsRef = events;
   lifecycle.ready = true;
   send({ type: 'listening', port: bound });
+  // Component health (the event log) for the main thread's /readyz: sent when it changes.
+  let lastHealth = '';
+  setInterval(() => {
+    const checks = metrics.health();
+    const text = JSON.stringify(checks);
+    if (text === lastHealth) return;
+    lastHealth = text;
+    send({ type: 'health', checks });
+  }, 250).unref();
+  // Fault injection for test/reliability-faults.test.ts (README "Reliability"), off unless set:
+  // SEGBID_FAULT_WORKER_CRASH="<index>:<file>" makes worker <index> throw an uncaught error from a timer once
+  // <file> exists (its first start only, not after the restart), so a test chooses the moment of the crash.
+  const fault = /^(\d+):(.+)$/.exec(process.env.SEGBID_FAULT_WORKER_CRASH ?? '');
+  if (fault !== null && Number(fault[1]) === data.index && data.generation === 0) {
+    const trigger = fault[2];
+    setInterval(() => {
+      if (existsSync(trigger)) throw new Error('injected worker crash (SEGBID_FAULT_WORKER_CRASH)');
+    }, 50).unref();
+  }
   port.on('message', (m: MainMessage) => {
     if (m.type === 'metrics') {
       void metrics.registry.getMetricsAsJSON().then((list) => send({ type: 'metrics', id: m.id, metrics: list }));
+    } else if (m.type === 'learned') {
+      shared.onLearned(m);
     } else if (m.type === 'reload') {
       try {
+        installSharedCapTable(m.capTable);
         handler.swap(loadDecider(data.configPath, sharedStore(m.storeBuffer)));
         send({ type: 'reloaded', ok: true });
       } catch (e) {
@@ -49,9 +150,19 @@ try {
     } else if (m.type === 'shutdown') {
       lifecycle.draining = true;
       closeListenSocket(socket);
-      // Decisions are synchronous, so nothing is in flight once the socket is closed; the event log is flushed
-      // and fsynced before the thread exits.
-      void events.close().finally(() => process.exit(0));
+      shared.close();
+      // Requests whose body is still arriving are answered (bounded), then the event log is flushed and
+      // fsynced before the thread exits.
+      void drainInFlight(() => metrics.inFlight, DRAIN_MS)
+        .then(() => handler.bank.close()) // gives back the budget held unspent
+        .then(() => {
+          state?.close(); // final ledger journal flush and state snapshot
+          return events.close();
+        })
+        .finally(() => {
+          closeApp(); // idle keep-alive connections too: nothing may reach this thread once it exits
+          process.exit(0);
+        });
     }
   });
 } catch (e) {

@@ -5,8 +5,10 @@
  *
  * Contract of the page (src/admin/console/console-script.ts):
  *   - asks for an admin token (kept in sessionStorage only, sent as `Authorization: Bearer`);
- *   - polls /admin/config, /admin/kpis (segment and line_item dimensions, discrepancies included) and the
- *     unauthenticated /metrics every few seconds (`?every=<ms>` overrides, at least 500 ms);
+ *   - polls /admin/config, /admin/kpis (segment and line_item dimensions, discrepancies included), the
+ *     increments of /admin/history (the server's time series: spend vs pacing target per campaign, arm shares
+ *     and reasons, win rate and shading per line item) and the unauthenticated /metrics every few seconds
+ *     (`?every=<ms>` overrides, at least 500 ms);
  *   - every value from the server reaches the DOM through textContent (never innerHTML with data);
  *   - pause/resume = PATCH /admin/line-items/:id {"active": ...}; a 403 (read-only token) is shown as is.
  */
@@ -53,6 +55,21 @@ export const CONSOLE_HTML = `<!doctype html>
   </section>
   <section class="card chart"><h2>Win rate <span class="hint">(wins / bids; bids are tallied in batches, so a fresh point can overshoot)</span></h2><div id="chart-winrate" class="plot"></div></section>
   <section class="card chart"><h2>Spend <span class="hint" id="currency"></span></h2><div id="chart-spend" class="plot"></div></section>
+  <section class="card wide" id="pacing">
+    <h2>Spend and pacing <span class="hint">(per campaign, today: spend booked vs the pacing target curve)</span></h2>
+    <p class="hint" id="pacing-note"></p>
+    <div id="pacing-charts" class="charts-grid"></div>
+  </section>
+  <section class="card wide" id="allocation">
+    <h2>Test-and-learn allocation <span class="hint">(per campaign: each arm's share of the spend over time, stacked)</span></h2>
+    <p class="hint" id="allocation-note">Explore: budget kept for arms with too little evidence; exploit: share from the posterior (Thompson); guard rail: a segment's minimum or maximum share applied last. The dashed line is the total share in exploration.</p>
+    <div id="allocation-charts" class="charts-grid"></div>
+  </section>
+  <section class="card wide" id="bidding">
+    <h2>Win rate and shading <span class="hint">(per line item)</span></h2>
+    <p class="hint" id="bidding-note"></p>
+    <div id="bidding-charts" class="charts-grid"></div>
+  </section>
   <section class="card wide">
     <h2>Segmentation tree</h2>
     <p class="hint" id="tree-note"></p>
@@ -120,5 +137,16 @@ tr.flagged td { background: #fdf3f2; }
 .state-active { color: var(--ok); }
 .state-paused { color: var(--paused); font-weight: 600; }
 .kind { display: inline-block; font-size: 11px; color: var(--muted); border: 1px solid var(--line); border-radius: 3px; padding: 0 4px; margin-left: 6px; }
+.charts-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 12px; }
+.mini { border: 1px solid var(--line); border-radius: 4px; padding: 8px 10px; min-width: 0; }
+.mini h3 { margin: 0 0 2px; font-size: 13px; }
+.mini .summary { color: var(--muted); font-size: 12px; margin: 0 0 6px; font-variant-numeric: tabular-nums; }
+.mini .plot { min-height: 200px; }
+.mini table { margin-top: 6px; font-size: 12px; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
+.reason { display: inline-block; font-size: 11px; border-radius: 3px; padding: 0 5px; border: 1px solid var(--line); }
+.reason-explore { background: #fff4e0; color: #8a5a00; border-color: #f0d6a8; }
+.reason-exploit { background: #e8f1fd; color: #174a9c; border-color: #bcd3f5; }
+.reason-guard_rail_min, .reason-guard_rail_max { background: #fdecea; color: var(--warn); border-color: #f3c1bc; }
 @media (max-width: 1000px) { main { grid-template-columns: 1fr; } }
 `;

@@ -3,9 +3,13 @@
  *
  * Contract: reads only the admin API and /metrics of the origin that served it; keeps the token in
  * sessionStorage; inserts server data into the DOM with textContent only; redraws every poll without reloading
- * the page; keeps a client-side time series of the polled totals (win rate, spend) for the uPlot charts.
+ * the page; keeps a client-side time series of the polled totals (win rate, spend) for the uPlot charts, and a
+ * copy of the server's history (/admin/history, fetched by increments: `after` = the last point held; a bidder
+ * that restarted answers with a lower `to` and the copy starts over) for the pacing, allocation and
+ * win-rate/shading charts, trimmed to the server's ring length.
  * Element ids used by the browser test: #token, #login-form, #tree, #line-items, #discrepancies, #flash,
- * button[data-line-item="<id>"], td[data-kpi="wins"].
+ * button[data-line-item="<id>"], td[data-kpi="wins"], #pacing-charts / #allocation-charts / #bidding-charts
+ * [data-chart="<kind>:<id>"] (each with data-points, the non-null points of its main series).
  */
 export const CONSOLE_JS = String.raw`(function () {
   'use strict';
@@ -21,6 +25,9 @@ export const CONSOLE_JS = String.raw`(function () {
     series: { t: [], winRate: [], spend: [], wins: [] },
     prevMetrics: null,
     charts: {},
+    hist: emptyHistory(),
+    /** key -> {u: uPlot, sig, box} for the history charts. */
+    hcharts: {},
     busy: false,
   };
 
@@ -158,6 +165,8 @@ export const CONSOLE_JS = String.raw`(function () {
       api('GET', '/admin/kpis?dimension=segment&discrepancies=0').then(function (r) { got.seg = r; }),
       api('GET', '/admin/kpis?dimension=line_item').then(function (r) { got.li = r; }),
       fetch('/metrics').then(function (r) { return r.text(); }).then(function (t) { got.metrics = t; }, function () { got.metrics = null; }),
+      // The history is extra: its failure leaves the other panels alone.
+      fetchHistory().then(function (r) { got.history = r; }, function () { got.history = null; }),
     ]).then(function () {
       var failed = [got.config, got.seg, got.li].filter(function (r) { return r.status !== 200; });
       if (failed.some(function (r) { return r.status === 401; })) {
@@ -169,6 +178,7 @@ export const CONSOLE_JS = String.raw`(function () {
       if (failed.length) throw new Error(errorText(failed[0]));
       return loadSegments(got.config.json).then(function (seg) {
         render(got.config.json, seg, got.seg.json, got.li.json, got.metrics);
+        renderHistory(got.history);
         $('status').textContent = 'refreshed ' + new Date().toLocaleTimeString() + ' · every ' + POLL_MS / 1000 + ' s';
       });
     }).catch(function (e) {
@@ -236,7 +246,315 @@ export const CONSOLE_JS = String.raw`(function () {
       var c = state.charts[k];
       c.setSize({ width: Math.max(240, c.root.parentNode.clientWidth), height: 200 });
     }
+    for (var h in state.hcharts) {
+      var u = state.hcharts[h].u;
+      u.setSize({ width: Math.max(240, u.root.parentNode.clientWidth), height: 200 });
+    }
   });
+
+  // ---------------------------------------------------------------------------------------------- history
+  var PALETTE = ['#2f6fdf', '#1f8a4c', '#c0392b', '#8a5a00', '#7b3fb5', '#0e8a8a', '#c2185b', '#5d6b82', '#e07b00', '#3b8e3b'];
+  var REASON_TEXT = { explore: 'explore', exploit: 'exploit', guard_rail_min: 'guard rail (min)', guard_rail_max: 'guard rail (max)' };
+  var MAX_LINE_ITEM_CHARTS = 24;
+  var FIELDS = { campaign: ['spent', 'target'], arm: ['share', 'reason'], lineItem: ['bids', 'wins', 'winRate', 'shading'] };
+
+  function emptyHistory() { return { to: 0, t: [], meta: null, campaigns: {}, lineItems: {}, idle: [], omitted: 0, missing: false }; }
+
+  function fetchHistory() {
+    var h = state.hist;
+    // Only the line items the page charts (most bids first): the server builds the answer on the bid thread.
+    return api('GET', '/admin/history?top=' + MAX_LINE_ITEM_CHARTS + (h.to > 0 ? '&after=' + (h.to - 1) : '')).then(function (r) {
+      if (r.status === 200 && r.json && r.json.to < h.to) {
+        state.hist = emptyHistory(); // the bidder restarted: its points start again from 0
+        return fetchHistory();
+      }
+      if (r.status === 200 && r.json) mergeHistory(r.json);
+      state.hist.missing = r.status === 404;
+      return r;
+    });
+  }
+
+  /** Every series of the copy with its kind: fn(series, kind). */
+  function eachSeries(h, fn) {
+    for (var c in h.campaigns) {
+      fn(h.campaigns[c], 'campaign');
+      for (var a in h.campaigns[c].arms) fn(h.campaigns[c].arms[a], 'arm');
+    }
+    for (var l in h.lineItems) fn(h.lineItems[l], 'lineItem');
+  }
+
+  function mergeHistory(r) {
+    var h = state.hist;
+    if (h.to > 0 && r.from > h.to) h = state.hist = emptyHistory(); // points were missed: start over from these
+    h.meta = { everyMs: r.everyMs, windowMs: r.windowMs, currency: r.currency, capacity: r.capacity };
+    if (r.t.length) {
+      h.idle = r.idleLineItems || [];
+      h.omitted = r.omittedLineItems || 0;
+    }
+    h.to = r.to;
+    var n0 = h.t.length, k = r.t.length;
+    if (k === 0) return;
+    Array.prototype.push.apply(h.t, r.t);
+    var take = function (series, field, values) {
+      var a = series[field];
+      if (!a) { a = series[field] = []; for (var i = 0; i < n0; i++) a.push(null); }
+      for (var j = 0; j < k; j++) a.push(values ? values[j] : null);
+    };
+    r.campaigns.forEach(function (c) {
+      var s = h.campaigns[c.id] || (h.campaigns[c.id] = { id: c.id, arms: {} });
+      s.name = c.name;
+      s.dayBudgetMicros = c.dayBudgetMicros;
+      s.armOrder = c.arms.map(function (a) { return a.lineItem; });
+      take(s, 'spent', c.spentMicros);
+      take(s, 'target', c.targetMicros);
+      s.taken = true;
+      c.arms.forEach(function (a) {
+        var as = s.arms[a.lineItem] || (s.arms[a.lineItem] = { lineItem: a.lineItem });
+        as.segment = a.segment;
+        take(as, 'share', a.share);
+        take(as, 'reason', a.reason);
+        as.taken = true;
+      });
+    });
+    r.lineItems.forEach(function (l) {
+      var s = h.lineItems[l.id] || (h.lineItems[l.id] = { id: l.id });
+      take(s, 'bids', l.bids);
+      take(s, 'wins', l.wins);
+      take(s, 'winRate', l.winRate);
+      take(s, 'shading', l.shadingFactor);
+      s.trials = l.shadingTrials;
+      s.taken = true;
+    });
+    // Series absent from this increment are absent at its points; the copy keeps the server's ring length.
+    var drop = Math.max(0, h.t.length - Math.max(MAX_POINTS, r.capacity || 0));
+    if (drop > 0) h.t.splice(0, drop);
+    eachSeries(h, function (s, kind) {
+      FIELDS[kind].forEach(function (f) {
+        if (!s.taken) take(s, f, null);
+        if (drop > 0) s[f].splice(0, drop);
+      });
+      s.taken = false;
+    });
+  }
+
+  function lastOf(a) {
+    for (var i = a.length - 1; i >= 0; i--) if (a[i] !== null && a[i] !== undefined) return a[i];
+    return null;
+  }
+  function countOf(a) { var n = 0; a.forEach(function (v) { if (v !== null && v !== undefined) n++; }); return n; }
+  function seconds(t) { return t.map(function (x) { return x / 1000; }); }
+  function units(a) { return a.map(function (v) { return v === null ? null : v / 1e6; }); }
+  function percent(a) { return a.map(function (v) { return v === null ? null : v * 100; }); }
+
+  /** Mixes a #rrggbb colour with white (an opaque tint, so that stacked areas do not blend). */
+  function tint(hex, keep) {
+    var n = parseInt(hex.slice(1), 16);
+    var ch = function (shift) { return Math.round(((n >> shift) & 255) * keep + 255 * (1 - keep)); };
+    return 'rgb(' + ch(16) + ',' + ch(8) + ',' + ch(0) + ')';
+  }
+
+  /** The box of one history chart (title, summary, plot), created once per key (first seen, first placed). */
+  function chartBox(grid, key, title) {
+    var box = grid.querySelector('[data-chart="' + CSS.escape(key) + '"]');
+    if (!box) {
+      box = el('div', { cls: 'mini', attrs: { 'data-chart': key } }, [el('h3', { text: title }), el('p', { cls: 'summary' }), el('div', { cls: 'plot' }), el('div', { cls: 'extra' })]);
+      grid.appendChild(box);
+    }
+    box.querySelector('h3').textContent = title;
+    return box;
+  }
+
+  /** Removes the boxes (and their charts) whose key is not kept. */
+  function prune(grid, keep) {
+    Array.prototype.slice.call(grid.querySelectorAll('[data-chart]')).forEach(function (box) {
+      var key = box.getAttribute('data-chart');
+      if (keep[key]) return;
+      if (state.hcharts[key]) { state.hcharts[key].u.destroy(); delete state.hcharts[key]; }
+      box.remove();
+    });
+  }
+
+  /** Creates the chart, or feeds it new data; recreates it when its series changed (the signature). */
+  function upsertChart(box, key, sig, makeOpts, data, mainSeries) {
+    var c = state.hcharts[key];
+    if (c && c.sig !== sig) { c.u.destroy(); c = null; }
+    var plot = box.querySelector('.plot');
+    if (!c) {
+      plot.textContent = '';
+      var opts = makeOpts(Math.max(240, plot.clientWidth || box.clientWidth || 320));
+      c = state.hcharts[key] = { u: new uPlot(opts, data, plot), sig: sig };
+    } else {
+      c.u.setData(data);
+    }
+    box.setAttribute('data-points', String(countOf(data[mainSeries])));
+  }
+
+  /** Legend value: at the cursor, else the series' latest value (instead of a bare dash). */
+  function legendValue(fmt) {
+    return function (u, v, sidx, idx) {
+      var x = idx === null || idx === undefined ? lastOf(u.data[sidx]) : v;
+      return x === null || x === undefined ? '–' : fmt(x);
+    };
+  }
+  function pctText(v) { return v.toFixed(1) + '%'; }
+
+  function baseOpts(width, yRange, yFmt) {
+    return {
+      width: width,
+      height: 200,
+      legend: { show: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: { range: yRange } },
+      axes: [{ stroke: '#647084', grid: { stroke: '#eef0f4' } }, { stroke: '#647084', grid: { stroke: '#eef0f4' }, size: 64, values: function (u, vals) { return vals.map(yFmt); } }],
+      series: [{}],
+    };
+  }
+
+  function renderHistory(r) {
+    if (typeof uPlot === 'undefined') return;
+    var h = state.hist;
+    if (h.missing || !h.meta) {
+      var why = h.missing ? 'This bidder does not serve /admin/history.' : r && r.status ? 'History unavailable: ' + errorText(r) : 'History unavailable.';
+      $('pacing-note').textContent = why;
+      $('bidding-note').textContent = why;
+      return;
+    }
+    var cur = h.meta.currency || '';
+    var every = h.meta.everyMs / 1000;
+    var xs = seconds(h.t);
+    var pacingGrid = $('pacing-charts'), allocGrid = $('allocation-charts');
+    var keepPacing = {}, keepAlloc = {};
+    var ids = Object.keys(h.campaigns);
+    $('pacing-note').textContent = ids.length
+      ? 'Sampled every ' + every + ' s. Spend is what the ledger booked today (' + cur + '); the target is the day budget times the pacing curve at that time.'
+      : 'No campaign in this config: budgets, pacing and the test-and-learn allocation show here once campaigns are configured.';
+    ids.forEach(function (id) {
+      var c = h.campaigns[id];
+      // Spend vs target.
+      var pkey = 'pacing:' + id;
+      keepPacing[pkey] = true;
+      var pbox = chartBox(pacingGrid, pkey, c.name + ' (' + id + ')');
+      var spent = lastOf(c.spent), target = lastOf(c.target);
+      pbox.querySelector('.summary').textContent =
+        'spent ' + fmtMoney(spent === null ? null : spent / 1e6) + ' of target ' + fmtMoney(target === null ? null : target / 1e6) +
+        (spent !== null && target > 0 ? ' (' + fmtPct(spent / target) + ')' : '') + ' · day budget ' + fmtMoney(c.dayBudgetMicros / 1e6) + ' ' + cur;
+      upsertChart(pbox, pkey, 'p', function (w) {
+        var o = baseOpts(w, function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; }, fmtMoney);
+        o.series.push({ label: 'spent', stroke: '#1f8a4c', width: 2, fill: '#1f8a4c22', points: { show: false }, value: legendValue(fmtMoney) });
+        o.series.push({ label: 'target', stroke: '#2f6fdf', width: 2, dash: [6, 4], points: { show: false }, value: legendValue(fmtMoney) });
+        return o;
+      }, [xs, units(c.spent), units(c.target)], 1);
+
+      // Arm shares, stacked: series j is the sum of the shares of arms 0..j, drawn from the top down with
+      // opaque fills, so the band between two curves is one arm's share.
+      var akey = 'allocation:' + id;
+      keepAlloc[akey] = true;
+      var abox = chartBox(allocGrid, akey, c.name + ' (' + id + ')');
+      var arms = (c.armOrder || Object.keys(c.arms)).map(function (li) { return c.arms[li]; }).filter(Boolean);
+      var n = h.t.length;
+      var cum = [], explore = [], guard = [], anyGuard = false;
+      arms.forEach(function (a, j) {
+        var row = [];
+        for (var i = 0; i < n; i++) {
+          var v = a.share[i];
+          var below = j > 0 ? cum[j - 1][i] : 0;
+          row.push(v === null || below === null ? null : below + v * 100);
+        }
+        cum.push(row);
+      });
+      for (var i = 0; i < n; i++) {
+        var e = null, g = null;
+        arms.forEach(function (a) {
+          if (a.share[i] === null) return;
+          e = (e || 0) + (a.reason[i] === 'explore' ? a.share[i] * 100 : 0);
+          var isGuard = a.reason[i] === 'guard_rail_min' || a.reason[i] === 'guard_rail_max';
+          if (isGuard) anyGuard = true;
+          g = (g || 0) + (isGuard ? a.share[i] * 100 : 0);
+        });
+        explore.push(e);
+        guard.push(g);
+      }
+      var data = [xs];
+      for (var j = arms.length - 1; j >= 0; j--) data.push(cum[j]);
+      data.push(explore);
+      if (anyGuard) data.push(guard);
+      var sig = arms.map(function (a) { return a.lineItem; }).join(',') + (anyGuard ? '+g' : '');
+      var exploring = lastOf(explore);
+      abox.querySelector('.summary').textContent = arms.length + ' arms · exploration ' + (exploring === null ? '–' : exploring.toFixed(1) + ' %') + ' of the spend now';
+      upsertChart(abox, akey, sig, function (w) {
+        var o = baseOpts(w, function () { return [0, 100]; }, function (v) { return v + '%'; });
+        var m = arms.length;
+        // An arm's own share is its curve minus the one under it (series m is the bottom arm).
+        var armShare = function (u, v, sidx, idx) {
+          var i = idx;
+          if (i === null || i === undefined) for (i = u.data[sidx].length - 1; i >= 0 && u.data[sidx][i] === null; i--);
+          var top = i >= 0 ? u.data[sidx][i] : null;
+          if (top === null || top === undefined) return '–';
+          return (top - (sidx < m ? u.data[sidx + 1][i] || 0 : 0)).toFixed(1) + '%';
+        };
+        for (var j = m - 1; j >= 0; j--) {
+          var color = PALETTE[j % PALETTE.length];
+          o.series.push({ label: arms[j].lineItem, stroke: color, width: 1, fill: tint(color, 0.45), points: { show: false }, value: armShare });
+        }
+        o.series.push({ label: 'explore (total)', stroke: '#1d2330', width: 2, dash: [5, 4], points: { show: false }, value: legendValue(pctText) });
+        if (anyGuard) o.series.push({ label: 'guard rails (total)', stroke: '#b3261e', width: 2, dash: [2, 3], points: { show: false }, value: legendValue(pctText) });
+        return o;
+      }, data, 1);
+      // The arms now: share and reason, as text.
+      var table = el('table', {}, [el('thead', {}, [el('tr', {}, [el('th', { text: 'Arm' }), el('th', { text: 'Segment' }), el('th', { text: 'Share', cls: 'num' }), el('th', { text: 'Reason' })])])]);
+      var body = el('tbody');
+      arms.forEach(function (a, j) {
+        var reason = lastOf(a.reason), share = lastOf(a.share);
+        var name = el('td');
+        name.appendChild(el('span', { cls: 'swatch', style: { background: PALETTE[j % PALETTE.length] } }));
+        name.appendChild(document.createTextNode(a.lineItem));
+        var tr = el('tr', { attrs: { 'data-arm': a.lineItem, 'data-reason': reason || '' } }, [name, el('td', { text: a.segment || '–' }), el('td', { text: share === null ? '–' : fmtPct(share), cls: 'num' })]);
+        var rc = el('td');
+        rc.appendChild(el('span', { text: reason ? REASON_TEXT[reason] || reason : '–', cls: 'reason reason-' + (reason || 'none') }));
+        tr.appendChild(rc);
+        body.appendChild(tr);
+      });
+      table.appendChild(body);
+      var extra = abox.querySelector('.extra');
+      extra.textContent = '';
+      extra.appendChild(table);
+    });
+    prune(pacingGrid, keepPacing);
+    prune(allocGrid, keepAlloc);
+    $('allocation-note').hidden = ids.length === 0;
+
+    // Win rate and shading per line item: those with bids (most first), or with shading feedback.
+    var grid = $('bidding-charts');
+    var keep = {};
+    var all = Object.keys(h.lineItems).map(function (k) { return h.lineItems[k]; });
+    // Charted: the line items of the latest point (the server's top by bids); a line item that left it has a
+    // null there.
+    var active = all.filter(function (l) { var b = l.bids[l.bids.length - 1]; return b !== null && (b > 0 || l.trials > 0); });
+    active.sort(function (a, b) { return (lastOf(b.bids) || 0) - (lastOf(a.bids) || 0); });
+    var idle = h.idle; // the server's: no bid in its ring and no shading feedback
+    var shown = active.slice(0, MAX_LINE_ITEM_CHARTS);
+    var windowS = h.meta.windowMs / 1000;
+    $('bidding-note').textContent =
+      'Win rate: wins / bids over the last ' + windowS + ' s (bids are tallied every second and wins arrive one by one, so a point is capped at 100 %). ' +
+      'Shading: the bid as a share of the value in first-price auctions, learned from win and loss notices (second-price bids are the value).' +
+      (h.omitted > 0 || active.length > shown.length ? ' Showing the ' + shown.length + ' line items with most bids; ' + (h.omitted + active.length - shown.length) + ' more bid too.' : '') +
+      (idle.length ? ' No bid yet: ' + idle.join(', ') + '.' : '');
+    shown.forEach(function (l) {
+      var key = 'line-item:' + l.id;
+      keep[key] = true;
+      var box = chartBox(grid, key, l.id);
+      var wr = lastOf(l.winRate), sh = lastOf(l.shading);
+      box.querySelector('.summary').textContent =
+        'bids ' + fmtInt(lastOf(l.bids)) + ' · wins ' + fmtInt(lastOf(l.wins)) + ' · win rate ' + fmtPct(wr) + ' · bids ' + fmtPct(sh) + ' of value' + (l.trials > 0 ? ' (learned)' : ' (prior)');
+      upsertChart(box, key, 'w', function (w) {
+        var o = baseOpts(w, function () { return [0, 100]; }, function (v) { return v + '%'; });
+        o.series.push({ label: 'win rate', stroke: '#2f6fdf', width: 2, points: { show: true, size: 3 }, value: legendValue(pctText) });
+        o.series.push({ label: 'bid / value', stroke: '#e07b00', width: 2, dash: [6, 3], points: { show: false }, value: legendValue(pctText) });
+        return o;
+      }, [xs, percent(l.winRate), percent(l.shading)], 1);
+    });
+    prune(grid, keep);
+  }
 
   var KPI_COLUMNS = [
     { kpi: 'bids', label: 'Bids', fmt: fmtInt },

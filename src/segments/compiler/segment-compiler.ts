@@ -287,18 +287,28 @@ export class SegmentCompiler {
         for (const g of containing) if (!this.builder.hasBit(u, g.bit)) this.setCounted(u, g.bit);
       }
     }
-    const store = this.builder.build(createdAt, { lookalikes: tables });
+    // The volumes travel in the store header (aligned with its `segments`, i.e. by bit), and the report below is
+    // read back from them, so what `segbid compile` prints is what the brief and the console later read.
+    const nSegments = this.def.segments.length;
+    const store = this.builder.build(createdAt, {
+      lookalikes: tables,
+      crmUsers: this.users,
+      segmentUsers: Array.from(this.counts.subarray(0, nSegments)),
+      segmentActivable: Array.from(this.activable.subarray(0, nSegments)),
+    });
+    const header = store.header;
     const segments: SegmentVolume[] = this.def.segments.map((s) => {
       const bit = this.bitOf.get(s.id)!;
       const table = tables.find((t) => t.segment === s.id);
+      const users = header.segmentUsers![bit];
       return {
         id: s.id,
         name: s.name,
         kind: s.kind,
         bit,
-        users: this.counts[bit],
-        activable: this.activable[bit],
-        share: this.users === 0 ? 0 : this.counts[bit] / this.users,
+        users,
+        activable: header.segmentActivable![bit],
+        share: this.users === 0 ? 0 : users / this.users,
         bidTime: s.kind !== 'crm' && !(s.kind === 'group' && this.groupIsCrmOnly(s.id)),
         ...(table ? { lookalike: table } : {}),
       };

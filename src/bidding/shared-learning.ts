@@ -1,0 +1,478 @@
+/**
+ * Learning statistics shared by every bidder thread (and, through src/redis/redis-learning.ts, every machine):
+ * the strategies' outcome counts, the creative rotation counts, the first-price shading curves and the budget
+ * allocator's arm statistics. Each thread learns from the notices it happens to receive; every second it sends
+ * what it learned since the last time (a DELTA) to a hub and gets the merged TOTALS back, so every thread decides
+ * on the same statistics, one sync period late at most.
+ *
+ * Contract
+ * - A layout names every counter of a (plan, allocator) pair with a stable string (`s|<line item>|imp`,
+ *   `c|<creative>|clk`, `h|<line item>|<exchange>|<band floor>|<bin>/<bins>|t`, `a|<line item>|cost`, ...), so
+ *   threads (or machines) on different config versions still add up what they share. Its id hashes the names.
+ * - Exactly once: a thread's counts move to the hub only as deltas, each delta leaves the thread once (its base
+ *   advances, or the shading shadow is zeroed, when it is taken) and the hub adds it once. Totals REPLACE the
+ *   thread's counters: counter = totals + what was learned since the delta left. Strategy, creative and allocator
+ *   counters never decay, so their delta is `current - base`. Shading curves decay (half-life) inside
+ *   ShadingTable.refresh, so their delta is kept apart: the listener taps each outcome into a shadow table that is
+ *   never refreshed; the hub applies the same half-life to its shading totals.
+ * - Config swaps: BidHandler brackets a swap with beforeSwap() (the old objects' delta is queued, in the old
+ *   layout) and afterSwap() (the new objects become the base), so nothing learned around a swap is lost or
+ *   counted twice. The hub maps every layout onto its own field list by name.
+ * - A thread's starting counters (restored by src/budget/state-store.ts, i.e. merged totals of an earlier run) are
+ *   a SEED: the hub keeps the larger of seed and totals per field, so N restored workers do not count N times.
+ * - Not shared: the allocator's recent-click buckets (the conversion-delay correction): another thread's clicks
+ *   count as mature. A thread that dies loses what it learned since its last sync (at most one period).
+ * - Everything here is off the hot path (timers, messages); the hot path reads the same arrays as before.
+ */
+import { createHash } from 'node:crypto';
+import type { BiddingPlan } from './bidding-plan.js';
+import type { Allocator } from '../budget/allocator.js';
+import { ShadingTable } from './shading.js';
+import type { LearningTap } from './learning.js';
+
+export const LEARNING_SYNC_MS = 1000;
+/** Shading evidence decays in steps at most this often (as ShadingTable does). */
+const DECAY_EVERY_MS = 60_000;
+
+export interface LearningSources {
+  plan: BiddingPlan;
+  allocator: Allocator | null;
+}
+
+const S_FIELDS = ['imp', 'clk', 'conv', 'ov'] as const;
+const C_FIELDS = ['imp', 'clk'] as const;
+const A_FIELDS = ['imp', 'clk', 'conv', 'val', 'cost', 'bids'] as const;
+
+export interface LearningLayout {
+  readonly id: string;
+  readonly names: readonly string[];
+  /** Per field: the half-life in seconds of a decaying counter (shading), 0 = never decays. */
+  readonly halfLifeSec: Float64Array;
+  readonly size: number;
+  readonly lineItems: number;
+  readonly creatives: number;
+  readonly shadingCells: number;
+  readonly offC: number;
+  readonly offH: number;
+  readonly offA: number;
+}
+
+export function learningLayout(src: LearningSources): LearningLayout {
+  const { plan, allocator } = src;
+  const names: string[] = [];
+  const ids = plan.strategies.ids;
+  for (const id of ids) for (const f of S_FIELDS) names.push(`s|${id}|${f}`);
+  const offC = names.length;
+  for (const id of plan.selector.creativeIds) for (const f of C_FIELDS) names.push(`c|${id}|${f}`);
+  const offH = names.length;
+  const sh = plan.shading;
+  const exchanges = [...sh.settings.exchanges, 'other'];
+  const bandFloors = [0, ...sh.settings.floorBandsCpm];
+  const K = sh.bins;
+  // Trials of every cell, then wins of every cell (cell = key * bins + bin, as in ShadingTable).
+  for (const kind of ['t', 'w']) {
+    for (const li of sh.lineItemIds) {
+      for (const ex of exchanges) for (const floor of bandFloors) for (let k = 0; k < K; k++) names.push(`h|${li}|${ex}|${floor}|${k}/${K}|${kind}`);
+    }
+  }
+  const shadingCells = sh.keys * K;
+  const offA = names.length;
+  const aIds = allocator?.plan.lineItemIds ?? [];
+  for (const id of aIds) for (const f of A_FIELDS) names.push(`a|${id}|${f}`);
+  const halfLifeSec = new Float64Array(names.length);
+  halfLifeSec.fill(sh.settings.halfLifeSec, offH, offA);
+  const id = createHash('sha1').update(names.join('\n')).digest('hex').slice(0, 16);
+  return { id, names, halfLifeSec, size: names.length, lineItems: ids.length, creatives: plan.selector.creativeIds.length, shadingCells, offC, offH, offA };
+}
+
+/** One thread's learning since its last sync, in the layout it was learned in. */
+export interface LearningBatch {
+  layout: string;
+  /** Sent with the first batch of a layout (and again when the hub says it does not know it). */
+  names?: readonly string[];
+  halfLifeSec?: Float64Array;
+  delta: Float64Array;
+  /**
+   * A thread's counters as it started (restored from a state directory, src/budget/state-store.ts): already
+   * merged totals of an earlier run, so the hub takes the larger of it and its own totals (never the sum).
+   */
+  seed?: Float64Array;
+}
+
+/** Reads (write = false) or writes the never-decaying counters (strategies, creatives, allocator) of `src`. */
+function counters(src: LearningSources, layout: LearningLayout, v: Float64Array, write: boolean): void {
+  const st = src.plan.strategies;
+  const sArrays = [st.impressions, st.clicks, st.conversions, st.orderValueMicros];
+  for (let li = 0; li < layout.lineItems; li++) {
+    for (let f = 0; f < 4; f++) {
+      if (write) sArrays[f][li] = v[li * 4 + f];
+      else v[li * 4 + f] = sArrays[f][li];
+    }
+  }
+  const sel = src.plan.selector;
+  for (let c = 0; c < layout.creatives; c++) {
+    const i = layout.offC + c * 2;
+    if (write) {
+      sel.impressions[c] = v[i];
+      sel.clicks[c] = v[i + 1];
+    } else {
+      v[i] = sel.impressions[c];
+      v[i + 1] = sel.clicks[c];
+    }
+  }
+  const a = src.allocator;
+  if (a === null) return;
+  const aArrays = [a.impressions, a.clicks, a.conversions, a.valueMicros, a.costMicros, a.bids];
+  const n = (layout.size - layout.offA) / A_FIELDS.length;
+  for (let li = 0; li < n; li++) {
+    for (let f = 0; f < A_FIELDS.length; f++) {
+      const i = layout.offA + li * A_FIELDS.length + f;
+      if (write) aArrays[f][li] = v[i];
+      else v[i] = aArrays[f][li];
+    }
+  }
+}
+
+/**
+ * A thread's side: takes deltas, applies totals. `sources` returns the objects currently serving (the plan of
+ * the current decider, the allocator of the current budget policy).
+ */
+export class LearningClient implements LearningTap {
+  private readonly sources: () => LearningSources;
+  private bound!: LearningSources;
+  private layout!: LearningLayout;
+  /** Counter values (non-decaying sections) as of the last delta taken or totals applied. */
+  private base!: Float64Array;
+  private current!: Float64Array;
+  /** Shading outcomes since the last delta, never decayed. */
+  private shadow!: ShadingTable;
+  private readonly queued: LearningBatch[] = [];
+  private readonly announced = new Set<string>();
+  /** Batches taken, totals applied, and rebinds noticed without a swap bracket (inexact: see rebind). */
+  readonly stats = { batches: 0, applied: 0, stale: 0, unbracketedSwaps: 0 };
+
+  constructor(sources: () => LearningSources) {
+    this.sources = sources;
+    this.bind();
+    // What the thread starts with (a restored state) goes to the hub as a seed, not as a delta.
+    const L = this.layout;
+    const seed = new Float64Array(L.size);
+    seed.set(this.base.subarray(0, L.offH), 0);
+    seed.set(this.base.subarray(L.offA), L.offA);
+    const sh = this.bound.plan.shading;
+    for (let k = 0; k < L.shadingCells; k++) {
+      seed[L.offH + k] = sh.trials[k];
+      seed[L.offH + L.shadingCells + k] = sh.wins[k];
+    }
+    if (seed.some((x) => x !== 0)) {
+      this.announced.add(L.id);
+      this.queued.push({ layout: L.id, names: L.names, halfLifeSec: L.halfLifeSec, delta: new Float64Array(L.size), seed });
+    }
+  }
+
+  get layoutId(): string {
+    return this.layout.id;
+  }
+
+  /** LearningTap: a first-price outcome the listener just recorded on `shading` (the current plan's). */
+  shadingOutcome(shading: ShadingTable, key: number, bidMicros: number, valueMicros: number, won: boolean, minToWinMicros: number): void {
+    if (shading === this.bound.plan.shading) this.shadow.recordOutcome(key, bidMicros, valueMicros, won, minToWinMicros);
+  }
+
+  /** Before a config swap: queue what the serving objects learned (their layout leaves with them). */
+  beforeSwap(): void {
+    this.queued.push(this.takeDelta());
+  }
+
+  /** After a config swap: the new objects (with whatever they adopted) are the base from now on. */
+  afterSwap(): void {
+    this.bind();
+  }
+
+  /** Everything learned since the last call, oldest layout first. */
+  collect(): LearningBatch[] {
+    const now = this.sources();
+    if (now.plan !== this.bound.plan || now.allocator !== this.bound.allocator) {
+      // Swapped without the bracket (a caller other than BidHandler.swap): what was learned between the swap and
+      // now is taken as the new base and stays local until the next totals replace it.
+      this.stats.unbracketedSwaps++;
+      this.queued.push(this.takeDelta());
+      this.bind();
+    }
+    const out = this.queued.splice(0);
+    out.push(this.takeDelta());
+    this.stats.batches += out.length;
+    return out;
+  }
+
+  /** The hub did not know these layouts: announce them again with the next batch. */
+  forget(layouts: readonly string[]): void {
+    for (const l of layouts) this.announced.delete(l);
+  }
+
+  /**
+   * Totals for a layout from the hub (they include every delta this thread has sent). False when the thread has
+   * moved to another layout since (the next sync brings the right ones).
+   */
+  apply(layoutId: string, totals: Float64Array): boolean {
+    const L = this.layout;
+    if (layoutId !== L.id || totals.length !== L.size) {
+      this.stats.stale++;
+      return false;
+    }
+    const cur = this.current;
+    counters(this.bound, L, cur, false);
+    for (let i = 0; i < L.offH; i++) cur[i] = totals[i] + (cur[i] - this.base[i]);
+    for (let i = L.offA; i < L.size; i++) cur[i] = totals[i] + (cur[i] - this.base[i]);
+    counters(this.bound, L, cur, true);
+    this.base.set(totals);
+    this.applyShading(totals);
+    this.stats.applied++;
+    return true;
+  }
+
+  private applyShading(totals: Float64Array): void {
+    const sh = this.bound.plan.shading;
+    const K = sh.bins;
+    const cells = this.layout.shadingCells;
+    const tOff = this.layout.offH;
+    const wOff = tOff + cells;
+    for (let key = 0; key < sh.keys; key++) {
+      const base = key * K;
+      let changed = false;
+      for (let k = base; k < base + K; k++) {
+        const t = totals[tOff + k] + this.shadow.trials[k];
+        const w = totals[wOff + k] + this.shadow.wins[k];
+        if (Math.abs(t - sh.trials[k]) > 1e-6 * (1 + t) || Math.abs(w - sh.wins[k]) > 1e-6 * (1 + w)) {
+          changed = true;
+          break;
+        }
+      }
+      if (!changed) continue;
+      // The table recomputes a key's factor only once it has seen an outcome there: record a neutral one (its
+      // counts are overwritten just below) so the next refresh() draws the curve from the merged counts.
+      sh.recordOutcome(key, 0, 1, false, -1);
+      for (let k = base; k < base + K; k++) {
+        sh.trials[k] = totals[tOff + k] + this.shadow.trials[k];
+        sh.wins[k] = totals[wOff + k] + this.shadow.wins[k];
+      }
+    }
+  }
+
+  private bind(): void {
+    this.bound = this.sources();
+    this.layout = learningLayout(this.bound);
+    this.base = new Float64Array(this.layout.size);
+    this.current = new Float64Array(this.layout.size);
+    counters(this.bound, this.layout, this.base, false);
+    const sh = this.bound.plan.shading;
+    this.shadow = new ShadingTable(sh.lineItemIds, sh.settings);
+  }
+
+  private takeDelta(): LearningBatch {
+    const L = this.layout;
+    const delta = new Float64Array(L.size);
+    const cur = this.current;
+    counters(this.bound, L, cur, false);
+    for (let i = 0; i < L.offH; i++) delta[i] = cur[i] - this.base[i];
+    for (let i = L.offA; i < L.size; i++) delta[i] = cur[i] - this.base[i];
+    this.base.set(cur.subarray(0, L.offH), 0);
+    this.base.set(cur.subarray(L.offA), L.offA);
+    delta.set(this.shadow.trials, L.offH);
+    delta.set(this.shadow.wins, L.offH + L.shadingCells);
+    this.shadow.trials.fill(0);
+    this.shadow.wins.fill(0);
+    if (this.announced.has(L.id)) return { layout: L.id, delta };
+    this.announced.add(L.id);
+    return { layout: L.id, names: L.names, halfLifeSec: L.halfLifeSec, delta };
+  }
+}
+
+/**
+ * The merged statistics (main thread of a cluster, or the single bidder itself): fields by name, deltas added
+ * once, shading fields decayed with their half-life. With `trackUnpushed`, it also keeps what was added locally
+ * and not yet pushed to Redis.
+ */
+export class LearningHub {
+  private names: string[] = [];
+  private readonly index = new Map<string, number>();
+  private totals = new Float64Array(1024);
+  private halfLife = new Float64Array(1024);
+  private unpushed: Float64Array | null = null;
+  /** Per known layout: its field i -> hub field. */
+  private readonly layouts = new Map<string, Int32Array>();
+  private lastDecayMs = -1;
+  /** Per field: what seeds raised the totals by since the last Redis pull (that evidence is in Redis already). */
+  private readonly seeded = new Map<number, number>();
+  readonly stats = { batches: 0, unknownLayouts: 0 };
+
+  trackUnpushed(): void {
+    if (this.unpushed === null) this.unpushed = new Float64Array(this.totals.length);
+  }
+
+  get fields(): number {
+    return this.names.length;
+  }
+
+  /** Adds the batches; returns the layouts it does not know (their deltas are dropped: resend with names). */
+  merge(batches: readonly LearningBatch[]): string[] {
+    const unknown: string[] = [];
+    for (const b of batches) {
+      let map = this.layouts.get(b.layout);
+      if (map === undefined && b.names !== undefined) map = this.register(b.layout, b.names, b.halfLifeSec);
+      if (map === undefined) {
+        this.stats.unknownLayouts++;
+        unknown.push(b.layout);
+        continue;
+      }
+      const seed = b.seed;
+      if (seed !== undefined) {
+        for (let i = 0; i < Math.min(seed.length, map.length); i++) {
+          const f = map[i];
+          if (seed[i] > this.totals[f]) {
+            this.seeded.set(f, (this.seeded.get(f) ?? 0) + seed[i] - this.totals[f]);
+            this.totals[f] = seed[i];
+          }
+        }
+      }
+      const d = b.delta;
+      const n = Math.min(d.length, map.length);
+      for (let i = 0; i < n; i++) {
+        const x = d[i];
+        if (x === 0) continue;
+        this.totals[map[i]] += x;
+        if (this.unpushed !== null) this.unpushed[map[i]] += x;
+      }
+      this.stats.batches++;
+    }
+    return unknown;
+  }
+
+  /** The totals in a layout's order (null when the layout is unknown). */
+  totalsFor(layoutId: string): Float64Array | null {
+    const map = this.layouts.get(layoutId);
+    if (map === undefined) return null;
+    const out = new Float64Array(map.length);
+    for (let i = 0; i < map.length; i++) out[i] = this.totals[map[i]];
+    return out;
+  }
+
+  /** A field's total (tests, reports); 0 when unknown. */
+  total(name: string): number {
+    const i = this.index.get(name);
+    return i === undefined ? 0 : this.totals[i];
+  }
+
+  /** Applies the half-life to decaying fields, in steps of at least a minute (as ShadingTable does). */
+  decay(nowMs: number): void {
+    if (this.lastDecayMs < 0) {
+      this.lastDecayMs = nowMs;
+      return;
+    }
+    const dt = (nowMs - this.lastDecayMs) / 1000;
+    if (dt * 1000 < DECAY_EVERY_MS) return;
+    this.lastDecayMs = nowMs;
+    for (let i = 0; i < this.names.length; i++) {
+      const h = this.halfLife[i];
+      if (h > 0 && this.totals[i] !== 0) {
+        const v = this.totals[i] * Math.pow(0.5, dt / h);
+        this.totals[i] = v < 1e-6 ? 0 : v;
+      }
+    }
+  }
+
+  /**
+   * For Redis: the locally added amounts not yet pushed, as whole numbers by field name (HINCRBY); the
+   * fractions stay for a later push. Taking them clears them.
+   */
+  takeUnpushed(): Map<string, number> {
+    const out = new Map<string, number>();
+    const u = this.unpushed;
+    if (u === null) return out;
+    for (let i = 0; i < this.names.length; i++) {
+      const whole = Math.trunc(u[i]);
+      if (whole === 0) continue;
+      out.set(this.names[i], whole);
+      u[i] -= whole;
+    }
+    return out;
+  }
+
+  /** Puts back amounts taken by takeUnpushed that could not be pushed. */
+  returnUnpushed(amounts: ReadonlyMap<string, number>): void {
+    if (this.unpushed === null) return;
+    for (const [name, x] of amounts) this.unpushed[this.field(name, 0)] += x;
+  }
+
+  /**
+   * Evidence learned elsewhere (another machine): added to the totals, never pushed back; the part a seed already
+   * brought in (a restored state is what Redis held before the restart) is not added again.
+   */
+  addExternal(name: string, amount: number): void {
+    if (amount === 0 || !Number.isFinite(amount)) return;
+    const f = this.field(name, 0);
+    const seeded = this.seeded.get(f);
+    if (seeded !== undefined && amount > 0) {
+      const covered = Math.min(seeded, amount);
+      amount -= covered;
+      this.seeded.delete(f);
+    }
+    this.totals[f] += amount;
+  }
+
+  /** After a Redis pull: the seeds have been reconciled with what Redis holds. */
+  clearSeeds(): void {
+    this.seeded.clear();
+  }
+
+  private register(layoutId: string, names: readonly string[], halfLifeSec: Float64Array | undefined): Int32Array {
+    const map = new Int32Array(names.length);
+    for (let i = 0; i < names.length; i++) map[i] = this.field(names[i], halfLifeSec?.[i] ?? 0);
+    this.layouts.set(layoutId, map);
+    return map;
+  }
+
+  /** The hub index of a field, created when new (a half-life of 0 = not known yet: the first layout naming it sets it). */
+  private field(name: string, halfLifeSec: number): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.names.length;
+      if (i === this.totals.length) this.grow();
+      this.names.push(name);
+      this.index.set(name, i);
+      this.halfLife[i] = halfLifeSec;
+    } else if (halfLifeSec > 0 && this.halfLife[i] === 0) this.halfLife[i] = halfLifeSec;
+    return i;
+  }
+
+  private grow(): void {
+    const n = this.totals.length * 2;
+    const t = new Float64Array(n);
+    t.set(this.totals);
+    this.totals = t;
+    const h = new Float64Array(n);
+    h.set(this.halfLife);
+    this.halfLife = h;
+    if (this.unpushed !== null) {
+      const u = new Float64Array(n);
+      u.set(this.unpushed);
+      this.unpushed = u;
+    }
+  }
+}
+
+/** One sync of a thread with a hub in the same thread (the single-threaded bidder). */
+export function syncInProcess(client: LearningClient, hub: LearningHub, nowMs: number): void {
+  const batches = client.collect();
+  client.forget(hub.merge(batches));
+  hub.decay(nowMs);
+  const totals = hub.totalsFor(client.layoutId);
+  if (totals !== null) client.apply(client.layoutId, totals);
+}
+
+/** The single-threaded bidder's sync timer (a cluster's runs over worker messages instead). */
+export function startInProcessLearningSync(client: LearningClient, hub: LearningHub, everyMs = LEARNING_SYNC_MS): () => void {
+  const timer = setInterval(() => syncInProcess(client, hub, Date.now()), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

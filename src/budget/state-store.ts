@@ -1,0 +1,649 @@
+/**
+ * Budget and learning state on disk, so that a restart (graceful or a crash) resumes spend, open reservations
+ * and what the bidder learned. One directory belongs to one writer (one process, or one worker: `worker-N`).
+ *
+ * Files in the state directory:
+ *   state.snap            the last checkpoint: header "SGBS" | u32 version | u32 crc32(body) | u32 body length,
+ *                         then a msgpackr body (StateImage): the ledger image (Ledger.snapshot(), itself
+ *                         versioned and checksummed), the campaign and line-item ids it is indexed by (the
+ *                         config fingerprint), allocator arm statistics, pacing controller state, strategy
+ *                         counters, creative rotation counters and first-price shading curves.
+ *   state.snap.prev       the checkpoint before it (used when state.snap is missing or corrupt).
+ *   ledger.journal        FileJournal records (48 bytes, seq-numbered) since state.snap; flushed every second
+ *                         by tick() and on close().
+ *   ledger.journal.prev   the records between state.snap.prev and state.snap.
+ *
+ * Checkpoint (every `snapshotIntervalMs`, after every budget attach, and on close), synchronous and therefore
+ * at one sequence number: close the journal, write state.snap.tmp (fsync), rename state.snap -> .prev,
+ * ledger.journal -> .prev, state.snap.tmp -> state.snap, fsync the directory, open a new journal. A crash at
+ * any step leaves a snapshot and the journals that follow it (replay skips records at or below the snapshot's
+ * seq, so a journal that is older than its snapshot is harmless).
+ *
+ * Restore (open + initialLedger + attached + start): the newest snapshot that decodes, then the records of
+ * ledger.journal.prev and ledger.journal above its seq (a gap or a record that does not apply stops the replay:
+ * what applied before is kept, and it is logged); then the ledger is re-mapped onto the current config by
+ * campaign id and line-item id (Ledger.reconfigure), ids no longer configured are dropped with a log line.
+ * A corrupt snapshot is rejected (log + segbid_state_snapshot_rejected_total) and the previous one is tried;
+ * with none usable, a journal that starts at seq 1 is replayed onto a fresh ledger (journal-only), otherwise
+ * the ledger starts empty. Nothing here throws to the caller: a bad state directory never stops the bidder.
+ *
+ * What a crash (SIGKILL) loses: the journal records not yet flushed, i.e. at most one flush interval (1 s) of
+ * ledger changes; learning state (allocator statistics, pacing, strategies, shading) is as of the last
+ * checkpoint. A lost settlement under-counts spend by what settled in that second; a lost reservation turns
+ * its notices into unknown handles, still booked within the budget (Ledger.bookUnreserved). A power cut can
+ * also lose what the kernel had not written back of the journal (it is not fsynced per flush).
+ *
+ * Not restored: the shading tables' internal "has evidence" flags (private): restored curves keep their factor
+ * and decay again once new feedback reaches them; recent-click buckets of the allocator; frequency caps.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { crc32 } from 'node:zlib';
+import { pack, unpack } from 'msgpackr';
+import client from 'prom-client';
+import type { Logger } from 'pino';
+import { SegbidError } from '../common/errors.js';
+import { Ledger, OP } from './ledger.js';
+import { FileJournal, RECORD_BYTES } from './ledger-journal.js';
+import type { BudgetPolicy } from './budget-policy.js';
+import type { PacerState } from './pacing.js';
+import type { CompiledBudgetPlan } from './types.js';
+import type { BiddingPlan } from '../bidding/bidding-plan.js';
+
+export const STATE_VERSION = 1;
+export const STATE_FILES = {
+  snapshot: 'state.snap',
+  previousSnapshot: 'state.snap.prev',
+  journal: 'ledger.journal',
+  previousJournal: 'ledger.journal.prev',
+} as const;
+export const DEFAULT_SNAPSHOT_INTERVAL_MS = 15_000;
+const HEADER_BYTES = 16;
+const MAGIC = 'SGBS';
+
+/** Learned state of the bidding plan, by line-item / creative id. */
+export interface LearningImage {
+  /** line item id -> [impressions, clicks, conversions, orderValueMicros] */
+  strategies: Record<string, number[]>;
+  /** creative id -> [impressions, clicks] */
+  creatives: Record<string, number[]>;
+  /** Curves are only comparable in the same key space (exchanges, floor bands, bins): `shape` says which. */
+  shading: { shape: string; lineItems: Record<string, { trials: Uint8Array; wins: Uint8Array; factor: Uint8Array }> };
+}
+
+export interface StateImage {
+  savedAtMs: number;
+  /** sha256 (16 hex) of the sorted campaign and line-item ids of the budget plan. */
+  fingerprint: string;
+  /** Campaign ids and line-item ids in the ledger's index space (its campaign numbers and reservation tags). */
+  campaigns: string[];
+  lineItems: string[];
+  ledger: Uint8Array | null;
+  /** line item id -> [impressions, clicks, conversions, valueMicros, costMicros, bids] */
+  allocator: Record<string, number[]> | null;
+  pacer: PacerState | null;
+  learning: LearningImage | null;
+}
+
+export interface StateStoreOptions {
+  dir: string;
+  logger: Logger;
+  snapshotIntervalMs?: number;
+}
+
+/** Counters for metrics and tests. */
+export interface StateStats {
+  /** Where the ledger came from at start: snapshot, previous snapshot, journal only, or empty. */
+  restoredFrom: 'snapshot' | 'previous_snapshot' | 'journal' | 'empty';
+  journalRecordsReplayed: number;
+  snapshotsRejected: number;
+  snapshotsWritten: number;
+  snapshotFailures: number;
+  journalWriteErrors: number;
+  lastSnapshotMs: number;
+  lastSnapshotSeconds: number;
+  lastSnapshotBytes: number;
+}
+
+export function fingerprintOf(campaigns: readonly string[], lineItems: readonly string[]): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify([[...campaigns].sort(), [...lineItems].sort()]));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Frames a state image: header (magic, version, crc32, length) + msgpackr body. */
+export function encodeState(image: StateImage): Buffer {
+  const body = pack(image);
+  const head = Buffer.alloc(HEADER_BYTES);
+  head.write(MAGIC, 0, 'latin1');
+  head.writeUInt32LE(STATE_VERSION, 4);
+  head.writeUInt32LE(crc32(body) >>> 0, 8);
+  head.writeUInt32LE(body.length, 12);
+  return Buffer.concat([head, body]);
+}
+
+/** Reads a framed state image; throws SegbidError LEDGER_SNAPSHOT_CORRUPT saying why. */
+export function decodeState(buf: Buffer): StateImage {
+  const bad = (why: string) => new SegbidError('LEDGER_SNAPSHOT_CORRUPT', `state snapshot: ${why}`);
+  if (buf.length < HEADER_BYTES || buf.toString('latin1', 0, 4) !== MAGIC) throw bad('bad magic');
+  const version = buf.readUInt32LE(4);
+  if (version !== STATE_VERSION) throw bad(`version ${version}, expected ${STATE_VERSION}`);
+  const body = buf.subarray(HEADER_BYTES);
+  if (body.length !== buf.readUInt32LE(12)) throw bad(`truncated: ${body.length} of ${buf.readUInt32LE(12)} body bytes`);
+  if ((crc32(body) >>> 0) !== buf.readUInt32LE(8)) throw bad('checksum mismatch');
+  let s: StateImage;
+  try {
+    s = unpack(body) as StateImage;
+  } catch {
+    throw bad('unreadable body');
+  }
+  if (s === null || typeof s !== 'object' || !Array.isArray(s.campaigns) || !Array.isArray(s.lineItems) || typeof s.fingerprint !== 'string') {
+    throw bad('missing fields');
+  }
+  if (s.ledger !== null && !(s.ledger instanceof Uint8Array)) throw bad('ledger image is not bytes');
+  return s;
+}
+
+/** Replays journal images (oldest first) onto a ledger; stops at a gap or a record that does not apply. */
+function replayJournals(
+  ledger: Ledger,
+  images: readonly Buffer[],
+  onBooked: (campaign: number, tag: number, booked: number, nowMs: number) => void,
+): { applied: number; stopped: string | null } {
+  let applied = 0;
+  for (const image of images) {
+    const whole = image.length - (image.length % RECORD_BYTES); // a torn last record (crash mid-write) is ignored
+    for (let o = 0; o < whole; o += RECORD_BYTES) {
+      const seq = image.readDoubleLE(o);
+      if (seq <= ledger.seq) continue;
+      if (seq !== ledger.seq + 1) return { applied, stopped: `gap: record seq ${seq}, ledger at ${ledger.seq}` };
+      const op = image.readUInt8(o + 8);
+      const nowMs = image.readDoubleLE(o + 40);
+      let ok: boolean;
+      try {
+        ok = ledger.applyRecord(op, image.readInt32LE(o + 12), image.readInt32LE(o + 16), image.readDoubleLE(o + 24), image.readDoubleLE(o + 32), nowMs);
+      } catch {
+        ok = false; // a record from another ledger (indices out of range): same as one that does not apply
+      }
+      if (!ok) return { applied, stopped: `record seq ${seq} (op ${op}) does not apply` };
+      applied++;
+      if ((op === OP.settle || op === OP.book) && ledger.lastBooked > 0) onBooked(ledger.lastCampaign, ledger.lastTag, ledger.lastBooked, nowMs);
+    }
+  }
+  return { applied, stopped: null };
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+}
+
+function float32Of(u: unknown, length: number): Float32Array | null {
+  if (!(u instanceof Uint8Array) || u.byteLength !== length * 4) return null;
+  const ab = new ArrayBuffer(u.byteLength);
+  new Uint8Array(ab).set(u);
+  return new Float32Array(ab);
+}
+
+function float64Of(u: unknown, length: number): Float64Array | null {
+  if (!(u instanceof Uint8Array) || u.byteLength !== length * 8) return null;
+  const ab = new ArrayBuffer(u.byteLength);
+  new Uint8Array(ab).set(u);
+  return new Float64Array(ab);
+}
+
+const finiteCounts = (v: unknown, n: number): v is number[] => Array.isArray(v) && v.length >= n && v.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0);
+
+export class BudgetStateStore {
+  readonly dir: string;
+  readonly snapshotIntervalMs: number;
+  readonly stats: StateStats = {
+    restoredFrom: 'empty',
+    journalRecordsReplayed: 0,
+    snapshotsRejected: 0,
+    snapshotsWritten: 0,
+    snapshotFailures: 0,
+    journalWriteErrors: 0,
+    lastSnapshotMs: NaN,
+    lastSnapshotSeconds: 0,
+    lastSnapshotBytes: 0,
+  };
+  private readonly logger: Logger;
+  /** The snapshot read at open (null: none usable) and its ledger after journal replay (not yet handed out). */
+  private loaded: StateImage | null = null;
+  private loadedLedger: Ledger | null = null;
+  /** Journal images read at open, for a journal-only recovery once the plan is known. */
+  private journals: Buffer[] = [];
+  /** Spend replayed from the journal that belongs to today, by line-item id (pacer.spentToday). */
+  private replayedToday = new Map<string, number>();
+  private firstAttach = true;
+  private policy: BudgetPolicy | null = null;
+  private journal: FileJournal | null = null;
+  private currentPlan: (() => BiddingPlan) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastAttemptMs = 0;
+  private closed = false;
+
+  private constructor(options: StateStoreOptions) {
+    this.dir = options.dir;
+    this.logger = options.logger;
+    this.snapshotIntervalMs = Math.max(1000, options.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS);
+  }
+
+  private path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  /** Reads the state directory (creating it). Never throws for its content: a bad snapshot is logged and skipped. */
+  static open(options: StateStoreOptions): BudgetStateStore {
+    const store = new BudgetStateStore(options);
+    mkdirSync(options.dir, { recursive: true });
+    store.load(Date.now());
+    return store;
+  }
+
+  private load(nowMs: number): void {
+    for (const name of [STATE_FILES.snapshot, STATE_FILES.previousSnapshot]) {
+      const file = this.path(name);
+      if (!existsSync(file)) continue;
+      try {
+        const image = decodeState(readFileSync(file));
+        const ledger = image.ledger === null ? null : Ledger.restore(Buffer.from(image.ledger.buffer, image.ledger.byteOffset, image.ledger.byteLength));
+        if (ledger !== null && ledger.campaignCount !== image.campaigns.length) {
+          throw new SegbidError('LEDGER_SNAPSHOT_CORRUPT', `state snapshot: ${ledger.campaignCount} ledger campaigns, ${image.campaigns.length} campaign ids`);
+        }
+        this.loaded = image;
+        this.loadedLedger = ledger;
+        this.stats.restoredFrom = name === STATE_FILES.snapshot ? 'snapshot' : 'previous_snapshot';
+        break;
+      } catch (e) {
+        this.stats.snapshotsRejected++;
+        this.logger.error({ file, err: (e as Error).message }, 'state snapshot rejected; trying the previous state');
+      }
+    }
+    for (const name of [STATE_FILES.previousJournal, STATE_FILES.journal]) {
+      const file = this.path(name);
+      try {
+        if (existsSync(file)) this.journals.push(readFileSync(file));
+      } catch (e) {
+        this.logger.error({ file, err: (e as Error).message }, 'ledger journal unreadable; skipped');
+      }
+    }
+    if (this.loadedLedger !== null) {
+      const ledger = this.loadedLedger;
+      const ids = this.loaded!.lineItems;
+      const replay = replayJournals(ledger, this.journals, (c, tag, booked, t) => this.noteReplayed(ledger, c, ids[tag], booked, t, nowMs));
+      this.afterReplay(replay);
+      this.journals = [];
+    }
+  }
+
+  private noteReplayed(ledger: Ledger, c: number, lineItemId: string | undefined, booked: number, recordMs: number, nowMs: number): void {
+    if (lineItemId === undefined || ledger.dayOf(c, recordMs) !== ledger.dayOf(c, nowMs)) return;
+    this.replayedToday.set(lineItemId, (this.replayedToday.get(lineItemId) ?? 0) + booked);
+  }
+
+  private afterReplay(replay: { applied: number; stopped: string | null }): void {
+    this.stats.journalRecordsReplayed = replay.applied;
+    if (replay.stopped !== null) this.logger.error({ dir: this.dir, applied: replay.applied, why: replay.stopped }, 'ledger journal replay stopped; later records are lost');
+  }
+
+  /* ------------------------------------------------------------ BudgetStateHooks (BidHandler) */
+
+  /** The restored ledger, re-mapped onto `plan` by campaign and line-item id; null: start fresh. Once only. */
+  initialLedger(plan: CompiledBudgetPlan): Ledger | null {
+    const nowMs = Date.now();
+    const campaignIds = plan.campaigns.map((c) => c.id);
+    let ledger = this.loadedLedger;
+    this.loadedLedger = null;
+    let oldLineItems: readonly string[] = this.loaded?.lineItems ?? plan.lineItemIds;
+    if (ledger === null && this.journals.length > 0) {
+      // Journal only: usable when it starts from an empty ledger (seq 1); assumed to be this config's indices.
+      const first = this.journals.find((j) => j.length >= RECORD_BYTES);
+      if (first !== undefined && first.readDoubleLE(0) === 1) {
+        const fresh = Ledger.fromPlan(plan);
+        oldLineItems = plan.lineItemIds;
+        this.afterReplay(replayJournals(fresh, this.journals, (c, tag, booked, t) => this.noteReplayed(fresh, c, oldLineItems[tag], booked, t, nowMs)));
+        ledger = fresh;
+        this.stats.restoredFrom = 'journal';
+      } else if (first !== undefined) {
+        this.logger.error({ dir: this.dir }, 'no usable state snapshot and the journal does not start from empty: ledger starts empty');
+      }
+      this.journals = [];
+    }
+    if (ledger === null) {
+      if (this.stats.restoredFrom !== 'journal') this.stats.restoredFrom = this.loaded === null ? 'empty' : this.stats.restoredFrom;
+      return null;
+    }
+    const oldCampaigns = this.loaded?.campaigns ?? campaignIds;
+    const droppedCampaigns = oldCampaigns.filter((id) => !campaignIds.includes(id));
+    const known = new Set(plan.lineItemIds);
+    const droppedLineItems = oldLineItems.filter((id) => !known.has(id));
+    if (droppedCampaigns.length > 0 || droppedLineItems.length > 0) {
+      this.logger.warn({ campaigns: droppedCampaigns, lineItems: droppedLineItems }, 'state: ids no longer configured, their budget state is dropped');
+    }
+    const newIndex = new Map(plan.lineItemIds.map((id, i) => [id, i] as const));
+    try {
+      ledger.reconfigure(Ledger.termsOf(plan), oldLineItems.map((id) => newIndex.get(id) ?? -1));
+      ledger.checkInvariant();
+    } catch (e) {
+      this.logger.error({ err: (e as Error).message }, 'restored ledger does not fit the config: ledger starts empty');
+      this.stats.restoredFrom = 'empty';
+      return null;
+    }
+    this.logger.info(
+      { from: this.stats.restoredFrom, seq: ledger.seq, journalRecords: this.stats.journalRecordsReplayed, openReservations: ledger.openReservations(), fingerprint: this.loaded?.fingerprint },
+      'budget ledger restored',
+    );
+    return ledger;
+  }
+
+  /**
+   * After each attach: the first one loads the saved allocator and pacer state; a later one (a config swap,
+   * including the config manager's start-up swap) carries them over from the previous policy by id, so what
+   * is persisted follows the same id rule as the ledger. Every attach checkpoints (the indices changed).
+   */
+  attached(policy: BudgetPolicy | null): void {
+    const previous = this.policy;
+    try {
+      if (this.firstAttach && policy !== null) {
+        this.importPolicyState(policy, this.loaded?.allocator ?? null, this.loaded?.pacer ?? null, Date.now());
+      } else if (previous !== null && policy !== null && previous !== policy) {
+        this.importPolicyState(policy, allocatorStats(previous), previous.pacer.exportState(), Date.now());
+      }
+    } catch (e) {
+      // A snapshot that decodes but holds odd shapes: the ledger is kept, the learning starts over.
+      this.logger.error({ err: (e as Error).message }, 'state: allocator/pacing state not restored');
+    }
+    if (this.firstAttach && policy === null && this.loaded?.ledger) {
+      this.logger.warn({ campaigns: this.loaded.campaigns }, 'state: the config has no campaigns any more, the saved ledger is dropped');
+    }
+    this.firstAttach = false;
+    this.policy = policy;
+    this.checkpoint(Date.now());
+  }
+
+  private importPolicyState(policy: BudgetPolicy, allocator: Record<string, number[]> | null, pacer: PacerState | null, nowMs: number): void {
+    const plan = policy.plan;
+    if (allocator !== null) {
+      const stats: Record<string, number[]> = {};
+      for (const [id, v] of Object.entries(allocator)) if (finiteCounts(v, 6)) stats[id] = v;
+      policy.allocator.importStats(stats);
+      for (let li = 0; li < plan.lineItemCount; li++) {
+        const v = stats[plan.lineItemIds[li]];
+        if (v !== undefined && plan.campaignOf[li] >= 0) policy.allocator.bids[li] = Math.round(v[5]);
+      }
+    }
+    // Pacing: today's spend per arm is the snapshot's (when it is from today) plus what the journal replayed.
+    const saved = pacer ?? { campaigns: {}, lineItems: {} };
+    const state: PacerState = { campaigns: {}, lineItems: {} };
+    const today = new Set<string>();
+    for (const camp of plan.campaigns) {
+      const day = policy.ledger.dayOf(camp.index, nowMs);
+      const s = saved.campaigns?.[camp.id];
+      if (s !== undefined && s !== null && s.day === day) {
+        state.campaigns[camp.id] = s;
+        today.add(camp.id);
+      } else {
+        // Another day: keep what outlives a day (profile, pause); the controller restarts at today.
+        state.campaigns[camp.id] = { day, integral: 0, paused: s?.paused ?? 0, hourCounts: new Array(24).fill(0), learned: s?.learned ?? [], learnedDays: s?.learnedDays ?? 0 };
+      }
+      for (const li of camp.arms) {
+        const id = plan.lineItemIds[li];
+        const v = saved.lineItems?.[id];
+        const rates = finiteCounts(v, 4) ? v : [0, 0, 0, 0];
+        const spent = (today.has(camp.id) ? rates[0] : 0) + (this.replayedToday.get(id) ?? 0);
+        state.lineItems[id] = [spent, rates[1], rates[2], rates[3]];
+      }
+    }
+    policy.pacer.importState(state);
+    this.replayedToday.clear();
+  }
+
+  /* ------------------------------------------------------------ running */
+
+  /**
+   * Restores the learned state of the bidding plan (strategies, creatives, shading) and starts the 1-second
+   * timer (journal flush, periodic checkpoint). `current` gives the plan serving now.
+   */
+  start(current: () => BiddingPlan): void {
+    try {
+      if (this.loaded?.learning) this.importLearning(current(), this.loaded.learning);
+    } catch (e) {
+      this.logger.error({ err: (e as Error).message }, 'state: learning state (strategies, creatives, shading) not restored');
+    }
+    this.currentPlan = current;
+    this.loaded = null;
+    this.timer = setInterval(() => this.tick(Date.now()), 1000);
+    this.timer.unref();
+  }
+
+  /** Every second: the journal goes to the file; a checkpoint when one is due. */
+  tick(nowMs: number): void {
+    if (this.closed) return;
+    if (this.journal !== null) this.journal.flush();
+    if (nowMs - this.lastAttemptMs >= this.snapshotIntervalMs) this.checkpoint(nowMs);
+  }
+
+  /** Journal write errors so far (all journals of this store). */
+  journalWriteErrors(): number {
+    return this.stats.journalWriteErrors + (this.journal?.writeErrors ?? 0);
+  }
+
+  private image(nowMs: number): StateImage {
+    const policy = this.policy;
+    const plan = policy?.plan ?? null;
+    const campaigns = plan === null ? [] : plan.campaigns.map((c) => c.id);
+    const lineItems = plan === null ? [] : [...plan.lineItemIds];
+    return {
+      savedAtMs: nowMs,
+      fingerprint: fingerprintOf(campaigns, lineItems),
+      campaigns,
+      lineItems,
+      ledger: policy === null ? null : policy.ledger.snapshot(),
+      allocator: policy === null ? null : allocatorStats(policy),
+      pacer: policy === null ? null : policy.pacer.exportState(),
+      // Until start() has put the saved learning into the live plan, the saved one is what is current.
+      learning: this.currentPlan !== null ? exportLearning(this.currentPlan()) : (this.loaded?.learning ?? null),
+    };
+  }
+
+  /**
+   * Writes a checkpoint now (see the contract for the order of the steps). Returns false when it failed
+   * (logged and counted; the journal goes on in the same file, so nothing is lost by a failure).
+   */
+  checkpoint(nowMs: number): boolean {
+    this.lastAttemptMs = nowMs;
+    const start = performance.now();
+    if (this.journal !== null) {
+      this.journal.close();
+      this.stats.journalWriteErrors += this.journal.writeErrors;
+      this.journal = null;
+    }
+    let ok = false;
+    try {
+      const buf = encodeState(this.image(nowMs));
+      const snap = this.path(STATE_FILES.snapshot);
+      const tmp = `${snap}.tmp`;
+      const fd = openSync(tmp, 'w');
+      try {
+        let off = 0;
+        while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
+      const journal = this.path(STATE_FILES.journal);
+      if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
+      renameSync(tmp, snap);
+      syncDir(this.dir);
+      ok = true;
+      this.stats.snapshotsWritten++;
+      this.stats.lastSnapshotMs = nowMs;
+      this.stats.lastSnapshotBytes = buf.length;
+    } catch (e) {
+      this.stats.snapshotFailures++;
+      this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+    } finally {
+      if (this.policy !== null && !this.closed) this.openJournal(this.policy.ledger);
+    }
+    this.stats.lastSnapshotSeconds = (performance.now() - start) / 1000;
+    return ok;
+  }
+
+  private openJournal(ledger: Ledger): void {
+    try {
+      this.journal = new FileJournal(ledger, this.path(STATE_FILES.journal));
+    } catch (e) {
+      this.stats.journalWriteErrors++;
+      ledger.journal = null;
+      this.logger.error({ dir: this.dir, err: (e as Error).message }, 'ledger journal cannot be opened; changes are kept by snapshots only');
+    }
+  }
+
+  /** Final flush and checkpoint (clean shutdown). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.closed = true; // checkpoint() does not reopen the journal
+    this.checkpoint(Date.now());
+  }
+
+  private importLearning(plan: BiddingPlan, learning: LearningImage): void {
+    const st = plan.strategies;
+    const strategies = learning.strategies ?? {};
+    st.ids.forEach((id, i) => {
+      const v = strategies[id];
+      if (!finiteCounts(v, 4)) return;
+      [st.impressions[i], st.clicks[i], st.conversions[i], st.orderValueMicros[i]] = v;
+    });
+    st.refresh();
+    const sel = plan.selector;
+    const creatives = learning.creatives ?? {};
+    sel.creativeIds.forEach((id, i) => {
+      const v = creatives[id];
+      if (!finiteCounts(v, 2)) return;
+      [sel.impressions[i], sel.clicks[i]] = v;
+    });
+    sel.refresh();
+    const sh = plan.shading;
+    if (learning.shading && learning.shading.shape === shadingShape(plan)) {
+      const per = sh.exchangeCount * sh.bandCount;
+      const K = sh.bins;
+      sh.lineItemIds.forEach((id, li) => {
+        const saved = learning.shading.lineItems?.[id];
+        if (saved === undefined || saved === null) return;
+        const trials = float32Of(saved.trials, per * K);
+        const wins = float32Of(saved.wins, per * K);
+        const factor = float64Of(saved.factor, per);
+        if (trials === null || wins === null || factor === null) return;
+        sh.trials.set(trials, li * per * K);
+        sh.wins.set(wins, li * per * K);
+        sh.factor.set(factor, li * per);
+      });
+    }
+  }
+}
+
+/** Arm statistics by line-item id: [impressions, clicks, conversions, valueMicros, costMicros, bids]. */
+function allocatorStats(policy: BudgetPolicy): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  const a = policy.allocator;
+  const plan = policy.plan;
+  for (let li = 0; li < plan.lineItemCount; li++) {
+    if (plan.campaignOf[li] < 0) continue;
+    out[plan.lineItemIds[li]] = [a.impressions[li], a.clicks[li], a.conversions[li], a.valueMicros[li], a.costMicros[li], a.bids[li]];
+  }
+  return out;
+}
+
+function shadingShape(plan: BiddingPlan): string {
+  const s = plan.shading.settings;
+  return JSON.stringify([s.exchanges, s.floorBandsCpm, s.bins]);
+}
+
+/** The bidding plan's learned counters and curves by id (line items with no shading evidence are left out). */
+export function exportLearning(plan: BiddingPlan): LearningImage {
+  const st = plan.strategies;
+  const strategies: Record<string, number[]> = {};
+  st.ids.forEach((id, i) => (strategies[id] = [st.impressions[i], st.clicks[i], st.conversions[i], st.orderValueMicros[i]]));
+  const sel = plan.selector;
+  const creatives: Record<string, number[]> = {};
+  sel.creativeIds.forEach((id, i) => (creatives[id] = [sel.impressions[i], sel.clicks[i]]));
+  const sh = plan.shading;
+  const per = sh.exchangeCount * sh.bandCount;
+  const K = sh.bins;
+  const lineItems: LearningImage['shading']['lineItems'] = {};
+  sh.lineItemIds.forEach((id, li) => {
+    const trials = sh.trials.subarray(li * per * K, (li + 1) * per * K);
+    let any = false;
+    for (let k = 0; k < trials.length && !any; k++) any = trials[k] > 0;
+    if (!any) return;
+    lineItems[id] = { trials: bytesOf(trials), wins: bytesOf(sh.wins.subarray(li * per * K, (li + 1) * per * K)), factor: bytesOf(sh.factor.subarray(li * per, (li + 1) * per)) };
+  });
+  return { strategies, creatives, shading: { shape: shadingShape(plan), lineItems } };
+}
+
+/** fsync of a directory, so that the renames are durable too (best effort: not every platform allows it). */
+function syncDir(dir: string): void {
+  let fd = -1;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    /* not supported here: the renames are still atomic */
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
+
+/** Prometheus view of a store (the cluster sums counters over workers; the age takes the stalest worker). */
+export function registerStateMetrics(store: BudgetStateStore, registry: client.Registry): void {
+  const registers = [registry];
+  new client.Gauge({
+    name: 'segbid_state_snapshot_age_seconds',
+    help: 'Seconds since the last successful state snapshot (budget ledger and learning state); -1 before the first',
+    registers,
+    aggregator: 'max',
+    collect() {
+      const t = store.stats.lastSnapshotMs;
+      this.set(Number.isNaN(t) ? -1 : Math.max(0, (Date.now() - t) / 1000));
+    },
+  });
+  new client.Gauge({
+    name: 'segbid_state_snapshot_duration_seconds',
+    help: 'Time the last state checkpoint took (snapshot, fsync, journal rotation), blocking the event loop',
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.set(store.stats.lastSnapshotSeconds);
+    },
+  });
+  const counter = (name: string, help: string, read: () => number) => {
+    let reported = 0;
+    new client.Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = read();
+        if (v > reported) this.inc(v - reported);
+        reported = v;
+      },
+    });
+  };
+  counter('segbid_state_snapshot_failures_total', 'State snapshots that could not be written (the journal keeps the changes)', () => store.stats.snapshotFailures);
+  counter('segbid_state_snapshot_rejected_total', 'State snapshots rejected at start (corrupt, truncated, other version)', () => store.stats.snapshotsRejected);
+  counter('segbid_state_journal_write_errors_total', 'Ledger journal writes that failed (disk full...)', () => store.journalWriteErrors());
+  new client.Gauge({
+    name: 'segbid_state_journal_records_replayed',
+    help: 'Ledger journal records replayed on top of the snapshot at start',
+    registers,
+    collect() {
+      this.set(store.stats.journalRecordsReplayed);
+    },
+  });
+}

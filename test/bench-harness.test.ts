@@ -1,0 +1,193 @@
+/**
+ * The bench harness itself (not speed): the open-loop driver against the real bare uWebSockets.js baseline
+ * (dist/src/server/bare-baseline-server.js: run `npx tsc -p tsconfig.json` first), its response parser, the report
+ * built from those runs (tables, goals, files), the seeded request mixes and the large config generator.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../src/common/paths.js';
+import { runOpenLoop, parseResponse, type OpenLoopResult } from '../bench/open-loop.js';
+import { startBaseline, stopTarget, type Target } from '../bench/servers.js';
+import {
+  FINAL_HEADER,
+  evaluateGoals,
+  finalTable,
+  latencySummary,
+  markdown,
+  openRunOf,
+  summarizeClosed,
+  warningsOf,
+  writeReport,
+  type BenchReport,
+  type ClosedRun,
+  type ScenarioReport,
+} from '../bench/report.js';
+import { DEFAULT_MIX_PARAMS, LARGE_MIX_PARAMS, generateRequestMix, summarizeMix } from '../bench/request-mix.js';
+import { machineInfo } from '../bench/stats.js';
+import { validateBidRequest } from '../src/openrtb/validate.js';
+import { deciderFromDocument } from '../src/bidding/load-decider.js';
+import { LARGE_LINE_ITEMS, LARGE_SEGMENTS, largeConfig, writeLargeConfig } from '../src/fixtures/large-config.js';
+
+const BASELINE_JS = resolve(PACKAGE_ROOT, 'dist/src/server/bare-baseline-server.js');
+
+describe('open-loop driver and report', () => {
+  let baseline: Target;
+  const bodies = generateRequestMix({ count: 50 });
+  const runs: OpenLoopResult[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(BASELINE_JS)) throw new Error(`${BASELINE_JS} is missing: run npx tsc -p tsconfig.json first`);
+    baseline = await startBaseline();
+  });
+  afterAll(async () => {
+    if (baseline !== undefined) await stopTarget(baseline);
+  });
+
+  it('sends on schedule and answers every request, latency from the scheduled time', async () => {
+    for (const rate of [100, 200]) {
+      const r = await runOpenLoop({ url: baseline.bidUrl, rate, durationS: 1, bodies, connections: 8, headers: { 'x-openrtb-version': '2.6' } });
+      runs.push(r);
+      expect(r.scheduled).toBe(rate);
+      expect(r.completed).toBe(rate);
+      expect(r.errors).toBe(0);
+      expect(r.timeouts).toBe(0);
+      expect(r.non2xx).toBe(0);
+      expect(r.statusCodes['200']).toBe(rate);
+      expect(r.latenciesMs.length).toBe(rate);
+      for (let i = 1; i < r.latenciesMs.length; i++) expect(r.latenciesMs[i]).toBeGreaterThanOrEqual(r.latenciesMs[i - 1]);
+      expect(r.latenciesMs[0]).toBeGreaterThan(0);
+      expect(r.achievedRate).toBe(rate);
+    }
+  });
+
+  it('counts a refused connection as errors, never hangs', async () => {
+    const r = await runOpenLoop({ url: 'http://127.0.0.1:1/openrtb2/bid', rate: 50, durationS: 0.4, bodies, connections: 2, drainMs: 300 });
+    expect(r.completed).toBe(0);
+    expect(r.errors + r.timeouts).toBeGreaterThanOrEqual(r.scheduled);
+  });
+
+  it('builds the report: final table, goals, markdown, files with a latest copy', () => {
+    expect(runs.length).toBe(2);
+    // Closed-loop runs of the same shape as the bench's, from the measured latencies (this test checks shape, not speed).
+    const closed: ClosedRun[] = [];
+    for (const target of ['baseline', 'segbid-1w']) {
+      for (let round = 1; round <= 3; round++) {
+        const r = runs[round % 2];
+        closed.push({
+          scenario: 'demo',
+          target,
+          round,
+          durationS: 1,
+          reqPerSec: r.achievedRate * (target === 'baseline' ? 1 : 0.9),
+          responses: r.completed,
+          latencyMs: latencySummary(r.latenciesMs),
+          non2xx: 0,
+          errors: 0,
+          timeouts: 0,
+          statusCodes: r.statusCodes,
+          bidRate: 1,
+          outcomes: null,
+          serverCpu: 0.5,
+          generatorCpu: 0.2,
+          otherCpu: 0,
+        });
+      }
+    }
+    const medians = summarizeClosed(closed);
+    expect(medians.baseline.rounds).toBe(3);
+    expect(medians.baseline.ratioToBaseline).toBeNull();
+    expect(medians['segbid-1w'].ratioToBaseline).toBeCloseTo(0.9, 6);
+    const cpu = { serverCpu: 0.1, generatorCpu: 0.1, otherCpu: 0 };
+    const scenario: ScenarioReport = {
+      scenario: 'demo',
+      lineItems: 10,
+      segments: 11,
+      mix: { params: DEFAULT_MIX_PARAMS, summary: summarizeMix(bodies) },
+      targets: ['baseline', 'segbid-1w'],
+      closed,
+      medians,
+      open: [openRunOf('demo', 'segbid-1w', 0.5, runs[0], cpu, null), openRunOf('demo', 'segbid-1w', 0.8, runs[1], cpu, null)],
+    };
+    const goals = evaluateGoals([scenario], []);
+    expect(goals.map((g) => g.pass)).toEqual([true, expect.any(Boolean)]);
+    expect(goals[1].value).toBe(scenario.open[0].latencyMs.p99);
+    const rep: BenchReport = {
+      startedAt: new Date().toISOString(),
+      finishedAt: new Date().toISOString(),
+      wallS: 3,
+      machine: machineInfo(),
+      options: { test: true },
+      scenarios: [scenario],
+      decision: [],
+      goals,
+      warnings: warningsOf([scenario]),
+    };
+    const table = finalTable(rep);
+    expect(table[0]).toEqual(FINAL_HEADER);
+    // Per target: the closed-loop max row, then its open-loop rows.
+    expect(table.slice(1).map((r) => `${r[1]} ${r[2].split(' ')[0]}`)).toEqual(['baseline max', 'segbid-1w max', 'segbid-1w open', 'segbid-1w open']);
+    for (const row of table) expect(row.length).toBe(FINAL_HEADER.length);
+    const md = markdown(rep);
+    expect(md).toContain('| scenario | target | load |');
+    expect(md).toContain('## Goals');
+
+    const dir = mkdtempSync(join(tmpdir(), 'segbid-bench-report-'));
+    try {
+      const stem = writeReport(rep, dir);
+      const back = JSON.parse(readFileSync(`${stem}.json`, 'utf8')) as BenchReport;
+      expect(back.scenarios[0].open[1].loadShare).toBe(0.8);
+      expect(back.goals.length).toBe(2);
+      expect(readFileSync(join(dir, 'latest.json'), 'utf8')).toBe(readFileSync(`${stem}.json`, 'utf8'));
+      expect(readFileSync(join(dir, 'latest.md'), 'utf8')).toBe(md);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('open-loop response parser', () => {
+  it('reads Content-Length, chunked and 204 answers, and waits for incomplete ones', () => {
+    const cl = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n');
+    expect(parseResponse(cl)).toEqual([200, 43, false]);
+    expect(parseResponse(cl.subarray(43))).toEqual([204, 27, false]);
+    expect(parseResponse(cl.subarray(0, 40))).toBeNull();
+    const chunked = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+    expect(parseResponse(chunked)).toEqual([200, chunked.length, true]);
+    expect(parseResponse(chunked.subarray(0, chunked.length - 2))).toBeNull();
+  });
+});
+
+describe('request mixes and the large config', () => {
+  it('the mixes are deterministic, valid, and carry consent strings', () => {
+    for (const params of [DEFAULT_MIX_PARAMS, LARGE_MIX_PARAMS]) {
+      const a = generateRequestMix({ ...params, count: 200 });
+      expect(generateRequestMix({ ...params, count: 200 })).toEqual(a);
+      for (const body of a) expect(validateBidRequest(JSON.parse(body))).toBeNull();
+      const s = summarizeMix(a, params);
+      expect(s.gdpr).toBeGreaterThan(0);
+      expect(s.consentGranted).toBeGreaterThan(0);
+      expect(s.consentGranted + s.consentDenied).toBeLessThanOrEqual(s.gdpr);
+      expect(s.knownUser).toBeGreaterThan(0);
+    }
+    const large = summarizeMix(generateRequestMix({ ...LARGE_MIX_PARAMS, count: 200 }), LARGE_MIX_PARAMS);
+    expect(Object.keys(large.byExchange).length).toBeGreaterThan(1);
+  });
+
+  it('generates 1,000 line items over 256 segments that load, deterministically', () => {
+    expect(JSON.stringify(largeConfig())).toBe(JSON.stringify(largeConfig()));
+    const dir = mkdtempSync(join(tmpdir(), 'segbid-large-'));
+    try {
+      writeLargeConfig(dir, { users: 2000 });
+      const doc = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      const decider = deciderFromDocument(doc, dir, 'large-test');
+      expect(decider.config.lineItems.length).toBe(LARGE_LINE_ITEMS);
+      expect(decider.config.dictionary.segments.length).toBe(LARGE_SEGMENTS);
+      expect(decider.config.budgetPlan).not.toBeNull();
+      expect(decider.store.header.userCount).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

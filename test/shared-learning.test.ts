@@ -1,0 +1,221 @@
+/**
+ * Learning statistics shared between bidder threads (src/bidding/shared-learning.ts): two BidHandlers over the
+ * demo config (as two workers would hold), each learning from the notices it receives, synced through one hub
+ * with the messages structured-cloned as postMessage does, replies delayed so that syncs cross new feedback.
+ * Counts must merge exactly (never lost, never twice) and both threads must end on the same statistics.
+ */
+import { describe, expect, it } from 'vitest';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BidHandler } from '../src/bidding/bid-handler.js';
+import { loadDecider } from '../src/bidding/load-decider.js';
+import { Metrics } from '../src/metrics/metrics.js';
+import { ARM_FIRST_PRICE } from '../src/bidding/learning.js';
+import { attachLearningClient } from '../src/bidding/shared-state.js';
+import { LearningHub, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
+import { mulberry32 } from '../src/common/prng.js';
+import { DEMO_DIR } from '../src/common/paths.js';
+import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
+import type { OutcomeContext } from '../src/events/types.js';
+
+const T0 = 1_760_000_000_000;
+
+/** The demo with its line items as the arms of one budgeted campaign (so the allocator has arms too). */
+function budgetedDemo(): string {
+  ensureDemoStore();
+  const dir = mkdtempSync(join(tmpdir(), 'segbid-shared-learning-'));
+  for (const f of ['segmentation.json', 'segments.store']) copyFileSync(join(DEMO_DIR, f), join(dir, f));
+  const doc = JSON.parse(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
+  const now = Date.now();
+  doc.bidder.shading = { exchanges: ['exchange-a'] };
+  doc.campaigns = [
+    {
+      id: 'shared',
+      name: 'Shared',
+      budget: { daily: 100, flight: 100, flightStart: new Date(now - 3600_000).toISOString(), flightEnd: new Date(now + 7 * 86400_000).toISOString() },
+      kpi: 'roas',
+      lineItems: doc.lineItems.map((li: { id: string }) => li.id),
+      pacing: { curve: 'even' },
+      settle: 'billing',
+    },
+  ];
+  const path = join(dir, 'config.json');
+  writeFileSync(path, JSON.stringify(doc));
+  return path;
+}
+
+const CONFIG = budgetedDemo();
+
+function worker(): { handler: BidHandler; client: LearningClient } {
+  const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
+  return { handler, client: attachLearningClient(handler) };
+}
+
+function ctx(li: number, creative: number, nowMs: number, firstPrice: boolean): OutcomeContext {
+  return { lineItemId: `li-${li}`, bidId: `b${nowMs}`, arm: firstPrice ? ARM_FIRST_PRICE | 50 : 0, segmentBit: -1, creative, bidMicros: 2_000_000, exchange: 'exchange-a', dealId: null, nowMs, user: '' };
+}
+
+/** What every thread should end with: counts of each kind of feedback given to any thread. */
+interface Expected {
+  bills: number[];
+  clicks: number[];
+  conversions: number[];
+  creativeImps: number[];
+  shadingOutcomes: number[];
+  allocCost: number[];
+}
+
+function feed(w: { handler: BidHandler }, rnd: () => number, exp: Expected, nowMs: number): void {
+  const plan = w.handler.current.plan;
+  const n = plan.strategies.size;
+  const li = Math.floor(rnd() * n);
+  const creative = Math.floor(rnd() * plan.selector.creativeIds.length);
+  const pick = rnd();
+  const L = w.handler.learning;
+  if (pick < 0.4) {
+    L.onBill(li, 1_500_000, ctx(li, creative, nowMs, false));
+    exp.bills[li]++;
+    exp.creativeImps[creative]++;
+  } else if (pick < 0.55) {
+    L.onClick(li, ctx(li, creative, nowMs, false));
+    exp.clicks[li]++;
+  } else if (pick < 0.65) {
+    L.onConversion(li, 25_000_000);
+    exp.conversions[li]++;
+  } else if (pick < 0.85) {
+    L.onWin(li, 1_200_000, ctx(li, creative, nowMs, true));
+    exp.shadingOutcomes[li]++;
+  } else {
+    const cost = 1000 + Math.floor(rnd() * 5000);
+    w.handler.budget!.allocator.recordImpression(li, cost);
+    exp.allocCost[li] += cost;
+  }
+}
+
+/** One worker's sync as over postMessage: the batches and the answer are cloned; the answer may be held back. */
+function send(client: LearningClient, hub: LearningHub): () => void {
+  const batches = structuredClone(client.collect()) as LearningBatch[];
+  const unknown = hub.merge(batches);
+  const layout = batches[batches.length - 1].layout;
+  const totals = structuredClone(hub.totalsFor(layout));
+  return () => {
+    client.forget(unknown);
+    if (totals !== null) client.apply(layout, totals);
+  };
+}
+
+describe('shared learning statistics', () => {
+  it('deltas merge exactly: every count once, in the hub and in every thread', () => {
+    const hub = new LearningHub();
+    const ws = [worker(), worker()];
+    const plan = ws[0].handler.current.plan;
+    const n = plan.strategies.size;
+    const exp: Expected = {
+      bills: new Array(n).fill(0),
+      clicks: new Array(n).fill(0),
+      conversions: new Array(n).fill(0),
+      creativeImps: new Array(plan.selector.creativeIds.length).fill(0),
+      shadingOutcomes: new Array(n).fill(0),
+      allocCost: new Array(n).fill(0),
+    };
+    const rnd = mulberry32(42);
+    const held: (() => void)[] = [];
+    for (let step = 0; step < 3000; step++) {
+      const w = ws[step % 7 < 4 ? 0 : 1];
+      feed(w, rnd, exp, T0 + step);
+      if (rnd() < 0.02) {
+        // A sync of one worker; its answer arrives now or after more feedback (crossing in flight).
+        held.push(send(ws[rnd() < 0.5 ? 0 : 1].client, hub));
+        if (rnd() < 0.5) held.splice(0).forEach((deliver) => deliver());
+      }
+    }
+    held.splice(0).forEach((deliver) => deliver());
+    for (let round = 0; round < 2; round++) for (const w of ws) send(w.client, hub)();
+
+    const ids = plan.strategies.ids;
+    for (let li = 0; li < n; li++) {
+      expect(hub.total(`s|${ids[li]}|imp`)).toBe(exp.bills[li]);
+      expect(hub.total(`s|${ids[li]}|clk`)).toBe(exp.clicks[li]);
+      expect(hub.total(`s|${ids[li]}|conv`)).toBe(exp.conversions[li]);
+      expect(hub.total(`a|${ids[li]}|cost`)).toBe(exp.allocCost[li]);
+    }
+    expect(exp.bills.reduce((a, b) => a + b, 0)).toBeGreaterThan(1000);
+    for (const w of ws) {
+      const p = w.handler.current.plan;
+      const a = w.handler.budget!.allocator;
+      for (let li = 0; li < n; li++) {
+        expect(p.strategies.impressions[li]).toBe(exp.bills[li]);
+        expect(p.strategies.clicks[li]).toBe(exp.clicks[li]);
+        expect(p.strategies.conversions[li]).toBe(exp.conversions[li]);
+        expect(p.strategies.orderValueMicros[li]).toBe(exp.conversions[li] * 25_000_000);
+        expect(a.costMicros[li]).toBe(exp.allocCost[li]);
+        // Shading: one trial per win notice on a first-price bid, summed over the line item's bins.
+        let trials = 0;
+        const per = p.shading.exchangeCount * p.shading.bandCount * p.shading.bins;
+        for (let k = li * per; k < (li + 1) * per; k++) trials += p.shading.trials[k];
+        expect(trials).toBeCloseTo(exp.shadingOutcomes[li], 6);
+      }
+      for (let c = 0; c < exp.creativeImps.length; c++) expect(p.selector.impressions[c]).toBe(exp.creativeImps[c]);
+    }
+    // Both threads decide on the same numbers: their shading factors agree after a refresh.
+    for (const w of ws) w.handler.current.plan.shading.refresh(T0);
+    expect(Array.from(ws[0].handler.current.plan.shading.factor)).toEqual(Array.from(ws[1].handler.current.plan.shading.factor));
+    // Idle syncs change nothing (no count is sent twice).
+    for (let round = 0; round < 3; round++) for (const w of ws) send(w.client, hub)();
+    expect(hub.total(`s|${ids[0]}|imp`)).toBe(exp.bills[0]);
+    expect(ws[1].handler.current.plan.strategies.impressions[0]).toBe(exp.bills[0]);
+  });
+
+  it('two workers converge: what one learns reaches the other within one sync', () => {
+    const hub = new LearningHub();
+    const [a, b] = [worker(), worker()];
+    for (const w of [a, b]) send(w.client, hub)();
+    for (let i = 0; i < 50; i++) a.handler.learning.onBill(2, 1_000_000, ctx(2, 0, T0 + i, false));
+    for (let i = 0; i < 7; i++) b.handler.learning.onClick(2, ctx(2, 0, T0 + i, false));
+    expect(b.handler.current.plan.strategies.impressions[2]).toBe(0);
+    send(a.client, hub)();
+    send(b.client, hub)();
+    expect(b.handler.current.plan.strategies.impressions[2]).toBe(50);
+    expect(b.handler.current.plan.strategies.clicks[2]).toBe(7);
+    send(a.client, hub)();
+    expect(a.handler.current.plan.strategies.clicks[2]).toBe(7);
+    // The base bids follow: both refresh to the same value.
+    a.handler.current.plan.strategies.refresh();
+    b.handler.current.plan.strategies.refresh();
+    expect(Array.from(a.handler.current.plan.strategies.baseBidMicros)).toEqual(Array.from(b.handler.current.plan.strategies.baseBidMicros));
+  });
+
+  it('a restored state seeds the hub once, however many workers restored it', () => {
+    const hub = new LearningHub();
+    const restored = () => {
+      const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
+      handler.current.plan.strategies.recordImpression(1, 500); // what the state directory gave back
+      return { handler, client: attachLearningClient(handler) };
+    };
+    const [a, b] = [restored(), restored()];
+    send(a.client, hub)();
+    send(b.client, hub)();
+    const id = a.handler.current.plan.strategies.ids[1];
+    expect(hub.total(`s|${id}|imp`)).toBe(500);
+    a.handler.learning.onBill(1, 1_000_000, ctx(1, 0, T0, false));
+    send(a.client, hub)();
+    send(b.client, hub)();
+    expect(hub.total(`s|${id}|imp`)).toBe(501);
+    expect(b.handler.current.plan.strategies.impressions[1]).toBe(501);
+  });
+
+  it('nothing learned around a config swap is lost or counted twice', () => {
+    const hub = new LearningHub();
+    const a = worker();
+    send(a.client, hub)();
+    for (let i = 0; i < 10; i++) a.handler.learning.onBill(3, 1_000_000, ctx(3, 0, T0 + i, false));
+    a.handler.swap(loadDecider(CONFIG)); // a reload: new plan, counters adopted by id
+    for (let i = 0; i < 4; i++) a.handler.learning.onBill(3, 1_000_000, ctx(3, 0, T0 + i, false));
+    send(a.client, hub)();
+    send(a.client, hub)();
+    const id = a.handler.current.plan.strategies.ids[3];
+    expect(hub.total(`s|${id}|imp`)).toBe(14);
+    expect(a.handler.current.plan.strategies.impressions[3]).toBe(14);
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * The inverted targeting index of the bid path (decide.ts) rests on targetingRequirement: a user who matches a
+ * program holds one of its required bits (soundness), and for an exact requirement, holding one is matching.
+ * Checked on random expressions and bitsets against the program itself.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { compileTargeting, evalTargeting, targetingRequirement, targetingRequirementIsExact } from '../src/segments/targeting.js';
+import type { TargetingExpr } from '../src/config/types.js';
+
+const SEGMENTS = Array.from({ length: 40 }, (_, i) => `s${i}`);
+const bitOf = new Map(SEGMENTS.map((s, i) => [s, i * 5] as const)); // spread over 7 words
+const WORDS = 7;
+
+const { expr } = fc.letrec<{ expr: TargetingExpr }>((tie) => ({
+  expr: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constantFrom(...SEGMENTS),
+    fc.record({ all: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+    fc.record({ any: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+    fc.record({ none: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
+  ),
+}));
+
+const holdsOne = (bits: Uint32Array, need: number[]) => need.some((b) => (bits[b >>> 5] & (1 << (b & 31))) !== 0);
+
+describe('targeting requirement (inverted index)', () => {
+  it('is sound on any expression and bitset; exact when it says so', () => {
+    let exactSeen = 0;
+    let restrictedSeen = 0;
+    fc.assert(
+      fc.property(expr, fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 }), (e, held) => {
+        const bits = new Uint32Array(WORDS);
+        for (const id of held) bits[bitOf.get(id)! >>> 5] |= 1 << (bitOf.get(id)! & 31);
+        const program = compileTargeting(e, bitOf, WORDS, '/t', []);
+        const need = targetingRequirement(program);
+        const match = evalTargeting(program, bits);
+        if (need !== null) {
+          restrictedSeen++;
+          if (match) expect(holdsOne(bits, need)).toBe(true);
+          if (targetingRequirementIsExact(program)) {
+            exactSeen++;
+            expect(holdsOne(bits, need)).toBe(match);
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    // The property is not vacuous: both kinds of programs were drawn.
+    expect(restrictedSeen).toBeGreaterThan(300);
+    expect(exactSeen).toBeGreaterThan(100);
+  });
+
+  it('picks one bit of an `all`, the union of an `any`, and nothing for a `none`', () => {
+    const req = (e: TargetingExpr) => targetingRequirement(compileTargeting(e, bitOf, WORDS, '/t', []));
+    expect(req({ all: ['s1', 's2'] })).toHaveLength(1);
+    expect(req({ any: ['s1', 's2'] })).toEqual([5, 10]);
+    expect(req({ none: ['s1'] })).toBeNull();
+    expect(req({ all: ['s3', { none: ['s1'] }] })).toEqual([15]);
+    expect(req({ any: ['s3', { none: ['s1'] }] })).toBeNull();
+    expect(targetingRequirement(compileTargeting(undefined, bitOf, WORDS, '/t', []))).toBeNull();
+  });
+});
