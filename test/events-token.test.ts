@@ -94,11 +94,49 @@ describe('event tokens', () => {
     );
   });
 
-  it('the MAC is HMAC-SHA256 truncated to 16 bytes over everything before it', () => {
+  it('the exchange token MAC is HMAC-SHA256 truncated to 16 bytes over everything before it', () => {
     const secret = Buffer.from('11'.repeat(32), 'hex');
     const t = Buffer.from(new TokenSigner(parseKeySpec(K1)).sign(fields()), 'base64url');
     const body = t.subarray(0, t.length - 16);
     expect(t.subarray(t.length - 16)).toEqual(createHmac('sha256', secret).update(body).digest().subarray(0, 16));
+  });
+
+  it('one HMAC per bid: the exchange token carries its first half, the client token its second half', () => {
+    const secret = Buffer.from('11'.repeat(32), 'hex');
+    const ring = parseKeySpec(K1);
+    const signer = new TokenSigner(ring);
+    const pair = { exchange: '', client: '' };
+    signer.signPair(fields(), pair);
+    expect(pair.exchange).toBe(signer.sign(fields(), 'exchange'));
+    expect(pair.client).toBe(signer.sign(fields(), 'client'));
+    const ex = Buffer.from(pair.exchange, 'base64url');
+    const cl = Buffer.from(pair.client, 'base64url');
+    const body = Buffer.from(cl.subarray(0, cl.length - 16));
+    body[15] &= ~2; // the MAC covers the bytes with the client flag cleared
+    expect(body).toEqual(ex.subarray(0, ex.length - 16));
+    const mac = createHmac('sha256', secret).update(body).digest();
+    expect(ex.subarray(ex.length - 16)).toEqual(mac.subarray(0, 16));
+    expect(cl.subarray(cl.length - 16)).toEqual(mac.subarray(16, 32));
+    // Whoever reads the markup holds the client token: clearing its flag does not make an exchange token.
+    const out = emptyToken();
+    expect(verifyToken(ring, pair.client, out)).toBeNull();
+    expect(out.scope).toBe('client');
+    expect(verifyToken(ring, tamper(pair.client, 15, 2), emptyToken())).toBe('bad_mac');
+    expect(verifyToken(ring, tamper(pair.exchange, 15, 2), emptyToken())).toBe('bad_mac');
+  });
+
+  it('still verifies version 1 tokens (one HMAC per scope), minted before an upgrade', () => {
+    const secret = Buffer.from('11'.repeat(32), 'hex');
+    const ring = parseKeySpec(K1);
+    for (const scope of ['exchange', 'client'] as const) {
+      const v2 = Buffer.from(new TokenSigner(ring).sign(fields(), scope), 'base64url');
+      const body = Buffer.from(v2.subarray(0, v2.length - 16));
+      body[0] = 1;
+      const v1 = Buffer.concat([body, createHmac('sha256', secret).update(body).digest().subarray(0, 16)]).toString('base64url');
+      const out = emptyToken();
+      expect(verifyToken(ring, v1, out), scope).toBeNull();
+      expect(out).toMatchObject({ ...fields(), scope });
+    }
   });
 
   it('rejects a tampered byte anywhere (every byte, every token byte position)', () => {

@@ -38,7 +38,7 @@ import { EventStats, type EventKindLabel, type EventResult } from './event-stats
 import { KpiStore, OTHER, kpiReport, type KpiQuery, type KpiReport } from './kpis.js';
 import { convertMicros, parseCode, parseMicros, readMacro, type MacroValue } from './macros.js';
 import { parseExternalReport, reconcile, type ColumnMapping, type ReconcileOptions, type ReconcileResult } from './reconcile.js';
-import { NO_DEAL, checkAge, emptyToken, hash32, userHex, verifyToken, type DecodedToken, type TokenFields } from './token.js';
+import { NO_DEAL, checkAge, emptyToken, hash32, userHex, verifyToken, type DecodedToken, type TokenFields, type TokenPair } from './token.js';
 import type { Keyring } from './keyring.js';
 import { TokenSigner } from './token.js';
 import {
@@ -293,6 +293,11 @@ export class EventHandler {
   /** Signs a token for a bid (`exchange` scope for nurl/burl/lurl, `client` for the pixel and click URLs). */
   sign(fields: TokenFields, scope: 'exchange' | 'client' = 'exchange'): string {
     return this.signer.sign(fields, scope);
+  }
+
+  /** Both tokens of a bid whose markup carries the pixel or click URL, with one HMAC. */
+  signPair(fields: TokenFields, out: TokenPair): void {
+    this.signer.signPair(fields, out);
   }
 
   /**

@@ -4,20 +4,26 @@
  *
  * Contract:
  *   - `TokenSigner.sign(fields, scope)` -> base64url string. Hot path: packs into one reused buffer with a
- *     DataView, one HMAC-SHA256 (node:crypto) per token, truncated to 16 bytes. Throws only on programmer
- *     error (a bid id that is not 1-48 URL-safe ASCII characters).
+ *     DataView, one HMAC-SHA256 (node:crypto), 16 bytes of it kept. `signPair(fields, out)` mints the exchange
+ *     and the client token of one bid with that one HMAC (see Scope). Throws only on programmer error (a bid
+ *     id that is not 1-48 URL-safe ASCII characters).
  *   - `verifyToken(keyring, text, out)` -> null when authentic (fields decoded into `out`), else the reason:
  *     malformed | unknown_key | bad_mac. The MAC is compared with crypto.timingSafeEqual.
  *   - Age is checked apart (`checkAge`), because the max age depends on the event kind.
  *
  * Scope: a token is minted either for the exchange (win/bill/loss notices, server to server) or for the
- * client (impression pixel and click URL, visible in the ad markup). The scope is inside the MAC, so a user who
- * reads the markup cannot replay its token as a billing notice.
+ * client (impression pixel and click URL, visible in the ad markup). A user who reads the markup must not be
+ * able to replay its token as a billing notice. Version 2 tokens: the HMAC is computed once over the bytes with
+ * the client flag cleared; the exchange token carries its first 16 bytes, the client token its last 16 bytes
+ * (and the client flag). The two halves of one HMAC output are independent, so knowing the client half says
+ * nothing of the exchange half: the scope is as binding as a MAC per scope, for half the hashing (the bid path
+ * signs every bid with markup twice). Version 1 tokens (one HMAC per scope over the bytes with the flag set,
+ * first 16 bytes) still verify, so notices of bids made before an upgrade are not lost.
  *
  * Layout, version 1 (big-endian), then the MAC over every preceding byte:
  *
  *   off size field                           off size field
- *    0   1   version (1)                      26   2   deal index (0xffff: open auction)
+ *    0   1   version (2; 1 accepted)          26   2   deal index (0xffff: open auction)
  *    1   1   key id                           28   2   currency (3 letters A-Z, 5 bits each; 0 = bidder's)
  *    2   4   bid time, epoch seconds          30   1   exchange index (0 = other)
  *    6   4   request id hash                  31   2   bid price micros, high 16 bits
@@ -26,7 +32,8 @@
  *   15   1   flags (1 test, 2 client scope)   41   4   user key hash, low word
  *   16   2   config epoch                     45   1   bid id length n (1-48)
  *   18   2   line item index                  46   n   bid id (ASCII)
- *   20   2   arm                            46+n  16   MAC: HMAC-SHA256(key, bytes [0, 46+n)), first 16 bytes
+ *   20   2   arm                            46+n  16   MAC: HMAC-SHA256(key, bytes [0, 46+n)) with the client
+ *                                                          flag cleared; first 16 bytes (exchange), last 16 (client)
  *   22   2   segment bit (int16, -1 none)
  *   24   2   creative index
  *
@@ -39,7 +46,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Keyring } from './keyring.js';
 
-export const TOKEN_VERSION = 1;
+export const TOKEN_VERSION = 2;
+/** Tokens minted before the one-HMAC-per-bid layout: one HMAC per scope, first 16 bytes. Still verified. */
+export const TOKEN_VERSION_1 = 1;
 export const MAC_BYTES = 16;
 export const MAX_BID_ID_LENGTH = 48;
 const FIXED_BYTES = 46;
@@ -163,19 +172,33 @@ export class TokenSigner {
   }
 
   sign(f: TokenFields, scope: TokenScope = 'exchange'): string {
+    const end = this.pack(f);
+    const mac = computeMac(this.keyring.current.secret, this.buf.subarray(0, end));
+    return this.finish(end, mac, scope);
+  }
+
+  /** Both tokens of one bid, with one HMAC: `out.exchange` (nurl/burl/lurl) and `out.client` (pixel, click). */
+  signPair(f: TokenFields, out: TokenPair): void {
+    const end = this.pack(f);
+    const mac = computeMac(this.keyring.current.secret, this.buf.subarray(0, end));
+    out.exchange = this.finish(end, mac, 'exchange');
+    out.client = this.finish(end, mac, 'client');
+  }
+
+  /** Writes everything but the MAC into the buffer, client flag cleared; returns the MAC'd length. */
+  private pack(f: TokenFields): number {
     const id = f.bidId;
     const n = id.length;
     if (n === 0 || n > MAX_BID_ID_LENGTH) throw new RangeError(`bid id must be 1-${MAX_BID_ID_LENGTH} characters, got ${n}`);
-    const key = this.keyring.current;
     const v = this.view;
     const b = this.buf;
     v.setUint8(0, TOKEN_VERSION);
-    v.setUint8(1, key.kid);
+    v.setUint8(1, this.keyring.current.kid);
     v.setUint32(2, f.timeSec >>> 0);
     v.setUint32(6, f.requestHash >>> 0);
     v.setUint32(10, f.impHash >>> 0);
     v.setUint8(14, f.impIndex > 254 ? 255 : f.impIndex);
-    v.setUint8(15, (f.test ? FLAG_TEST : 0) | (scope === 'client' ? FLAG_CLIENT : 0));
+    v.setUint8(15, f.test ? FLAG_TEST : 0);
     v.setUint16(16, f.epoch & 0xffff);
     v.setUint16(18, f.lineItem);
     v.setUint16(20, f.arm);
@@ -196,11 +219,25 @@ export class TokenSigner {
       if (!isUrlSafe(c)) throw new RangeError('bid id must be URL-safe ASCII [A-Za-z0-9._~-]');
       b[FIXED_BYTES + i] = c;
     }
-    const end = FIXED_BYTES + n;
-    const mac = computeMac(key.secret, b.subarray(0, end));
-    mac.copy(b, end, 0, MAC_BYTES);
-    return b.toString('base64url', 0, end + MAC_BYTES);
+    return FIXED_BYTES + n;
   }
+
+  /** Appends the scope's MAC half (and, for the client, its flag) and encodes. Leaves the flag cleared. */
+  private finish(end: number, mac: Buffer, scope: TokenScope): string {
+    const b = this.buf;
+    const client = scope === 'client';
+    if (client) b[15] |= FLAG_CLIENT;
+    mac.copy(b, end, client ? MAC_BYTES : 0, client ? 2 * MAC_BYTES : MAC_BYTES);
+    const text = b.toString('base64url', 0, end + MAC_BYTES);
+    b[15] &= ~FLAG_CLIENT;
+    return text;
+  }
+}
+
+/** The two tokens of one bid (TokenSigner.signPair); reuse one object. */
+export interface TokenPair {
+  exchange: string;
+  client: string;
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
@@ -212,13 +249,24 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
 export function verifyToken(keyring: Keyring, text: string, out: DecodedToken): VerifyFailure | null {
   if (text.length < 8 || text.length > MAX_TOKEN_CHARS || !BASE64URL.test(text)) return 'malformed';
   const b = Buffer.from(text, 'base64url');
-  if (b.length < FIXED_BYTES + 1 + MAC_BYTES || b[0] !== TOKEN_VERSION) return 'malformed';
+  const version = b[0];
+  if (b.length < FIXED_BYTES + 1 + MAC_BYTES || (version !== TOKEN_VERSION && version !== TOKEN_VERSION_1)) return 'malformed';
   const n = b[45];
   const end = FIXED_BYTES + n;
   if (n === 0 || n > MAX_BID_ID_LENGTH || b.length !== end + MAC_BYTES) return 'malformed';
   const key = keyring.key(b[1]);
   if (key === undefined) return 'unknown_key';
-  const expected = computeMac(key.secret, b.subarray(0, end));
+  const flags = b[15];
+  const client = (flags & FLAG_CLIENT) !== 0;
+  let expected: Buffer;
+  if (version === TOKEN_VERSION) {
+    b[15] = flags & ~FLAG_CLIENT; // the MAC covers the bytes with the flag cleared; the half tells the scope
+    expected = computeMac(key.secret, b.subarray(0, end));
+    b[15] = flags;
+    if (client) expected = expected.subarray(MAC_BYTES, 2 * MAC_BYTES);
+  } else {
+    expected = computeMac(key.secret, b.subarray(0, end));
+  }
   if (!timingSafeEqual(expected.subarray(0, MAC_BYTES), b.subarray(end, end + MAC_BYTES))) return 'bad_mac';
   const v = new DataView(b.buffer, b.byteOffset, b.length);
   out.kid = b[1];
@@ -226,9 +274,8 @@ export function verifyToken(keyring: Keyring, text: string, out: DecodedToken): 
   out.requestHash = v.getUint32(6);
   out.impHash = v.getUint32(10);
   out.impIndex = b[14];
-  const flags = b[15];
   out.test = (flags & FLAG_TEST) !== 0;
-  out.scope = (flags & FLAG_CLIENT) !== 0 ? 'client' : 'exchange';
+  out.scope = client ? 'client' : 'exchange';
   out.epoch = v.getUint16(16);
   out.lineItem = v.getUint16(18);
   out.arm = v.getUint16(20);

@@ -10,7 +10,7 @@ import type { CompiledConfig } from '../config/compile.js';
 import { ADM_IMP_URL } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
-import { emptyToken, hash32, type TokenFields } from '../events/token.js';
+import { emptyToken, hash32, type TokenFields, type TokenPair } from '../events/token.js';
 import { bidIdWithReservation } from '../budget/outcome-listener.js';
 import { configEpoch, dealIndex, mostSpecificSegment, primaryUserHash, userHash } from '../events/bid-context.js';
 
@@ -32,6 +32,8 @@ function jsonString(s: string): string {
 
 /** One reused token field set: signing copies it into the token buffer at once. */
 const fields: TokenFields = emptyToken();
+/** The two tokens of the bid being written (one HMAC for both: src/events/token.ts). */
+const tokens: TokenPair = { exchange: '', client: '' };
 
 /** The request fields read here (validated upstream); user/device/source feed the token's user and exchange. */
 export interface BidRequestView {
@@ -83,11 +85,18 @@ export function buildBidResponse(
     fields.priceMicros = d.priceMicros[k];
     // A budgeted bid carries its ledger reservation, so its win/billing/loss notice settles exactly it.
     fields.bidId = bidIdWithReservation(bidId + '-' + k, d.reservation[k]);
-    const token = events.sign(fields, 'exchange');
+    let token: string;
+    let clientToken = '';
+    if (cr.admSlots.length > 0) {
+      events.signPair(fields, tokens);
+      token = tokens.exchange;
+      clientToken = tokens.client;
+    } else {
+      token = events.sign(fields, 'exchange');
+    }
     events.noteBid(fields);
     let adm = '"adm":"' + cr.admParts[0];
     if (cr.admSlots.length > 0) {
-      const clientToken = events.sign(fields, 'client');
       for (let s = 0; s < cr.admSlots.length; s++) {
         adm += (cr.admSlots[s] === ADM_IMP_URL ? prefix + 'imp?t=' + clientToken : prefix + 'click?t=' + clientToken + cr.landingParam) + cr.admParts[s + 1];
       }

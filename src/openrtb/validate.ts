@@ -30,17 +30,26 @@ function isFlag(v: unknown): boolean {
   return v === 0 || v === 1;
 }
 
-function stringArrayError(v: unknown, path: string): string | null {
+/**
+ * Paths are built only on the failure path: the validators inside an imp take the imp's index and the rest of
+ * the path as a constant suffix, and `at` joins them when there is something to report.
+ */
+function at(imp: number, rest: string): string {
+  return `imp[${imp}]${rest}`;
+}
+
+/** `path` is a top-level field name, or an imp index with `rest` the path inside that imp. */
+function stringArrayError(v: unknown, path: string | number, rest = ''): string | null {
   if (v === undefined) return null;
-  if (!Array.isArray(v)) return `${path} must be an array of strings`;
-  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return `${path}[${i}] must be a string`;
+  if (!Array.isArray(v)) return `${typeof path === 'number' ? at(path, rest) : path} must be an array of strings`;
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') return `${typeof path === 'number' ? at(path, rest) : path}[${i}] must be a string`;
   return null;
 }
 
-function intArrayError(v: unknown, path: string): string | null {
+function intArrayError(v: unknown, imp: number, rest: string): string | null {
   if (v === undefined) return null;
-  if (!Array.isArray(v)) return `${path} must be an array of integers`;
-  for (let i = 0; i < v.length; i++) if (!Number.isInteger(v[i])) return `${path}[${i}] must be an integer`;
+  if (!Array.isArray(v)) return `${at(imp, rest)} must be an array of integers`;
+  for (let i = 0; i < v.length; i++) if (!Number.isInteger(v[i])) return `${at(imp, rest)}[${i}] must be an integer`;
   return null;
 }
 
@@ -51,103 +60,108 @@ const VIDEO_INTS = ['w', 'h', 'minduration', 'maxduration', 'protocol', 'minbitr
 const AUDIO_INTS = ['minduration', 'maxduration', 'minbitrate', 'maxbitrate', 'sequence', 'maxextended', 'maxseq', 'stitched', 'feed', 'nvol'] as const;
 const DEVICE_INTS = ['w', 'h', 'ppi', 'devicetype', 'js', 'dnt', 'lmt'] as const;
 
-function nonNegIntsError(o: Obj, fields: readonly string[], path: string): string | null {
+/** The first of `fields` present in `o` that is not a non-negative integer, or null. */
+function badNonNegInt(o: Obj, fields: readonly string[]): string | null {
   for (let i = 0; i < fields.length; i++) {
     const v = o[fields[i]];
-    if (v !== undefined && !isNonNegInt(v)) return `${path}.${fields[i]} must be a non-negative integer`;
+    if (v !== undefined && !isNonNegInt(v)) return fields[i];
   }
   return null;
 }
 
-function bannerError(b: unknown, path: string): string | null {
-  if (!isObj(b)) return `${path} must be an object`;
-  let e = nonNegIntsError(b, BANNER_INTS, path);
-  if (e) return e;
-  if ((b.w === undefined) !== (b.h === undefined)) return `${path} has ${b.w === undefined ? 'h' : 'w'} without ${b.w === undefined ? 'w' : 'h'}`;
+function bannerError(b: unknown, imp: number): string | null {
+  if (!isObj(b)) return `${at(imp, '.banner')} must be an object`;
+  const bad = badNonNegInt(b, BANNER_INTS);
+  if (bad !== null) return `${at(imp, '.banner')}.${bad} must be a non-negative integer`;
+  if ((b.w === undefined) !== (b.h === undefined)) return `${at(imp, '.banner')} has ${b.w === undefined ? 'h' : 'w'} without ${b.w === undefined ? 'w' : 'h'}`;
   if (b.format !== undefined) {
-    if (!Array.isArray(b.format)) return `${path}.format must be an array`;
-    if (b.format.length === 0) return `${path}.format is empty`;
+    if (!Array.isArray(b.format)) return `${at(imp, '.banner')}.format must be an array`;
+    if (b.format.length === 0) return `${at(imp, '.banner')}.format is empty`;
     for (let i = 0; i < b.format.length; i++) {
       const f = b.format[i];
-      const fp = `${path}.format[${i}]`;
-      if (!isObj(f)) return `${fp} must be an object`;
-      e = nonNegIntsError(f, FORMAT_INTS, fp);
-      if (e) return e;
+      if (!isObj(f)) return `${at(imp, '.banner')}.format[${i}] must be an object`;
+      const badField = badNonNegInt(f, FORMAT_INTS);
+      if (badField !== null) return `${at(imp, '.banner')}.format[${i}].${badField} must be a non-negative integer`;
       const sized = f.w !== undefined || f.h !== undefined;
       const ratio = f.wratio !== undefined || f.hratio !== undefined;
-      if (sized && ratio) return `${fp} mixes w/h with wratio/hratio`;
-      if (sized && (f.w === undefined || f.h === undefined)) return `${fp} needs both w and h`;
-      if (ratio && (f.wratio === undefined || f.hratio === undefined || f.wmin === undefined)) return `${fp} needs wratio, hratio and wmin`;
-      if (!sized && !ratio) return `${fp} has no size`;
+      if (sized && ratio) return `${at(imp, '.banner')}.format[${i}] mixes w/h with wratio/hratio`;
+      if (sized && (f.w === undefined || f.h === undefined)) return `${at(imp, '.banner')}.format[${i}] needs both w and h`;
+      if (ratio && (f.wratio === undefined || f.hratio === undefined || f.wmin === undefined)) return `${at(imp, '.banner')}.format[${i}] needs wratio, hratio and wmin`;
+      if (!sized && !ratio) return `${at(imp, '.banner')}.format[${i}] has no size`;
     }
   } else if (b.w === undefined && (b.wmax !== undefined || b.hmax !== undefined || b.wmin !== undefined || b.hmin !== undefined)) {
-    return `${path} has only deprecated wmax/hmax/wmin/hmin and no size`;
+    return `${at(imp, '.banner')} has only deprecated wmax/hmax/wmin/hmin and no size`;
   }
-  return intArrayError(b.battr, `${path}.battr`) ?? intArrayError(b.btype, `${path}.btype`);
+  return intArrayError(b.battr, imp, '.banner.battr') ?? intArrayError(b.btype, imp, '.banner.btype');
 }
 
-function mediaError(m: unknown, path: string, ints: readonly string[]): string | null {
-  if (!isObj(m)) return `${path} must be an object`;
-  const e = nonNegIntsError(m, ints, path) ?? stringArrayError(m.mimes, `${path}.mimes`);
+/** `kind` is '.video' or '.audio'. */
+function mediaError(m: unknown, imp: number, kind: string, ints: readonly string[]): string | null {
+  if (!isObj(m)) return `${at(imp, kind)} must be an object`;
+  const bad = badNonNegInt(m, ints);
+  if (bad !== null) return `${at(imp, kind)}.${bad} must be a non-negative integer`;
+  const e = stringArrayError(m.mimes, imp, kind + '.mimes');
   if (e) return e;
-  if (!Array.isArray(m.mimes) || m.mimes.length === 0) return `${path}.mimes must list at least one mime type`;
+  if (!Array.isArray(m.mimes) || m.mimes.length === 0) return `${at(imp, kind)}.mimes must list at least one mime type`;
   if (typeof m.minduration === 'number' && typeof m.maxduration === 'number' && m.maxduration > 0 && m.minduration > m.maxduration) {
-    return `${path}.minduration exceeds maxduration`;
+    return `${at(imp, kind)}.minduration exceeds maxduration`;
   }
-  return intArrayError(m.protocols, `${path}.protocols`) ?? intArrayError(m.battr, `${path}.battr`);
+  return intArrayError(m.protocols, imp, kind + '.protocols') ?? intArrayError(m.battr, imp, kind + '.battr');
 }
 
-function pmpError(p: unknown, path: string): string | null {
-  if (!isObj(p)) return `${path} must be an object`;
-  if (p.private_auction !== undefined && !isFlag(p.private_auction)) return `${path}.private_auction must be 0 or 1`;
+function pmpError(p: unknown, imp: number): string | null {
+  if (!isObj(p)) return `${at(imp, '.pmp')} must be an object`;
+  if (p.private_auction !== undefined && !isFlag(p.private_auction)) return `${at(imp, '.pmp')}.private_auction must be 0 or 1`;
   if (p.deals === undefined) return null;
-  if (!Array.isArray(p.deals)) return `${path}.deals must be an array`;
+  if (!Array.isArray(p.deals)) return `${at(imp, '.pmp')}.deals must be an array`;
   for (let i = 0; i < p.deals.length; i++) {
     const d = p.deals[i];
-    const dp = `${path}.deals[${i}]`;
-    if (!isObj(d)) return `${dp} must be an object`;
-    if (typeof d.id !== 'string' || d.id.length === 0) return `${dp}.id must be a non-empty string`;
-    if (d.bidfloor !== undefined && !isNonNegNumber(d.bidfloor)) return `${dp}.bidfloor must be a non-negative number`;
-    if (d.bidfloorcur !== undefined && typeof d.bidfloorcur !== 'string') return `${dp}.bidfloorcur must be a string`;
-    if (d.at !== undefined && !Number.isInteger(d.at)) return `${dp}.at must be an integer`;
-    const e = stringArrayError(d.wseat, `${dp}.wseat`) ?? stringArrayError(d.wadomain, `${dp}.wadomain`);
-    if (e) return e;
+    if (!isObj(d)) return `${at(imp, '.pmp')}.deals[${i}] must be an object`;
+    if (typeof d.id !== 'string' || d.id.length === 0) return `${at(imp, '.pmp')}.deals[${i}].id must be a non-empty string`;
+    if (d.bidfloor !== undefined && !isNonNegNumber(d.bidfloor)) return `${at(imp, '.pmp')}.deals[${i}].bidfloor must be a non-negative number`;
+    if (d.bidfloorcur !== undefined && typeof d.bidfloorcur !== 'string') return `${at(imp, '.pmp')}.deals[${i}].bidfloorcur must be a string`;
+    if (d.at !== undefined && !Number.isInteger(d.at)) return `${at(imp, '.pmp')}.deals[${i}].at must be an integer`;
+    // Deal seat and domain lists are rare: their path string is built only when present.
+    if (d.wseat !== undefined || d.wadomain !== undefined) {
+      const dp = `${at(imp, '.pmp')}.deals[${i}]`;
+      const e = stringArrayError(d.wseat, `${dp}.wseat`) ?? stringArrayError(d.wadomain, `${dp}.wadomain`);
+      if (e) return e;
+    }
   }
   return null;
 }
 
 function impError(imp: unknown, i: number): string | null {
-  const path = `imp[${i}]`;
-  if (!isObj(imp)) return `${path} must be an object`;
-  if (typeof imp.id !== 'string' || imp.id.length === 0) return `${path}.id must be a non-empty string`;
+  if (!isObj(imp)) return `${at(i, '')} must be an object`;
+  if (typeof imp.id !== 'string' || imp.id.length === 0) return `${at(i, '')}.id must be a non-empty string`;
   // An imp offering no format is not malformed: nothing fits it, so it gets no bid (no_matching_format).
-  if (imp.bidfloor !== undefined && !isNonNegNumber(imp.bidfloor)) return `${path}.bidfloor must be a non-negative number`;
-  if (imp.bidfloorcur !== undefined && typeof imp.bidfloorcur !== 'string') return `${path}.bidfloorcur must be a string`;
-  if (imp.secure !== undefined && !isFlag(imp.secure)) return `${path}.secure must be 0 or 1`;
-  if (imp.instl !== undefined && !isFlag(imp.instl)) return `${path}.instl must be 0 or 1`;
+  if (imp.bidfloor !== undefined && !isNonNegNumber(imp.bidfloor)) return `${at(i, '')}.bidfloor must be a non-negative number`;
+  if (imp.bidfloorcur !== undefined && typeof imp.bidfloorcur !== 'string') return `${at(i, '')}.bidfloorcur must be a string`;
+  if (imp.secure !== undefined && !isFlag(imp.secure)) return `${at(i, '')}.secure must be 0 or 1`;
+  if (imp.instl !== undefined && !isFlag(imp.instl)) return `${at(i, '')}.instl must be 0 or 1`;
   if (imp.metric !== undefined) {
-    if (!Array.isArray(imp.metric)) return `${path}.metric must be an array`;
+    if (!Array.isArray(imp.metric)) return `${at(i, '')}.metric must be an array`;
     for (let m = 0; m < imp.metric.length; m++) {
       const metric = imp.metric[m];
       if (!isObj(metric) || typeof metric.type !== 'string' || typeof metric.value !== 'number') {
-        return `${path}.metric[${m}] needs a type and a value`;
+        return `${at(i, '')}.metric[${m}] needs a type and a value`;
       }
     }
   }
   let e: string | null = null;
-  if (imp.banner !== undefined) e = bannerError(imp.banner, `${path}.banner`);
-  if (!e && imp.video !== undefined) e = mediaError(imp.video, `${path}.video`, VIDEO_INTS);
-  if (!e && imp.audio !== undefined) e = mediaError(imp.audio, `${path}.audio`, AUDIO_INTS);
+  if (imp.banner !== undefined) e = bannerError(imp.banner, i);
+  if (!e && imp.video !== undefined) e = mediaError(imp.video, i, '.video', VIDEO_INTS);
+  if (!e && imp.audio !== undefined) e = mediaError(imp.audio, i, '.audio', AUDIO_INTS);
   if (!e && imp.native !== undefined) {
     const n = imp.native;
     if (!isObj(n) || (typeof n.request !== 'string' && !isObj(n.request)) || (typeof n.request === 'string' && n.request.length === 0)) {
-      e = `${path}.native.request is missing`;
+      e = `${at(i, '')}.native.request is missing`;
     }
     // Fix (decision-cases: bad-request/native-battr-not-an-array): decide.ts reads native.battr like the other
     // battr lists; unchecked, a number or an object there made decide() throw on request content.
-    if (!e) e = intArrayError((n as Obj).battr, `${path}.native.battr`);
+    if (!e) e = intArrayError((n as Obj).battr, i, '.native.battr');
   }
-  if (!e && imp.pmp !== undefined) e = pmpError(imp.pmp, `${path}.pmp`);
+  if (!e && imp.pmp !== undefined) e = pmpError(imp.pmp, i);
   return e;
 }
 
@@ -234,7 +248,9 @@ export function validateBidRequest(req: unknown): string | null {
   if (e) return e;
   if (req.device !== undefined) {
     if (!isObj(req.device)) return 'device must be an object';
-    e = nonNegIntsError(req.device, DEVICE_INTS, 'device') ?? geoError(req.device.geo, 'device.geo');
+    const bad = badNonNegInt(req.device, DEVICE_INTS);
+    if (bad !== null) return `device.${bad} must be a non-negative integer`;
+    e = geoError(req.device.geo, 'device.geo');
     if (e) return e;
   }
   if (req.user !== undefined && (e = userError(req.user))) return e;
