@@ -34,9 +34,10 @@ function plan(options: Partial<CampaignDef> = {}, arms = 3) {
  * A synthetic market, one step per second: arm k sees `traffic(t) * rates[k]` opportunities, each passes with
  * its throttle, wins with probability `win`, costs `cost` micros (reserve, then settle or release).
  */
-function runDay(p: ReturnType<typeof plan>, traffic: (hour: number) => number, options: { rates: number[]; win: (hour: number) => number; cost: number; seed?: number }) {
+function runDay(p: ReturnType<typeof plan>, traffic: (hour: number) => number, options: { rates: number[]; win: (hour: number) => number; cost: number; seed?: number; share?: number }) {
   const ledger = Ledger.fromPlan(p);
   const pacer = new Pacer(p);
+  pacer.share = options.share ?? 1;
   const alloc = new ThompsonAllocator(p, 1);
   const rng = new Rng(options.seed ?? 7);
   const samples: { t: number; gap: number }[] = [];
@@ -92,6 +93,21 @@ describe('pacing', () => {
     expect(r.spent / r.budget).toBeGreaterThan(0.97);
     // Even pacing over a diurnal curve: the night cannot keep up, so the gap is larger, but bounded.
     expect(r.meanGap).toBeLessThan(0.08);
+  });
+
+  it('several processes, each with its part of the traffic, pace toward their part of the day (Pacer.share)', () => {
+    const p = plan({ pacing: { curve: 'traffic', hourlyProfile: PROFILE } });
+    // Two bidders behind one load balancer: each sees half the opportunities.
+    const half = { rates: [0.3, 0.25, 0.2], win: () => 0.4, cost: 3000 };
+    const a = runDay(p, diurnal, { ...half, share: 0.5, seed: 11 });
+    const b = runDay(p, diurnal, { ...half, share: 0.5, seed: 12 });
+    const together = a.spent + b.spent;
+    expect(together).toBeLessThanOrEqual(a.budget);
+    expect(together / a.budget).toBeGreaterThan(0.97);
+    expect(a.meanGap).toBeLessThan(0.03);
+    // Without the share, each chases the whole curve with half the traffic: together far ahead of the curve.
+    const greedy = runDay(p, diurnal, { ...half, seed: 11 });
+    expect(greedy.spent / a.budget).toBeGreaterThan(0.9);
   });
 
   it('opens fully when traffic is short, and does not wind up', () => {

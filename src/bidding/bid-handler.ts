@@ -60,6 +60,8 @@ export class BidHandler {
    * config swaps: a swap that keeps the same campaigns keeps the ledger, so spend is never forgotten.
    */
   budget: BudgetPolicy | null = null;
+  /** This process's part of the traffic, for pacing (src/budget/pacing.ts Pacer.share). */
+  private paceShare = 1;
   private budgetListener: BudgetOutcomeListener | null = null;
   private readonly budgetState: BudgetStateHooks | null;
   /** Where the ledger's grants come from when processes share the budgets (src/budget/bank.ts). */
@@ -148,6 +150,7 @@ export class BidHandler {
     const restored = previous === null ? (this.budgetState?.initialLedger(plan) ?? null) : null;
     const ledger = previous?.ledger ?? restored ?? new Ledger(Ledger.termsOf(plan), undefined, undefined, this.bank.genBase);
     this.budget = new BudgetPolicy(plan, { ledger });
+    this.budget.pacer.share = this.paceShare;
     this.bank.attach(ledger, plan); // grants set before the first request
     this.budgetListener = new BudgetOutcomeListener(this.budget);
     this.budgetState?.attached(this.budget);
@@ -160,6 +163,12 @@ export class BidHandler {
   }
 
   /** Atomic swap: JavaScript runs one request at a time, so the next request sees the new pair whole. */
+  /** Sets the part of the traffic this process sees (1/workers, 1/(machines x workers)); kept across reloads. */
+  setPaceShare(share: number): void {
+    this.paceShare = share > 0 && share <= 1 ? share : 1;
+    if (this.budget !== null) this.budget.pacer.share = this.paceShare;
+  }
+
   swap(next: Decider): void {
     for (const o of this.swapObservers) o.beforeSwap();
     if (next.plan !== this.decider.plan) adoptLearning(next.plan, this.decider.plan);

@@ -68,6 +68,14 @@ export class Pacer {
   private readonly learnedDays: Float64Array;
   private lastMs = NaN;
 
+  /**
+   * The part of each campaign's traffic this process sees (1 = all of it): with N bid workers, or M machines
+   * behind a load balancer, each paces toward its part of the day's curve; otherwise each would chase the
+   * whole curve with its part of the traffic and the campaign would spend N times too fast until its grants
+   * ran out. Set by the server (BidHandler.setPaceShare), not by the config.
+   */
+  share = 1;
+
   constructor(plan: CompiledBudgetPlan) {
     this.plan = plan;
     const n = plan.lineItemCount;
@@ -133,7 +141,7 @@ export class Pacer {
 
   /** Target spend (micros) at nowMs for campaign c: dayBudget * F(t). */
   targetSpend(c: number, nowMs: number, ledger: Ledger): number {
-    return ledger.dayBudgetOf(c) * this.targetFraction(c, nowMs);
+    return ledger.dayBudgetOf(c) * this.share * this.targetFraction(c, nowMs);
   }
 
   /** The per-second control step. `allocator` supplies the shares and receives the capacities. */
@@ -174,7 +182,8 @@ export class Pacer {
         continue;
       }
       // Controller.
-      const B = ledger.dayBudgetOf(c);
+      // This process's part of the campaign's day: it sees `share` of the traffic and spends its own part.
+      const B = ledger.dayBudgetOf(c) * this.share;
       const S = ledger.daySpentOf(c);
       const F = this.targetFraction(c, nowMs, rate);
       const e = B * F - S;

@@ -47,13 +47,18 @@ program
     return n;
   })
   .option('--redis <url>', 'Redis shared by every bidder instance: campaign budgets are leased from it in slices, frequency caps and learning statistics are shared through it ($SEGBID_REDIS_URL)')
+  .option('--instances <m>', 'bidder instances behind the load balancer, for pacing: each paces toward 1/M of every campaign\'s day ($SEGBID_INSTANCES, default 1)', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError('instances is an integer 1-10000');
+    return n;
+  })
   .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL; one bid thread)')
   .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', (v) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < 1 || n > 1000) throw new InvalidArgumentError('segments-redis-budget-ms is a number 1-1000');
     return n;
   })
-  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; segmentsRedis?: string; segmentsRedisBudgetMs?: number }) => {
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }) => {
     const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
     let configPath = opts.config ?? process.env.SEGBID_CONFIG;
     if (!configPath) {
@@ -85,6 +90,7 @@ program
         redisUrl: opts.redis ?? process.env.SEGBID_REDIS_URL ?? null,
         segmentsRedisUrl,
         segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,
+        paceShare: 1 / (opts.instances ?? (Number(process.env.SEGBID_INSTANCES) || 1)),
       };
       const running = workers > 1 ? await startCluster({ ...common, workers }) : await startBidder(common);
       process.stdout.write(

@@ -35,7 +35,7 @@ import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
 
 /** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
-export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | keyof EventsSetupOptions> {
+export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | 'paceShare' | keyof EventsSetupOptions> {
   workers: number;
 }
 
@@ -56,6 +56,8 @@ export interface WorkerData {
   /** Budget and learning state of this worker (its own subdirectory `worker-N`, one writer per directory). */
   stateDir?: string | null;
   stateSnapshotMs?: number;
+  /** This worker's part of the traffic, for pacing: the process's part / workers. */
+  paceShare: number;
   /** The frequency-cap table every worker writes and reads (src/bidding/shared-caps.ts); null: no caps. */
   capTable: SharedCapTable | null;
   /** Redis of the shared caps (write-through, prefetch); the main thread syncs the learning with it. */
@@ -178,6 +180,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         eventKeys,
         stateDir: options.stateDir ? join(options.stateDir, `worker-${index}`) : null,
         stateSnapshotMs: options.stateSnapshotMs,
+        paceShare: (options.paceShare ?? 1) / options.workers,
         capTable,
         redisUrl: options.redisUrl ?? null,
         bank: {

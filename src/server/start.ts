@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
 import { createBidApp } from './bid-server.js';
 import { createOpsApp } from './ops-server.js';
-import { Lifecycle } from './lifecycle.js';
+import { Lifecycle, drainInFlight } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -53,6 +53,11 @@ export interface StartOptions extends EventsSetupOptions {
   /** Sampling period of the console's history (GET /admin/history), default 5000 ms. */
   historyEveryMs?: number;
   /**
+   * The part of each campaign's traffic this process sees, for pacing (default 1): `segbid serve --instances M`
+   * sets 1/M (M bidders behind one load balancer), divided again by the worker threads of a cluster.
+   */
+  paceShare?: number;
+  /**
    * Redis shared by every bidder instance (`--redis URL`): campaign budgets are leased from it in slices
    * (src/budget/redis-bank.ts) and Redis holds the budget totals. Absent: this process owns whole budgets.
    */
@@ -93,6 +98,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     ? createRedisBank(options.redisUrl, { onError: (e) => logger.warn({ err: e.message }, 'budget bank (redis) unreachable: spending only the budget held') })
     : undefined;
   const handler = new BidHandler(decider, metrics, events, state ?? undefined, bank);
+  handler.setPaceShare(options.paceShare ?? 1);
   handler.remote = remote;
   if (bank !== undefined) {
     registerBankMetrics(metrics.registry, () => bank);
@@ -177,7 +183,8 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     // keep-alive connections get `Connection: close` on their next answer.
     closeListenSocket(bid.socket);
     closeListenSocket(ops.socket);
-    await new Promise((r) => setTimeout(r, 50));
+    // Bodies still arriving on accepted connections are answered (bounded), then the state is flushed.
+    await drainInFlight(() => metrics.inFlight, 2000);
     stopLearning();
     shared.close();
     await handler.bank.close(); // gives back the budget held unspent (Redis), before the final snapshot

@@ -94,6 +94,7 @@ try {
   registerBankMetrics(metrics.registry, () => bank);
   metrics.addHealthCheck(bankHealthCheck(bank));
   const handler = new BidHandler(decider, metrics, events, state ?? undefined, bank);
+  handler.setPaceShare(data.paceShare);
   // A budget notice for another worker's reservation is settled there, through the main thread (bank-threads.ts).
   handler.noticeRouter = {
     owns: (handle) => ownerOfHandle(handle) === data.index,
