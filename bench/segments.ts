@@ -28,7 +28,7 @@ import { mulberry32 } from '../src/common/prng.js';
 import { compileFiles } from '../src/segments/compiler/compile-files.js';
 import { formatReport } from '../src/segments/compiler/report.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
-import { MAX_LOAD, entryOf, readStore, rowBitsFor, slotOf } from '../src/segments/segment-store.js';
+import { MAX_LOAD, fingerprintOf, readStore, slotOf } from '../src/segments/segment-store.js';
 import { compileTargeting, evalTargeting } from '../src/segments/targeting.js';
 import type { SegmentDef, SegmentationDef, TargetingExpr } from '../src/config/types.js';
 import type { CrmRule } from '../src/segments/rules.js';
@@ -251,13 +251,11 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   // Peer: key -> ordinal table (same hash, same layout, same probing) + one RoaringBitmap32 per segment.
   // Two passes over the users (count, then fill typed arrays) so 10M users do not need JS arrays of ordinals.
   const t2 = performance.now();
-  // The peer's key -> ordinal table has the store's layout and probe (entries of tag | ordinal, interleaved keys,
-  // MAX_LOAD), so the two loops differ only in the membership test: a bitset row vs RoaringBitmap32.has calls.
+  // The peer's key -> ordinal table has the store's layout and probe (fingerprints, MAX_LOAD), so the two
+  // loops differ only in the membership test: a bitset row vs one RoaringBitmap32.has per segment.
   const capacity = Math.max(users + 1, Math.ceil(users / MAX_LOAD));
-  const ordBits = rowBitsFor(users);
-  const ordMask = 2 ** ordBits - 1;
-  const ordEntries = new Uint32Array(capacity);
-  const ordKeys = new Uint32Array(capacity * 2);
+  const ordSlots = new Uint32Array(capacity * 3);
+  const ordFps = new Uint8Array(capacity);
   const nSegments = segmentation.segments.length;
   const sizes = new Uint32Array(nSegments);
   const forEachMember = (fn: (segment: number, n: number) => void) => {
@@ -282,10 +280,11 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   for (let n = 0; n < users; n++) {
     hashKey(KEY_KIND.buyeruid, userId(n));
     let slot = slotOf(keyHash.lo, capacity);
-    while (ordEntries[slot] !== 0) if (++slot === capacity) slot = 0;
-    ordEntries[slot] = entryOf(keyHash.hi, n, ordBits);
-    ordKeys[slot * 2] = keyHash.lo;
-    ordKeys[slot * 2 + 1] = keyHash.hi;
+    while (ordFps[slot] !== 0) if (++slot === capacity) slot = 0;
+    ordSlots[slot * 3] = keyHash.lo;
+    ordSlots[slot * 3 + 1] = keyHash.hi;
+    ordSlots[slot * 3 + 2] = n + 1;
+    ordFps[slot] = fingerprintOf(keyHash.hi);
   }
   const bitmaps = members.map((m) => {
     const b = new RoaringBitmap32(m);
@@ -299,12 +298,12 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   const bm = (id: string) => bitmaps[bitOf.get(id)!];
   const [c1, c2, l0, c3, gc, t0b] = [bm('crm-1'), bm('crm-2'), bm('lal-0'), bm('crm-3'), bm('g-customers'), bm('tp-0')];
   const ordinalOf = (hi: number, lo: number): number => {
-    const tag = hi >>> ordBits || 1;
+    const fp = fingerprintOf(hi);
     let slot = slotOf(lo, capacity);
     for (;;) {
-      const e = ordEntries[slot];
-      if (e === 0) return -1;
-      if (e >>> ordBits === tag && ordKeys[slot * 2] === lo && ordKeys[slot * 2 + 1] === hi) return e & ordMask;
+      const f = ordFps[slot];
+      if (f === 0) return -1;
+      if (f === fp && ordSlots[slot * 3] === lo && ordSlots[slot * 3 + 1] === hi) return ordSlots[slot * 3 + 2] - 1;
       if (++slot === capacity) slot = 0;
     }
   };
@@ -366,7 +365,7 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
     known,
     pool,
     roaringBytes,
-    ordinalBytes: ordEntries.byteLength + ordKeys.byteLength,
+    ordinalBytes: ordSlots.byteLength + ordFps.byteLength,
     roaringBuildMs,
     roaringNs,
     roaringMatches,

@@ -14,7 +14,7 @@ import {
   SegmentStoreBuilder,
   decodeStore,
   encodeStore,
-  tagOf,
+  fingerprintOf,
   peekStoreVersion,
   readStore,
   writeStore,
@@ -87,8 +87,7 @@ describe('segment store round trip', () => {
     const store = builder.build();
     expect(store.header.rowCount).toBe(2);
     expect(store.header.userCount).toBe(900);
-    expect(store.byteLength).toBe(store.capacity * 12 + 2 * 8 * 4);
-    expect(store.header.rowBits).toBe(1);
+    expect(store.byteLength).toBe(store.capacity * 13 + 2 * 8 * 4);
     const out = new Uint32Array(8);
     expect(store.orInto(3, 3 * 7919, out)).toBe(true);
     expect(out[0]).toBe(1 << 1);
@@ -157,7 +156,7 @@ describe('segment store rejects bad files', () => {
     const file = Buffer.from(sample());
     file.writeUInt32LE(0x12345678, 0);
     expectCode(() => decodeStore(file), 'STORE_CORRUPT', /magic/);
-    for (const version of [1, 2, 3, 5, 0xffff]) {
+    for (const version of [1, 2, 4, 0xffff]) {
       const other = Buffer.from(sample());
       other.writeUInt32LE(version, 4);
       expectCode(() => decodeStore(other), 'STORE_VERSION', new RegExp(`version ${version}`));
@@ -167,41 +166,30 @@ describe('segment store rejects bad files', () => {
   it('a crafted file with a valid checksum cannot make lookups loop or read past the rows', () => {
     const file = Buffer.from(sample());
     const start = payloadStart(file);
-    const store = decodeStore(file);
-    const rowBits = store.header.rowBits;
-    const entriesOf = (b: Buffer) => new Uint32Array(b.buffer, b.byteOffset + start, store.capacity);
-    const keysOf = (b: Buffer) => new Uint32Array(b.buffer, b.byteOffset + start + store.capacity * 4, store.capacity * 2);
-    const taken = Array.from(entriesOf(file)).findIndex((e) => e !== 0);
-    // a row index past the rows (tag kept)
+    // slot 0 row index past the rows
     const past = Buffer.from(file);
-    const pe = entriesOf(past);
-    pe[taken] = ((pe[taken] >>> rowBits) * 2 ** rowBits + (2 ** rowBits - 1)) >>> 0;
+    new Uint32Array(past.buffer, past.byteOffset + start, 3)[2] = 1000;
     refreshCrc(past);
     expectCode(() => decodeStore(past), 'STORE_CORRUPT', /past the rows/);
-    // every slot taken (tags kept consistent with the keys): a miss would probe forever
+    // every slot taken (fingerprints kept consistent): a miss would probe forever
+    const store = decodeStore(file);
     const full = Buffer.from(file);
-    const fe = entriesOf(full);
-    const fk = keysOf(full);
-    for (let s = 0; s < store.capacity; s++) if (fe[s] === 0) fe[s] = tagOf(fk[s * 2 + 1], rowBits) * 2 ** rowBits;
+    const slots = new Uint32Array(full.buffer, full.byteOffset + start, store.capacity * 3);
+    const fpStart = start + store.capacity * 12 + store.header.rowCount * store.words * 4;
+    for (let s = 0; s < store.capacity; s++) {
+      if (slots[s * 3 + 2] === 0) {
+        slots[s * 3 + 2] = 1;
+        full[fpStart + s] = fingerprintOf(slots[s * 3 + 1]);
+      }
+    }
     refreshCrc(full);
     expectCode(() => decodeStore(full), 'STORE_CORRUPT', /no empty slot/);
-    // a tag that does not match its key would hide the key
-    const wrongTag = Buffer.from(file);
-    entriesOf(wrongTag)[taken] ^= 0x80000000;
-    refreshCrc(wrongTag);
-    expectCode(() => decodeStore(wrongTag), 'STORE_CORRUPT', /tag/);
-    // an empty slot holding a key
-    const ghost = Buffer.from(file);
-    const empty = Array.from(entriesOf(ghost)).findIndex((e) => e === 0);
-    keysOf(ghost)[empty * 2] = 7;
-    refreshCrc(ghost);
-    expectCode(() => decodeStore(ghost), 'STORE_CORRUPT', /empty but has a key/);
-  });
-
-  it('a v3 file (the previous layout) is refused with a recompile hint', () => {
-    const old = Buffer.from(sample());
-    old.writeUInt32LE(3, 4);
-    expectCode(() => decodeStore(old), 'STORE_VERSION', /version 3, this bidder reads version 4 \(recompile it/);
+    // a fingerprint that does not match its key would hide the key
+    const wrongFp = Buffer.from(file);
+    const taken = Array.from({ length: store.capacity }, (_, s) => s).find((s) => wrongFp[fpStart + s] !== 0)!;
+    wrongFp[fpStart + taken] ^= 0x80;
+    refreshCrc(wrongFp);
+    expectCode(() => decodeStore(wrongFp), 'STORE_CORRUPT', /fingerprint/);
   });
 
   it('unreadable header and unreadable path', () => {
@@ -213,33 +201,7 @@ describe('segment store rejects bad files', () => {
   });
 });
 
-describe('segment store v4 entries, volumes and the remote row', () => {
-  it('numbers thousands of distinct rows with the fewest row bits and finds every key', () => {
-    const builder = new SegmentStoreBuilder(dictionary(8));
-    const rows = 5000;
-    const bitsOf = (i: number) => [i % 64, 64 + (i >>> 6)]; // distinct for every i
-    for (let i = 0; i < rows; i++) {
-      const row = builder.addUser(bitsOf(i));
-      builder.addKey(row, Math.imul(i, 0x9e3779b1) >>> 0, Math.imul(i + 1, 0x85ebca77) >>> 0);
-    }
-    const store = decodeStore(encodeStore(builder.build('t')));
-    expect(store.header.rowCount).toBe(rows);
-    expect(store.header.rowBits).toBe(13); // 2^12 < 5000 <= 2^13
-    for (let i = 0; i < rows; i++) {
-      const out = new Uint32Array(8);
-      expect(store.orInto(Math.imul(i, 0x9e3779b1), Math.imul(i + 1, 0x85ebca77), out)).toBe(true);
-      const expected = new Uint32Array(8);
-      for (const b of bitsOf(i)) expected[b >>> 5] |= 1 << (b & 31);
-      expect(Array.from(out)).toEqual(Array.from(expected));
-    }
-    let seen = 0;
-    store.forEachKey((_hi, _lo, row) => {
-      expect(row).toBeLessThan(rows);
-      seen++;
-    });
-    expect(seen).toBe(rows);
-  });
-
+describe('segment store volumes and the remote row', () => {
   it('carries the per-segment volumes in the header', () => {
     const builder = new SegmentStoreBuilder(dictionary(1));
     builder.addKey(builder.addUser([0, 3]), 1, 2);
@@ -253,14 +215,14 @@ describe('segment store v4 entries, volumes and the remote row', () => {
     const builder = new SegmentStoreBuilder(dictionary(2));
     builder.addKey(builder.addUser([1]), 5, 6);
     const store = decodeStore(encodeStore(builder.build('t')));
-    const remote = new Uint32Array([0, 1 << 4]);
-    store.remoteRow = remote;
+    store.remoteRow = new Uint32Array([0, 1 << 4]);
     const out = new Uint32Array(2);
     expect(store.orInto(5, 6, out)).toBe(true); // a local key keeps its local row
     expect(Array.from(out)).toEqual([1 << 1, 0]);
     out.fill(0);
     expect(store.orInto(9, 9, out)).toBe(true);
     expect(Array.from(out)).toEqual([0, 1 << 4]);
+    expect(store.rowOf(9, 9)).toBe(-1); // the file store's own answer is unchanged
     store.remoteRow = null;
     out.fill(0);
     expect(store.orInto(9, 9, out)).toBe(false);
