@@ -190,6 +190,7 @@ describe('GET /admin/history', () => {
     expect(more.from).toBe(h.to - 1);
     expect(more.t[0]).toBe(last(h.t));
     expect(more.campaigns[0].targetMicros[0]).toBe(last(h.campaigns[0].targetMicros));
+    await until('three points sampled', async () => (await history()).t.length >= 3);
     const tail = await history('?points=3');
     expect(tail.t.length).toBe(3);
     expect(tail.to - tail.from).toBe(3);
