@@ -40,6 +40,12 @@ function inlineDemoConfig(dir: string): string {
   doc.segmentation = JSON.parse(readFileSync(join(DEMO_DIR, doc.segmentation), 'utf8'));
   doc.segmentStore = resolve(DEMO_DIR, doc.segmentStore);
   const start = Date.now() - 120_000;
+  // The even curve spreads the day's budget from the flight start to the campaign's midnight: shortly after
+  // midnight that is a day away, the pacer lets almost nothing through and no spend shows within the test. The
+  // campaign's day is shifted so that its midnight is ~20 minutes ahead whatever the clock says.
+  const utcMinute = Math.floor((Date.now() % 86_400_000) / 60_000);
+  let utcOffsetMinutes = 1420 - utcMinute;
+  if (utcOffsetMinutes > 840) utcOffsetMinutes -= 1440;
   doc.campaigns = [
     {
       id: 'spring',
@@ -47,7 +53,7 @@ function inlineDemoConfig(dir: string): string {
       budget: { daily: 2, flight: 10, flightStart: new Date(start).toISOString(), flightEnd: new Date(start + 7 * 86_400_000).toISOString() },
       kpi: 'cpc',
       lineItems: ARMS,
-      pacing: { curve: 'even', catchUpSeconds: 10 },
+      pacing: { curve: 'even', catchUpSeconds: 10, utcOffsetMinutes },
       settle: 'billing',
     },
   ];
