@@ -71,7 +71,7 @@ function statusLine(status: number): string {
   return status === 200 ? '200 OK' : status === 204 ? '204 No Content' : status === 400 ? '400 Bad Request' : `${status}`;
 }
 
-/** Writes a bid result (the Redis-store branch; the synchronous branch inlines the same lines). */
+/** Writes a bid result, gzipped when the client accepts it and the body is worth it (never a 204). */
 function answerBid(res: uWS.HttpResponse, result: BidResult, version: string, gzipWanted: boolean, close: boolean): void {
   const gzip = gzipWanted && result.status !== 204;
   respond(res, statusLine(result.status), gzip ? gzipSync(result.body, { level: zlibConstants.Z_BEST_SPEED }) : result.body, version, gzip, close);
@@ -187,10 +187,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
         return;
       }
       const result = debug === null ? handler.handle(raw.toString('utf8')) : handler.handleDebug(raw.toString('utf8'), debug);
-      let body: string | Buffer = result.body;
-      const gzip = acceptGzip && body.length >= settings.gzipMinBytes && result.status !== 204;
-      if (gzip) body = gzipSync(body, { level: zlibConstants.Z_BEST_SPEED });
-      respond(res, statusLine(result.status), body, version, gzip, lifecycle.draining);
+      answerBid(res, result, version, acceptGzip && result.body.length >= settings.gzipMinBytes, lifecycle.draining);
     });
   });
 
