@@ -6,9 +6,8 @@
  * themselves and sharing works again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -17,46 +16,11 @@ import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import type { RunningBidder } from '../src/server/start.js';
 import { metricValue, raw, startTestBidder } from './helpers/bidder.js';
+import { freePort, hasRedis, startRedis, stopRedis } from './helpers/redis-server.js';
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis) console.warn('redis-caps: SKIPPED, redis-server is not installed');
 
 const KEYS = '1:' + 'cd'.repeat(32);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('redis-server did not start');
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-}
 
 /** Polls until `f` is true (or fails the test after `ms`). */
 async function until(what: string, f: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
@@ -128,7 +92,7 @@ describe.skipIf(!hasRedis)('caps and learning shared through Redis (two bidders)
     await a?.close();
     await b?.close();
     probe?.disconnect();
-    if (redis) await stopRedis(redis);
+    if (redis) await stopRedis(redis, 'SIGKILL');
   });
 
   it('a cap recorded on one bidder is honoured by the other after prefetch', async () => {
@@ -161,7 +125,7 @@ describe.skipIf(!hasRedis)('caps and learning shared through Redis (two bidders)
   }, 15_000);
 
   it('Redis stopped: both keep answering in time, local-only; restarted: sharing recovers by itself', async () => {
-    await stopRedis(redis);
+    await stopRedis(redis, 'SIGKILL');
     await until('A saw Redis go', async () => (await metricValue(a.adminPort, 'segbid_shared_state_redis_up', {})) === 0);
     for (let i = 0; i < 10; i++) {
       for (const [name, bidder] of [['a', a], ['b', b]] as const) {

@@ -10,8 +10,7 @@
  *   - a Redis filled for another segmentation is refused at start (STORE_MISMATCH).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { pack } from 'msgpackr';
 import { startTestBidder, raw, metricValue } from './helpers/bidder.js';
@@ -24,39 +23,9 @@ import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import { REDIS_HEADER_KEY, writeStoreToRedis } from '../src/segments/redis-store.js';
 import { connectRemoteSegments } from '../src/segments/remote-segments.js';
 import { SegbidError } from '../src/common/errors.js';
+import { freePort, hasRedis, startRedis } from './helpers/redis-server.js';
 
-const REDIS_SERVER = '/usr/bin/redis-server';
-const hasRedis = spawnSync(REDIS_SERVER, ['--version']).status === 0;
 if (!hasRedis) console.warn('segments-redis-serve: SKIPPED, /usr/bin/redis-server is not installed');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('redis-server did not start');
-}
 
 const TMAX = 120;
 

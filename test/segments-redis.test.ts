@@ -4,8 +4,7 @@
  * Redis makes lookups resolve to null within their time budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
 import { SegmentCompiler } from '../src/segments/compiler/segment-compiler.js';
@@ -13,38 +12,9 @@ import { validateSegmentation } from '../src/segments/rules-schema.js';
 import { RedisSegmentStore, REDIS_HEADER_KEY, orPackedRow, packRow, redisKey, writeStoreToRedis, type RedisHeader } from '../src/segments/redis-store.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import type { SegmentStore } from '../src/segments/segment-store.js';
+import { freePort, hasRedis, startRedis } from './helpers/redis-server.js';
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis) console.warn('segments-redis: SKIPPED, redis-server is not installed (.ci/run installs it: apt-get install redis-server)');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('redis-server did not start');
-}
 
 function key(id: string): { hi: number; lo: number } {
   hashKey(KEY_KIND.buyeruid, id);
