@@ -23,7 +23,7 @@ import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../conf
 import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE, FORMAT_AUDIO, FORMAT_BANNER, FORMAT_NATIVE, FORMAT_VIDEO } from '../config/compile.js';
 import type { SegmentStore } from '../segments/segment-store.js';
 import { evalTargeting, targetingRequirement, targetingRequirementIsExact } from '../segments/targeting.js';
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
+import { UserKeys } from '../segments/user-keys.js';
 import { PrivacyVerdict } from '../privacy/verdict.js';
 import { RequestSegmenter } from '../segments/request-bits.js';
 import { MultiplierContext } from './multipliers.js';
@@ -34,7 +34,6 @@ import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.j
 /* The request as the decision reads it: validate.ts has checked the type of every field used here. */
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const MAX_EIDS = 32;
 
 /**
  * What budgets, pacing and the test-and-learn allocator say about line items (src/budget). Called on the hot
@@ -61,7 +60,6 @@ export const UNLIMITED_POLICY: BidPolicy = {
   rank: (_lineItem, priceMicros) => priceMicros,
   reserve: () => true,
 };
-const MAX_UIDS = 8;
 
 /** The result of one decision; reused across requests (read it before the next decide call). */
 export class Decision {
@@ -104,6 +102,8 @@ export class Decider {
   /** The segment bits of the request being decided (valid until the next decide call). */
   readonly userBits: Uint32Array;
   private readonly candidates: Uint32Array;
+  /** The request's user keys, hashed once (src/segments/user-keys.ts). */
+  private readonly userKeys = new UserKeys();
   /**
    * Inverted targeting index, built once per decider: row b (supply.words words) = the line items whose
    * targeting needs segment bit b among a set of which the user must hold one (targetingRequirement);
@@ -366,46 +366,10 @@ export class Decider {
     const bits = this.userBits;
     bits.fill(0);
     const store = this.store;
+    const keys = this.userKeys;
+    const n = keys.collect(req);
     let known = false;
-    const user = req.user;
-    if (user !== undefined) {
-      if (typeof user.buyeruid === 'string' && user.buyeruid.length > 0) {
-        hashKey(KEY_KIND.buyeruid, user.buyeruid);
-        known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
-      }
-      if (typeof user.id === 'string' && user.id.length > 0) {
-        hashKey(KEY_KIND.userid, user.id);
-        known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
-      }
-      const eids = user.eids !== undefined ? user.eids : user.ext !== undefined ? user.ext.eids : undefined;
-      if (Array.isArray(eids)) known = this.eidSegments(eids) || known;
-    }
-    const device = req.device;
-    if (device !== undefined && typeof device.ifa === 'string' && device.ifa.length > 0) {
-      hashKey(KEY_KIND.ifa, device.ifa);
-      known = store.orInto(keyHash.hi, keyHash.lo, bits) || known;
-    }
-    return known;
-  }
-
-  private eidSegments(eids: Any[]): boolean {
-    let known = false;
-    const n = eids.length < MAX_EIDS ? eids.length : MAX_EIDS;
-    for (let e = 0; e < n; e++) {
-      const eid = eids[e];
-      if (eid === null || typeof eid !== 'object' || typeof eid.source !== 'string' || !Array.isArray(eid.uids)) continue;
-      const uids = eid.uids as Any[];
-      const m = uids.length < MAX_UIDS ? uids.length : MAX_UIDS;
-      for (let u = 0; u < m; u++) {
-        const uid = uids[u];
-        if (uid === null || typeof uid !== 'object' || typeof uid.id !== 'string' || uid.id.length === 0) continue;
-        hashBegin(KEY_KIND.eid);
-        hashFeed(eid.source);
-        hashFeed(uid.id);
-        hashEnd();
-        known = this.store.orInto(keyHash.hi, keyHash.lo, this.userBits) || known;
-      }
-    }
+    for (let k = 0; k < n; k++) known = store.orInto(keys.hi[k], keys.lo[k], bits) || known;
     return known;
   }
 

@@ -22,7 +22,7 @@
  * The first pass allocates nothing until it knows a lookup is needed (hashes go to a preallocated scratch
  * array); the lookup itself allocates (key objects, strings, a promise, a timer): it is the async path.
  */
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from './key-hash.js';
+import { MAX_USER_KEYS, UserKeys } from './user-keys.js';
 import { RedisSegmentStore, type RedisStoreOptions } from './redis-store.js';
 import type { SegmentStore } from './segment-store.js';
 import type { SegmentDictionary } from './segmentation.js';
@@ -32,10 +32,7 @@ import { SegbidError } from '../common/errors.js';
 /* The request as validated by src/openrtb/validate.ts; fields are type-checked again where read. */
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Caps of decide.ts (MAX_EIDS, MAX_UIDS): the same keys are hashed here. */
-const MAX_EIDS = 32;
-const MAX_UIDS = 8;
-const MAX_KEYS = 2 + MAX_EIDS * MAX_UIDS + 1;
+const MAX_KEYS = MAX_USER_KEYS;
 
 /** What the first pass reads of the current Decider (structural, so this module does not import the decision). */
 export interface RemoteDeciderView {
@@ -55,6 +52,7 @@ export class RemoteSegments {
   /** Requests deferred for a lookup (the store's stats count the lookups' outcomes). */
   deferred = 0;
   private readonly verdict = new PrivacyVerdict();
+  private readonly keys = new UserKeys();
   private readonly hi = new Uint32Array(MAX_KEYS);
   private readonly lo = new Uint32Array(MAX_KEYS);
   private count = 0;
@@ -113,52 +111,14 @@ export class RemoteSegments {
     }
   }
 
-  /** Hashes the request's user keys into the scratch arrays; true as soon as one is in the local store. */
+  /** Hashes the request's user keys (user-keys.ts) and keeps the ones the local store does not know; true as soon as one is known. */
   private collectKeys(req: Any, store: SegmentStore): boolean {
-    const user = req.user;
-    if (user !== undefined && user !== null) {
-      if (typeof user.buyeruid === 'string' && user.buyeruid.length > 0) {
-        hashKey(KEY_KIND.buyeruid, user.buyeruid);
-        if (this.add(store)) return true;
-      }
-      if (typeof user.id === 'string' && user.id.length > 0) {
-        hashKey(KEY_KIND.userid, user.id);
-        if (this.add(store)) return true;
-      }
-      const eids = user.eids !== undefined ? user.eids : user.ext !== undefined && user.ext !== null ? user.ext.eids : undefined;
-      if (Array.isArray(eids)) {
-        const n = eids.length < MAX_EIDS ? eids.length : MAX_EIDS;
-        for (let e = 0; e < n; e++) {
-          const eid = eids[e];
-          if (eid === null || typeof eid !== 'object' || typeof eid.source !== 'string' || !Array.isArray(eid.uids)) continue;
-          const uids = eid.uids as Any[];
-          const m = uids.length < MAX_UIDS ? uids.length : MAX_UIDS;
-          for (let u = 0; u < m; u++) {
-            const uid = uids[u];
-            if (uid === null || typeof uid !== 'object' || typeof uid.id !== 'string' || uid.id.length === 0) continue;
-            hashBegin(KEY_KIND.eid);
-            hashFeed(eid.source);
-            hashFeed(uid.id);
-            hashEnd();
-            if (this.add(store)) return true;
-          }
-        }
-      }
-    }
-    const device = req.device;
-    if (device !== undefined && device !== null && typeof device.ifa === 'string' && device.ifa.length > 0) {
-      hashKey(KEY_KIND.ifa, device.ifa);
-      if (this.add(store)) return true;
-    }
-    return false;
-  }
-
-  /** Records keyHash; true when the local store knows it. */
-  private add(store: SegmentStore): boolean {
-    if (store.rowOf(keyHash.hi, keyHash.lo) >= 0) return true;
-    if (this.count < MAX_KEYS) {
-      this.hi[this.count] = keyHash.hi;
-      this.lo[this.count] = keyHash.lo;
+    const keys = this.keys;
+    const n = keys.collect(req);
+    for (let k = 0; k < n; k++) {
+      if (store.rowOf(keys.hi[k], keys.lo[k]) >= 0) return true;
+      this.hi[this.count] = keys.hi[k];
+      this.lo[this.count] = keys.lo[k];
       this.count++;
     }
     return false;
