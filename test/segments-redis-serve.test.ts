@@ -23,7 +23,8 @@ import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import { REDIS_HEADER_KEY, writeStoreToRedis } from '../src/segments/redis-store.js';
 import { connectRemoteSegments } from '../src/segments/remote-segments.js';
 import { SegbidError } from '../src/common/errors.js';
-import { freePort, hasRedis, startRedis } from './helpers/redis-server.js';
+import { freePort, hasRedis, startRedis, stopRedis } from './helpers/redis-server.js';
+import { readyz, spawnSegbid, waitFor, type SegbidProcess } from './helpers/segbid-process.js';
 
 if (!hasRedis) console.warn('segments-redis-serve: SKIPPED, /usr/bin/redis-server is not installed');
 
@@ -159,4 +160,41 @@ describe.skipIf(!hasRedis)('Redis segment store header check at start', () => {
       child.kill('SIGKILL');
     }
   });
+});
+
+describe.skipIf(!hasRedis)('serve --workers 2 --segments-redis (a real process)', () => {
+  it('every worker looks up the users only Redis knows, and a stopped Redis still gets answers', async () => {
+    ensureDemoStore();
+    const port = await freePort();
+    const redisChild = await startRedis(port);
+    let proc: SegbidProcess | null = null;
+    try {
+      const dictionary = loadDecider(DEMO_CONFIG).config.dictionary;
+      const builder = new SegmentStoreBuilder(dictionary);
+      const loyal = dictionary.bitOf.get('loyal-high-value')!;
+      const ids = Array.from({ length: 12 }, (_, i) => `redis-worker-${i}`);
+      for (const id of ids) {
+        hashKey(KEY_KIND.buyeruid, id);
+        builder.addKey(builder.addUser([loyal]), keyHash.hi, keyHash.lo);
+      }
+      await writeStoreToRedis(builder.build('2026-01-01T00:00:00.000Z'), `redis://127.0.0.1:${port}`);
+      proc = await spawnSegbid({ args: ['--workers', '2', '--event-log', 'none', '--segments-redis', `redis://127.0.0.1:${port}`, '--segments-redis-budget-ms', '50'] });
+      await waitFor('both workers ready', async () => ((await readyz(proc!.adminPort)).status === 200 ? true : undefined), 60_000);
+      // Each request on its own connection: the kernel spreads them over both workers.
+      const crids: (string | null)[] = [];
+      for (const id of ids) crids.push((await bid(proc.bidPort, `w-${id}`, id)).crid);
+      expect(crids.every((c) => c !== null && c.startsWith('cr-loyal-'))).toBe(true);
+      // Lookups counted by the workers, summed on the main thread's /metrics.
+      expect(await metricValue(proc.adminPort, 'segbid_segment_redis_lookups_total', { outcome: 'hit' })).toBe(ids.length);
+      await stopRedis(redisChild, 'SIGKILL');
+      for (let i = 0; i < 4; i++) {
+        const down = await bid(proc.bidPort, `down-${i}`, `nobody-${i}`);
+        expect([200, 204]).toContain(down.status);
+        expect(down.ms).toBeLessThan(TMAX * 4);
+      }
+    } finally {
+      proc?.kill();
+      await stopRedis(redisChild, 'SIGKILL');
+    }
+  }, 90_000);
 });

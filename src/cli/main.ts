@@ -52,7 +52,7 @@ program
     if (!Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError('instances is an integer 1-10000');
     return n;
   })
-  .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL; one bid thread)')
+  .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL)')
   .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', (v) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < 1 || n > 1000) throw new InvalidArgumentError('segments-redis-budget-ms is a number 1-1000');
@@ -70,11 +70,7 @@ program
       const stateDir = opts.stateDir ?? process.env.SEGBID_STATE_DIR ?? 'var/state';
       const segmentsRedisUrl = opts.segmentsRedis ?? process.env.SEGBID_SEGMENTS_REDIS_URL ?? null;
       const explicitWorkers = opts.workers ?? (process.env.SEGBID_WORKERS !== undefined ? Number(process.env.SEGBID_WORKERS) : undefined);
-      // The worker threads (src/server/cluster.ts) do not carry the Redis segment store yet: one bid thread.
-      if (segmentsRedisUrl !== null && explicitWorkers !== undefined && explicitWorkers > 1) {
-        throw new SegbidError('CONFIG_INVALID', '--segments-redis runs in one bid thread for now: use --workers 1 (or leave --workers out)');
-      }
-      const workers = explicitWorkers ?? (segmentsRedisUrl !== null ? 1 : availableParallelism());
+      const workers = explicitWorkers ?? availableParallelism();
       const common = {
         configPath,
         host: opts.host,

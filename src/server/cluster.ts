@@ -35,7 +35,7 @@ import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
 
 /** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
-export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | 'paceShare' | keyof EventsSetupOptions> {
+export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | 'paceShare' | 'segmentsRedisUrl' | 'segmentsRedisBudgetMs' | keyof EventsSetupOptions> {
   workers: number;
 }
 
@@ -62,6 +62,9 @@ export interface WorkerData {
   capTable: SharedCapTable | null;
   /** Redis of the shared caps (write-through, prefetch); the main thread syncs the learning with it. */
   redisUrl: string | null;
+  /** The Redis segment store (`--segments-redis`): each worker has its own connection and cache. */
+  segmentsRedisUrl: string | null;
+  segmentsRedisBudgetMs?: number;
   /**
    * This worker's budget bank client: leasing from the main thread, or from Redis (`--redis`). Its handles lie in
    * the worker's own generation range, so that notices reaching another worker are forwarded to it.
@@ -183,6 +186,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         paceShare: (options.paceShare ?? 1) / options.workers,
         capTable,
         redisUrl: options.redisUrl ?? null,
+        segmentsRedisUrl: options.segmentsRedisUrl ?? null,
+        segmentsRedisBudgetMs: options.segmentsRedisBudgetMs,
         bank: {
           client: `${hostname()}:${process.pid}:w${index}.${generations[index]}.${bankRun}`,
           genBase: genBaseFor(index * 8 + (generations[index] % 8)),

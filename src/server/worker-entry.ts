@@ -25,6 +25,7 @@ import { ThreadBankTransport, ownerOfHandle } from '../budget/bank-threads.js';
 import { createRedisBank } from '../budget/redis-bank.js';
 import { reservationOf } from '../budget/outcome-listener.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
+import { connectRemoteSegments } from '../segments/remote-segments.js';
 
 const data = workerData as WorkerData;
 const port = parentPort!;
@@ -95,6 +96,10 @@ try {
   metrics.addHealthCheck(bankHealthCheck(bank));
   const handler = new BidHandler(decider, metrics, events, state ?? undefined, bank);
   handler.setPaceShare(data.paceShare);
+  // Users the shared file store does not know are looked up in Redis before the decision (remote-segments.ts).
+  handler.remote = data.segmentsRedisUrl
+    ? await connectRemoteSegments(data.segmentsRedisUrl, decider.config.dictionary, { budgetMs: data.segmentsRedisBudgetMs, logger, metrics })
+    : null;
   // A budget notice for another worker's reservation is settled there, through the main thread (bank-threads.ts).
   handler.noticeRouter = {
     owns: (handle) => ownerOfHandle(handle) === data.index,
@@ -156,6 +161,7 @@ try {
       // fsynced before the thread exits.
       void drainInFlight(() => metrics.inFlight, DRAIN_MS)
         .then(() => handler.bank.close()) // gives back the budget held unspent
+        .then(() => handler.remote?.redis.close())
         .then(() => {
           state?.close(); // final ledger journal flush and state snapshot
           return events.close();
