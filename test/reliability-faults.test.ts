@@ -11,35 +11,21 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { DEMO_DIR, PACKAGE_ROOT } from '../src/common/paths.js';
+import { copyFileSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEMO_DIR } from '../src/common/paths.js';
 import { listSegments, replayEventLog } from '../src/events/event-log.js';
 import type { EventRecord } from '../src/events/types.js';
 import { metricValue, raw } from './helpers/bidder.js';
-import { CLI, readyz, sleep, spawnSegbid, waitFor, type SegbidProcess } from './helpers/segbid-process.js';
+import { CLI, TestLeftovers, readyz, sleep, spawnSegbid, uniqueBidBody, waitFor } from './helpers/segbid-process.js';
 
-const simple = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, '../shared/corpus/openrtb/valid/pbs-simple.json'), 'utf8'));
 const TMPFS_MAGIC = 0x01021994;
 
-const running: SegbidProcess[] = [];
-const dirs: string[] = [];
-afterAll(() => {
-  for (const p of running) p.kill();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
-
+const left = new TestLeftovers();
+afterAll(() => left.cleanup());
+const tempDir = (prefix: string) => left.tempDir(prefix);
 /** A bid request that the demo bids on (a unique id, so every bid has its own bid id). */
-function bidBody(i: number): string {
-  return JSON.stringify({ ...simple, id: `rel-${i}-${Date.now()}` });
-}
+const bidBody = (i: number) => uniqueBidBody('rel', i);
 
 /** The win notice of a bid answer, as a local path (macros substituted as an exchange would). */
 function winPath(bidResponse: string): string {
@@ -72,7 +58,7 @@ describe('disk full for the event log', () => {
         args: ['--workers', '1', '--event-log', join(mnt, 'events'), '--event-log-fsync', 'interval:100'],
         cwd: mnt,
       });
-      running.push(proc);
+      left.processes.push(proc);
       const inside = `/proc/${proc.pid}/root${mnt}`;
       // Safety before filling anything: this must be the bidder's private tmpfs, not the host's /tmp.
       const fs = statfsSync(inside);
@@ -192,7 +178,7 @@ describe('a worker crash (serve --workers 2)', () => {
       env: { SEGBID_FAULT_WORKER_CRASH: `0:${trigger}` },
       cwd: dir,
     });
-    running.push(proc);
+    left.processes.push(proc);
     await waitFor('both workers ready', async () => ((await readyz(proc.adminPort)).status === 200 ? true : undefined), 60_000);
     expect(await metricValue(proc.adminPort, 'segbid_workers_alive', {})).toBe(2);
 
@@ -260,7 +246,7 @@ describe('invalid config and corrupt segment store, by SIGHUP to a running proce
     const config = join(dir, 'config.json');
     const store = join(dir, 'segments.store');
     const proc = await spawnSegbid({ args: ['--workers', '1', '--config', config, '--event-log', 'none'], cwd: dir });
-    running.push(proc);
+    left.processes.push(proc);
     expect((await raw(proc.bidPort, { body: bidBody(0) })).status).toBe(200);
     const good = readFileSync(config, 'utf8');
     const goodStore = readFileSync(store);

@@ -8,34 +8,19 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { PACKAGE_ROOT } from '../src/common/paths.js';
+import { join } from 'node:path';
 import { replayEventLog } from '../src/events/event-log.js';
 import { raw } from './helpers/bidder.js';
-import { readyz, sleep, spawnSegbid, waitFor, type Readyz, type SegbidProcess } from './helpers/segbid-process.js';
+import { TestLeftovers, readyz, sleep, spawnSegbid, uniqueBidBody, waitFor, type Readyz } from './helpers/segbid-process.js';
 
-const simple = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, '../shared/corpus/openrtb/valid/pbs-simple.json'), 'utf8'));
 /** Exit bound: the workers' drain (2 s) and the main thread's terminate timer (5 s) are both inside it. */
 const EXIT_BOUND_MS = 8000;
 
-const running: SegbidProcess[] = [];
-const dirs: string[] = [];
-afterAll(() => {
-  for (const p of running) p.kill();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
-
-function bidBody(i: number): string {
-  return JSON.stringify({ ...simple, id: `shut-${i}-${Date.now()}` });
-}
+const left = new TestLeftovers();
+afterAll(() => left.cleanup());
+const tempDir = (prefix: string) => left.tempDir(prefix);
+/** A bid request that the demo bids on (a unique id, so every bid has its own bid id). */
+const bidBody = (i: number) => uniqueBidBody('shut', i);
 
 /** Bids, then acknowledges the win notice of every bid; returns how many notices were answered 204. */
 async function bidsAndWins(port: number, n: number): Promise<number> {
@@ -109,7 +94,7 @@ describe('SIGTERM on serve --workers 2', () => {
     const dir = tempDir('segbid-sigterm-');
     const log = join(dir, 'events');
     const proc = await spawnSegbid({ args: ['--workers', '2', '--event-log', log, '--event-log-fsync', 'never'], cwd: dir });
-    running.push(proc);
+    left.processes.push(proc);
     await waitFor('both workers ready', async () => ((await readyz(proc.adminPort)).status === 200 ? true : undefined), 60_000);
 
     const acknowledged = await bidsAndWins(proc.bidPort, 30);
@@ -145,7 +130,7 @@ describe('SIGTERM on serve --workers 2', () => {
   it('/readyz is 503 reloading while a SIGHUP reload runs, then 200 again', async () => {
     const dir = tempDir('segbid-reload-');
     const proc = await spawnSegbid({ args: ['--workers', '2', '--event-log', 'none'], cwd: dir });
-    running.push(proc);
+    left.processes.push(proc);
     await waitFor('both workers ready', async () => ((await readyz(proc.adminPort)).status === 200 ? true : undefined), 60_000);
     proc.child.kill('SIGHUP');
     const seen: Readyz[] = [];
@@ -171,7 +156,7 @@ describe('SIGTERM on serve --workers 1', () => {
     const dir = tempDir('segbid-sigterm1-');
     const log = join(dir, 'events');
     const proc = await spawnSegbid({ args: ['--workers', '1', '--event-log', log, '--event-log-fsync', 'never'], cwd: dir });
-    running.push(proc);
+    left.processes.push(proc);
     const acknowledged = await bidsAndWins(proc.bidPort, 30);
     expect(acknowledged).toBeGreaterThan(5);
     const t0 = Date.now();

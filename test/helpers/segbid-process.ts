@@ -5,7 +5,9 @@
  * messages; both pipes are always drained.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/common/paths.js';
 import { ensureDemoStore } from '../../src/fixtures/ensure-demo.js';
 
@@ -117,4 +119,32 @@ export interface Readyz {
 export async function readyz(adminPort: number): Promise<Readyz> {
   const r = await fetch(`http://127.0.0.1:${adminPort}/readyz`, { signal: AbortSignal.timeout(2000) });
   return { status: r.status, body: await r.json() };
+}
+
+/** A corpus request the demo bids on (../shared/corpus/openrtb/valid/pbs-simple.json). */
+const simpleRequest = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, '../shared/corpus/openrtb/valid/pbs-simple.json'), 'utf8')) as Record<string, unknown>;
+
+/** That request with a unique id (`<prefix>-<i>-<now>`), so every bid has its own bid id. */
+export function uniqueBidBody(prefix: string, i: number): string {
+  return JSON.stringify({ ...simpleRequest, id: `${prefix}-${i}-${Date.now()}` });
+}
+
+/**
+ * What a test file spawns and creates, cleaned up by `cleanup()` (call it from afterAll): processes killed,
+ * temporary directories removed.
+ */
+export class TestLeftovers {
+  readonly processes: SegbidProcess[] = [];
+  private readonly dirs: string[] = [];
+
+  tempDir(prefix: string): string {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(d);
+    return d;
+  }
+
+  cleanup(): void {
+    for (const p of this.processes) p.kill();
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
 }
