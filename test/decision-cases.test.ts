@@ -33,24 +33,13 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { validateConfigDocument } from '../src/config/load.js';
-import { compileConfig, type CompiledConfig } from '../src/config/compile.js';
-import { SegmentStoreBuilder, type SegmentStore } from '../src/segments/segment-store.js';
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../src/segments/key-hash.js';
+import type { CompiledConfig } from '../src/config/compile.js';
 import { Decider } from '../src/bidding/decide.js';
 import { BidHandler } from '../src/bidding/bid-handler.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { validateBidResponse } from './helpers/validate-response.js';
-
-const CASES_DIR = fileURLToPath(new URL('./cases/', import.meta.url));
-const BASE_FILE = join(CASES_DIR, 'base.json');
-
-interface CaseUser {
-  keys: { buyeruid?: string; userid?: string; ifa?: string; eids?: { source: string; id: string }[] };
-  segments: string[];
-}
+import { BASE_FILE, CASES_DIR, buildStore, compileCaseConfig, type CaseUser } from './helpers/case-fixtures.js';
 
 interface ExpectedBid {
   impid: string;
@@ -88,21 +77,6 @@ function listCases(dir: string): string[] {
   return out;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else (arrays too) replaces. */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (!isPlainObject(patch)) return structuredClone(patch);
-  const out: Record<string, unknown> = isPlainObject(target) ? structuredClone(target) : {};
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete out[key];
-    else out[key] = mergePatch(out[key], value);
-  }
-  return out;
-}
-
 /** Fails loudly on a typo in a fixture (an unknown key would otherwise be ignored and the case pass vacuously). */
 function checkCaseShape(c: CaseFile, file: string): void {
   const unknown = (o: object, allowed: string[]) => Object.keys(o).filter((k) => !allowed.includes(k));
@@ -121,42 +95,7 @@ function checkCaseShape(c: CaseFile, file: string): void {
 }
 
 function compileCase(c: CaseFile, file: string): CompiledConfig {
-  const base: unknown = JSON.parse(readFileSync(BASE_FILE, 'utf8'));
-  const doc = c.config === undefined ? base : mergePatch(base, c.config);
-  return compileConfig(validateConfigDocument(doc, CASES_DIR, relative(CASES_DIR, file)));
-}
-
-function buildStore(config: CompiledConfig, users: CaseUser[]): SegmentStore {
-  const builder = new SegmentStoreBuilder(config.dictionary);
-  for (const user of users) {
-    const bits = user.segments.map((id) => {
-      const bit = config.dictionary.bitOf.get(id);
-      if (bit === undefined) throw new Error(`fixture user has unknown segment "${id}"`);
-      return bit;
-    });
-    const row = builder.addUser(bits);
-    const { buyeruid, userid, ifa, eids } = user.keys;
-    if (buyeruid !== undefined) {
-      hashKey(KEY_KIND.buyeruid, buyeruid);
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    if (userid !== undefined) {
-      hashKey(KEY_KIND.userid, userid);
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    if (ifa !== undefined) {
-      hashKey(KEY_KIND.ifa, ifa);
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    for (const eid of eids ?? []) {
-      hashBegin(KEY_KIND.eid);
-      hashFeed(eid.source);
-      hashFeed(eid.id);
-      hashEnd();
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-  }
-  return builder.build('2026-01-01T00:00:00.000Z');
+  return compileCaseConfig(relative(CASES_DIR, file), c.config);
 }
 
 interface ActualBid {

@@ -28,6 +28,7 @@ import { PrivacyVerdict } from '../privacy/verdict.js';
 import { RequestSegmenter } from '../segments/request-bits.js';
 import { MultiplierContext } from './multipliers.js';
 import type { BiddingPlan } from './bidding-plan.js';
+import type { ShadingTable } from './shading.js';
 import { shadingArm } from './learning.js';
 import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.js';
 
@@ -424,7 +425,7 @@ export class Decider {
         this.note(NO_BID.no_floor_rate);
         return;
       }
-      floorMicros = Math.ceil((imp.bidfloor * 1e6 * floorRate) / respRate - 1e-6);
+      floorMicros = floorMicrosOf(imp.bidfloor, floorRate, respRate);
     }
     const pmp = imp.pmp;
     const privateAuction = pmp !== undefined && pmp.private_auction === 1;
@@ -476,18 +477,13 @@ export class Decider {
                   this.note(NO_BID.no_floor_rate);
                   continue;
                 }
-                dealFloor = Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
+                dealFloor = floorMicrosOf(deal.bidfloor, dealRate, respRate);
               }
               if (valueResp < dealFloor || valueResp <= 0) {
                 this.note(NO_BID.below_floor);
                 continue;
               }
-              if (deal.at === 3 && dealFloor > 0) {
-                price = dealFloor; // at=3: the deal's bidfloor is the fixed price
-              } else {
-                const at = deal.at === 1 || deal.at === 2 ? deal.at : this.auctionType;
-                price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, dealFloor * respRate), valueResp, dealFloor, at);
-              }
+              price = dealPriceMicros(plan.shading, li.index, this.exchange, this.auctionType, deal, dealFloor, respRate, valueResp);
               if (price <= 0) {
                 price = -1;
                 continue;
@@ -510,7 +506,7 @@ export class Decider {
               creative = this.pickCreative(req, imp, li, undefined);
               if (creative === null) continue;
             }
-            price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, floorMicros * respRate), valueResp, floorMicros, this.auctionType);
+            price = plan.shading.price(li.index, this.exchange, floorMicros, respRate, valueResp, this.auctionType);
             if (price <= 0) {
               // A line item with no creative for the imp is reported as such, not as below the floor: which of
               // the two is found out only if the imp gets no bid at all (below), the one case the reason is read.
@@ -669,6 +665,21 @@ function intersectsInt(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Does the creative fit one of the formats the imp offers? */
+/**
+ * A floor in a currency (`rate`: bidder units per unit) as integer micros of the response currency, rounded up
+ * so that a price at it is never under the floor once converted back (the 1e-6 absorbs float noise).
+ */
+export function floorMicrosOf(floor: number, rate: number, respRate: number): number {
+  return Math.ceil((floor * 1e6 * rate) / respRate - 1e-6);
+}
+
+/** A deal bid's price: at=3 with a floor is that fixed price; otherwise shaded at the deal's auction type, else the request's. */
+export function dealPriceMicros(shading: ShadingTable, li: number, exchange: number, auctionType: number, deal: Any, dealFloor: number, respRate: number, valueResp: number): number {
+  if (deal.at === 3 && dealFloor > 0) return dealFloor;
+  const at = deal.at === 1 || deal.at === 2 ? deal.at : auctionType;
+  return shading.price(li, exchange, dealFloor, respRate, valueResp, at);
+}
+
 function orInto(into: Uint32Array, row: Uint32Array): void {
   for (let w = 0; w < into.length; w++) into[w] |= row[w];
 }

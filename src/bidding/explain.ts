@@ -36,7 +36,7 @@ import { PRIVACY_REASON_LABELS, PrivacyVerdict } from '../privacy/verdict.js';
 import { BudgetPolicy, REFUSAL_NAMES } from '../budget/budget-policy.js';
 import { MultiplierContext } from './multipliers.js';
 import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.js';
-import type { BidPolicy, Decider, Decision } from './decide.js';
+import { dealPriceMicros, floorMicrosOf, type BidPolicy, type Decider, type Decision } from './decide.js';
 import type { BidHandler, BidResult } from './bid-handler.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -547,7 +547,7 @@ class LineItemContext {
       const cur = imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur;
       const floorRate = rates.get(cur);
       if (floorRate === undefined) return { ...trace, reason: label(NO_BID.no_floor_rate), detail: `no rate for the floor currency ${cur}` };
-      floorMicros = Math.ceil((imp.bidfloor * 1e6 * floorRate) / respRate - 1e-6);
+      floorMicros = floorMicrosOf(imp.bidfloor, floorRate, respRate);
       trace.floorCpm = cpm(floorMicros);
     }
     const valueResp = Math.floor(value / respRate);
@@ -580,17 +580,13 @@ class LineItemContext {
             note(NO_BID.no_floor_rate, `deal ${deal.id}: no rate for the floor currency ${cur}`);
             continue;
           }
-          dealFloor = Math.ceil((deal.bidfloor * 1e6 * dealRate) / respRate - 1e-6);
+          dealFloor = floorMicrosOf(deal.bidfloor, dealRate, respRate);
         }
         if (valueResp < dealFloor || valueResp <= 0) {
           note(NO_BID.below_floor, `deal ${deal.id}: value ${cpm(valueResp)} under the deal floor ${cpm(dealFloor)}`);
           continue;
         }
-        if (deal.at === 3 && dealFloor > 0) price = dealFloor;
-        else {
-          const at = deal.at === 1 || deal.at === 2 ? deal.at : this.auctionType;
-          price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, dealFloor * respRate), valueResp, dealFloor, at);
-        }
+        price = dealPriceMicros(plan.shading, li.index, this.exchange, this.auctionType, deal, dealFloor, respRate, valueResp);
         if (price <= 0) {
           price = -1;
           continue;
@@ -609,7 +605,7 @@ class LineItemContext {
         note(c, c === NO_BID.creative_blocked ? 'every creative that fits the imp is blocked (bcat, badv, bapp, battr, secure, wlang)' : 'no creative fits the imp format');
         return { ...trace, reason: label(noted), detail: why };
       }
-      price = plan.shading.shade(plan.shading.keyOf(li.index, this.exchange, floorMicros * respRate), valueResp, floorMicros, this.auctionType);
+      price = plan.shading.price(li.index, this.exchange, floorMicros, respRate, valueResp, this.auctionType);
       if (price <= 0) {
         note(NO_BID.below_floor, `value ${cpm(valueResp)} ${this.d.respCur} is under the floor ${cpm(floorMicros)}`);
         return { ...trace, reason: label(noted), detail: why };

@@ -126,6 +126,14 @@ export class ShadingTable {
   }
 
   /**
+   * HOT PATH. shade() for a line item on an exchange over a floor in micros of the response currency; the curve
+   * is keyed by the floor in the bidder currency (floor x respRate), as the win and loss feedback records it.
+   */
+  price(li: number, exchange: number, floorMicros: number, respRate: number, valueMicros: number, at: number): number {
+    return this.shade(this.keyOf(li, exchange, floorMicros * respRate), valueMicros, floorMicros, at);
+  }
+
+  /**
    * HOT PATH. The price to bid (CPM micros, integer) for a value (the most this impression is worth to us,
    * after strategy, multipliers and caps), or -1 for no bid. `at` is the auction type of the imp/deal.
    */
