@@ -42,6 +42,20 @@ function messageAt(details: ErrorDetail[] | null, path: string): string {
   return (details ?? []).filter((d) => d.path === path).map((d) => d.message).join(' | ');
 }
 
+
+/** One test per case: break the base document one way, expect exactly these error paths (and the first message). */
+function itReportsPaths(cases: [string, (d: Doc) => void, string[], RegExp?][]): void {
+  for (const [name, breakIt, paths, message] of cases) {
+    it(name, () => {
+      const doc = base();
+      breakIt(doc);
+      const details = problems(doc);
+      expect(pathsOf(details)).toEqual(paths);
+      if (message) expect(messageAt(details, paths[0])).toMatch(message);
+    });
+  }
+}
+
 describe('config validation', () => {
   it('accepts the base config of the decision cases', () => {
     expect(problems(base())).toBeNull();
@@ -72,15 +86,7 @@ describe('config validation', () => {
       ['wrong version', (d) => (d.version = 2), ['/version']],
       ['missing lineItems', (d) => delete d.lineItems, [''], /lineItems/],
     ];
-    for (const [name, breakIt, paths, message] of cases) {
-      it(name, () => {
-        const doc = base();
-        breakIt(doc);
-        const details = problems(doc);
-        expect(pathsOf(details)).toEqual(paths);
-        if (message) expect(messageAt(details, paths[0])).toMatch(message);
-      });
-    }
+    itReportsPaths(cases);
   });
 
   describe('compile phase: one mistake, one path', () => {
@@ -102,15 +108,7 @@ describe('config validation', () => {
       ['minTmaxMs not below defaultTmaxMs', (d) => (d.bidder.minTmaxMs = 200), ['/bidder/minTmaxMs']],
       ['more segments than the width', (d) => (d.segmentation.width = 32) && addSegments(d, 24), ['/segmentation/width']],
     ];
-    for (const [name, breakIt, paths, message] of cases) {
-      it(name, () => {
-        const doc = base();
-        breakIt(doc);
-        const details = problems(doc);
-        expect(pathsOf(details)).toEqual(paths);
-        if (message) expect(messageAt(details, paths[0])).toMatch(message);
-      });
-    }
+    itReportsPaths(cases);
   });
 
   it('schema phase: every mistake of one document is reported, each at its path', () => {

@@ -7,16 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { DEMO_DIR } from '../src/common/paths.js';
-import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import type { RunningBidder } from '../src/server/start.js';
 import { metricValue, raw, startTestBidder } from './helpers/bidder.js';
 import { freePort, hasRedis, startRedis, stopRedis } from './helpers/redis-server.js';
+import { cappedDemo } from './helpers/demo-configs.js';
 
 if (!hasRedis) console.warn('redis-caps: SKIPPED, redis-server is not installed');
 
@@ -30,19 +26,6 @@ async function until(what: string, f: () => boolean | Promise<boolean>, ms = 800
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
-}
-
-/** The demo reduced to its line item of `cr-winback-300x250`, capped at one impression per hour. */
-function cappedDemo(): string {
-  ensureDemoStore();
-  const dir = mkdtempSync(join(tmpdir(), 'segbid-redis-caps-'));
-  for (const f of ['segmentation.json', 'segments.store']) copyFileSync(join(DEMO_DIR, f), join(dir, f));
-  const doc = JSON.parse(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
-  doc.lineItems = doc.lineItems.filter((li: { creatives: string[] }) => li.creatives.includes('cr-winback-300x250'));
-  doc.lineItems[0].frequencyCaps = [{ window: '1h', max: 1 }];
-  const path = join(dir, 'config.json');
-  writeFileSync(path, JSON.stringify(doc));
-  return path;
 }
 
 const body = (id: string, buyeruid: string) =>
@@ -81,7 +64,7 @@ describe.skipIf(!hasRedis)('caps and learning shared through Redis (two bidders)
     redis = await startRedis(port);
     probe = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, retryStrategy: () => 200 });
     probe.on('error', () => {});
-    const config = cappedDemo();
+    const config = cappedDemo('segbid-redis-caps-');
     const url = `redis://127.0.0.1:${port}`;
     a = await startTestBidder(config, { redisUrl: url, eventKeys: KEYS, eventLogDir: null, stateDir: null });
     b = await startTestBidder(config, { redisUrl: url, eventKeys: KEYS, eventLogDir: null, stateDir: null });

@@ -7,34 +7,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
-import { DEMO_DIR } from '../src/common/paths.js';
-import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 import { raw, metricValue } from './helpers/bidder.js';
 import { compileFrequencyCaps, InProcessCapStore } from '../src/bidding/frequency-caps.js';
+import { cappedDemo } from './helpers/demo-configs.js';
 
 const MAIN = join(process.cwd(), 'dist/src/cli/main.js');
 const built = existsSync(MAIN) && existsSync(join(process.cwd(), 'dist/src/bidding/shared-caps.js'));
 if (!built) console.warn('shared-caps: cluster test SKIPPED, run `npx tsc -p tsconfig.json` first');
 
 const KEYS = '1:' + 'ab'.repeat(32);
-
-/** The demo reduced to its line item of `cr-winback-300x250`, capped at one impression per hour. */
-function cappedDemo(): string {
-  ensureDemoStore();
-  const dir = mkdtempSync(join(tmpdir(), 'segbid-shared-caps-'));
-  for (const f of ['segmentation.json', 'segments.store']) copyFileSync(join(DEMO_DIR, f), join(dir, f));
-  const doc = JSON.parse(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
-  doc.lineItems = doc.lineItems.filter((li: { creatives: string[] }) => li.creatives.includes('cr-winback-300x250'));
-  doc.lineItems[0].frequencyCaps = [{ window: '1h', max: 1 }];
-  const path = join(dir, 'config.json');
-  writeFileSync(path, JSON.stringify(doc));
-  return path;
-}
 
 function bidRequest(id: string, buyeruid: string): string {
   return JSON.stringify({
@@ -58,7 +43,7 @@ describe.skipIf(!built)('caps shared by the workers of `serve --workers 2`', () 
   let adminPort = 0;
 
   beforeAll(async () => {
-    const config = cappedDemo();
+    const config = cappedDemo('segbid-shared-caps-');
     // A fixed port: the workers' second listen on a port-0 socket's port is refused here.
     const port = await new Promise<number>((resolve) => {
       const srv = createServer().listen(0, '127.0.0.1', () => {
