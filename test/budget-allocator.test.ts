@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileCampaigns } from '../src/budget/compile.js';
-import { ThompsonAllocator, RANK_DRAWS, REASON } from '../src/budget/allocator.js';
+import { ThompsonAllocator, RANK_DRAWS, REASON, applyGuardRails } from '../src/budget/allocator.js';
 import type { CampaignDef } from '../src/budget/types.js';
 
 const T0 = Date.parse('2026-03-02T00:00:00Z');
@@ -54,6 +54,17 @@ const railsArb = (groups: number) =>
     });
 
 describe('test-and-learn allocator', () => {
+  it('guard rails keep the whole budget when a segment holds only denormal shares (fast-check counterexample)', () => {
+    // Segments 0..3, arms [0,1,2,3,2]; segment 2 is railed at exactly 5e-10 and holds ~1e-315: scaling those shares
+    // in proportion underflowed to 0 and 5e-10 of the budget went nowhere.
+    const p = plan([0, 1, 2, 3, 2], { guardRails: { 'seg-2': { minShare: 5e-10, maxShare: 5e-10 } } });
+    const c = p.campaigns[0];
+    const shares = Float64Array.from([0.0099009901, 0, 1.4e-315, 0.9900990099, 1.4e-315]);
+    applyGuardRails(c, shares, new Uint8Array(5), new Float64Array(5));
+    expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 10);
+    expect(shares[2] + shares[4]).toBeCloseTo(5e-10, 18);
+  });
+
   it('respects the guard rails of every segment, for random posteriors and traffic', () => {
     fc.assert(
       fc.property(

@@ -773,11 +773,14 @@ export function applyGuardRails(c: CompiledCampaign, shares: Float64Array, reaso
     if (Math.abs(to - from) < 1e-12) continue;
     const gr = c.groups[j];
     const mark = to > from && to <= gr.minShare + 1e-12 ? REASON.guard_rail_min : to < from && to >= gr.maxShare - 1e-12 ? REASON.guard_rail_max : -1;
+    // Scaled in proportion only from a total that carries precision: a denormal total (shares ~1e-315) would
+    // underflow to 0 and lose the target's mass; below 1e-12 the group is refilled by weight instead.
+    const proportional = from > 1e-12;
     let wsum = 0;
-    if (from <= 0) for (let k = 0; k < n; k++) if (c.armGroup[k] === j) wsum += Math.max(weight[k], 0) + 1e-12;
+    if (!proportional) for (let k = 0; k < n; k++) if (c.armGroup[k] === j) wsum += Math.max(weight[k], 0) + 1e-12;
     for (let k = 0; k < n; k++) {
       if (c.armGroup[k] !== j) continue;
-      shares[k] = Math.max(0, from > 0 ? (shares[k] * to) / from : (to * (Math.max(weight[k], 0) + 1e-12)) / wsum);
+      shares[k] = Math.max(0, proportional ? (shares[k] * to) / from : (to * (Math.max(weight[k], 0) + 1e-12)) / wsum);
       if (mark >= 0) reasons[k] = mark;
     }
   }
