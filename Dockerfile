@@ -25,4 +25,4 @@ USER node
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.ADMIN_PORT||8081)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/src/cli/main.js", "serve"]
+CMD ["node", "--min-semi-space-size=16", "--max-semi-space-size=16", "dist/src/cli/main.js", "serve"]

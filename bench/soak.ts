@@ -8,7 +8,7 @@
  *   a short one. `--duration` is in seconds; `--minutes N` is kept as its older spelling.
  *
  * 1. Starts segbid as a child process on the embedded demo:
- *    `node dist/src/cli/main.js serve --workers 1 --host 127.0.0.1 --port P --admin-port Q --event-log <tmp dir>`
+ *    `node --min-semi-space-size=16 --max-semi-space-size=16 dist/src/cli/main.js serve --workers 1 --host 127.0.0.1 --port P --admin-port Q --event-log <tmp dir>`
  *    (the event log on, as in production: the bid tally is logged every second; removed afterwards)
  *    (ready when /healthz and /readyz answer 200).
  * 2. Measures its max req/s: a closed-loop autocannon run (`--max-seconds`, `--connections`) on the request mix
@@ -37,6 +37,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
+import { BIDDER_NODE_FLAGS } from '../src/common/node-flags.js';
 import { DEFAULT_MIX_PARAMS, generateRequestMix } from './request-mix.js';
 
 const HOST = '127.0.0.1';
@@ -121,6 +122,7 @@ async function startServer(): Promise<{ pid: number; bidUrl: string; adminUrl: s
   const port = await freePort(HOST);
   const adminPort = await freePort(HOST);
   const args = [
+    ...BIDDER_NODE_FLAGS, // as npm start and the Docker image run it (src/common/node-flags.ts)
     resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
     'serve',
     '--workers',

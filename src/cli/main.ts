@@ -15,6 +15,7 @@ import { SegbidError } from '../common/errors.js';
 import { registerReconcileCommand } from './reconcile-command.js';
 import { registerCompileCommand } from './compile-command.js';
 import { registerBriefCommand } from './brief-command.js';
+import { BIDDER_NODE_FLAGS, runsWithBidderFlags } from '../common/node-flags.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -88,6 +89,9 @@ program
         segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,
         paceShare: 1 / (opts.instances ?? (Number(process.env.SEGBID_INSTANCES) || 1)),
       };
+      if (!runsWithBidderFlags()) {
+        logger.info({ expected: BIDDER_NODE_FLAGS }, 'node started without the bidder heap flags: RSS will swing with the young generation (npm start, bin/segbid and the Docker image pass them)');
+      }
       const running = workers > 1 ? await startCluster({ ...common, workers }) : await startBidder(common);
       process.stdout.write(
         `segbid bid port:        http://${opts.host}:${running.bidPort}/openrtb2/bid (${workers > 1 ? `${workers} worker threads` : 'single thread'})\n` +
