@@ -7,11 +7,11 @@
  * Stages (each: `--rounds` timed passes of `--iterations` calls after a warm-up pass; the median pass is
  * reported, with the best and worst, in wall-clock and in CPU time of the process):
  *   hash32          the request/imp id hashes a token carries (two per bid)
- *   sign            TokenSigner.sign: pack into the reused buffer + HMAC-SHA256 (node:crypto) + base64url
+ *   sign            TokenSigner.sign: pack into the reused buffer + HMAC-SHA256 (@noble/hashes) + base64url
  *   tally           EventHandler.noteBid alone (the bid counter the KPIs read)
  *   sign+tally      both, what the response builder does per bid
  *   verify          verifyToken: base64url decode + HMAC + timingSafeEqual + unpack
- *   createHmac      node:crypto createHmac('sha256').update(60 B).digest() alone, the floor of sign/verify
+ *   createHmac      node:crypto createHmac('sha256').update(60 B).digest() alone, for reference (what sign cost before)
  * Exit code 0 unless it crashes.
  */
 import { createHmac } from 'node:crypto';

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compileTargeting, evalTargeting, targetingRequirement, targetingRequirementIsExact } from '../src/segments/targeting.js';
+import { compileTargeting, evalSimple, evalTargeting, simpleForm, targetingRequirement, targetingRequirementIsExact } from '../src/segments/targeting.js';
 import type { TargetingExpr } from '../src/config/types.js';
 
 const SEGMENTS = Array.from({ length: 40 }, (_, i) => `s${i}`);
@@ -59,5 +59,40 @@ describe('targeting requirement (inverted index)', () => {
     expect(req({ all: ['s3', { none: ['s1'] }] })).toEqual([15]);
     expect(req({ any: ['s3', { none: ['s1'] }] })).toBeNull();
     expect(targetingRequirement(compileTargeting(undefined, bitOf, WORDS, '/t', []))).toBeNull();
+  });
+
+  it('a simple form, when a program has one, matches exactly the users the program matches', () => {
+    let simpleSeen = 0;
+    let otherSeen = 0;
+    fc.assert(
+      fc.property(expr, fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 }), (e, held) => {
+        const bits = new Uint32Array(WORDS);
+        for (const id of held) bits[bitOf.get(id)! >>> 5] |= 1 << (bitOf.get(id)! & 31);
+        const program = compileTargeting(e, bitOf, WORDS, '/t', []);
+        const simple = simpleForm(program);
+        if (simple === null) {
+          otherSeen++;
+          return;
+        }
+        simpleSeen++;
+        expect(evalSimple(simple, bits)).toBe(evalTargeting(program, bits));
+      }),
+      { numRuns: 5000 },
+    );
+    expect(simpleSeen).toBeGreaterThan(1000);
+    expect(otherSeen).toBeGreaterThan(100);
+  });
+
+  it('reduces the usual shapes to masks, and refuses what masks cannot say', () => {
+    const simple = (e: TargetingExpr | undefined) => simpleForm(compileTargeting(e, bitOf, WORDS, '/t', []));
+    const bitsOf = (m: Uint32Array) => Array.from({ length: WORDS * 32 }, (_, b) => b).filter((b) => (m[b >>> 5] & (1 << (b & 31))) !== 0);
+    const s1 = simple({ all: ['s1', { none: ['s2', 's3'] }, { any: ['s4', 's5'] }] })!;
+    expect([bitsOf(s1.all), bitsOf(s1.none), bitsOf(s1.any), s1.hasAny]).toEqual([[5], [10, 15], [20, 25], true]);
+    const s2 = simple({ none: [{ any: ['s1', 's2'] }, 's3'] })!;
+    expect([bitsOf(s2.all), bitsOf(s2.none), s2.hasAny]).toEqual([[], [5, 10, 15], false]);
+    expect(simple(undefined)).toEqual(expect.objectContaining({ hasAny: false }));
+    expect(simple({ any: ['s1', { all: ['s2', 's3'] }] })).toBeNull(); // a disjunction of a conjunction
+    expect(simple({ all: [{ any: ['s1', 's2'] }, { any: ['s3', 's4'] }] })).toBeNull(); // two any-groups
+    expect(simple({ none: [{ all: ['s1', 's2'] }] })).toBeNull(); // a negated conjunction
   });
 });

@@ -241,3 +241,95 @@ export function targetingRequirement(p: TargetingProgram, rarity: (bit: number) 
   }
   return reqs.length === 1 ? reqs[0] : null;
 }
+
+/**
+ * A program reduced to three masks, for the bid path's flat evaluation (decide.ts): it matches when
+ * `(bits & all) == all`, `(bits & none) == 0` and, when `hasAny`, `(bits & any) != 0`. Null when the program is
+ * not of that shape (a disjunction of conjunctions, two separate `any` groups, a negated conjunction...).
+ * Why: the bid path evaluates every reached line item whose index hit is not exact. Evaluating its program
+ * means loading that line item's own three typed arrays, scattered over the heap (a cache miss each); the masks
+ * of every simple line item sit side by side in one array instead. Most real targeting has this shape:
+ * a segment, all of some, any of some, minus an exclusion list, and each combined with the others by `all`.
+ */
+export interface SimpleTargeting {
+  all: Uint32Array;
+  any: Uint32Array;
+  hasAny: boolean;
+  none: Uint32Array;
+}
+
+/** A conjunction while the program is read: all bits, none bits, the any-groups (each a mask). */
+interface Conjunction {
+  all: Uint32Array;
+  none: Uint32Array;
+  anys: Uint32Array[];
+}
+
+export function simpleForm(p: TargetingProgram): SimpleTargeting | null {
+  const words = p.words;
+  const code = p.code;
+  const zero = () => new Uint32Array(words);
+  const maskOf = (m: number) => p.masks.slice(m * words, (m + 1) * words);
+  const bitCount = (mask: Uint32Array) => mask.reduce((n, x) => n + popcount(x), 0);
+  const isEmpty = (c: Conjunction) => bitCount(c.all) === 0 && bitCount(c.none) === 0 && c.anys.length === 0;
+  /** The conjunction as "one of these bits" when it is one (a single bit, or a single any-group), else null. */
+  const asDisjunction = (c: Conjunction): Uint32Array | null => {
+    if (bitCount(c.none) !== 0) return null;
+    if (c.anys.length === 0 && bitCount(c.all) === 1) return c.all;
+    if (c.anys.length === 1 && bitCount(c.all) === 0) return c.anys[0];
+    return null;
+  };
+  const stackOf: Conjunction[] = [];
+  for (let pc = 0; pc < code.length; pc += 2) {
+    const op = code[pc];
+    const arg = code[pc + 1];
+    if (op === OP_ALL) stackOf.push({ all: maskOf(arg), none: zero(), anys: [] });
+    else if (op === OP_ANY) {
+      // `any` of nothing never holds: not expressible as masks (an empty any-group would mean "always").
+      if (bitCount(maskOf(arg)) === 0) return null;
+      stackOf.push({ all: zero(), none: zero(), anys: [maskOf(arg)] });
+    } else if (op === OP_NONE) stackOf.push({ all: zero(), none: maskOf(arg), anys: [] });
+    else if (op === OP_AND) {
+      const parts = stackOf.splice(stackOf.length - arg, arg);
+      const c: Conjunction = { all: zero(), none: zero(), anys: [] };
+      for (const part of parts) {
+        for (let w = 0; w < words; w++) {
+          c.all[w] |= part.all[w];
+          c.none[w] |= part.none[w];
+        }
+        c.anys.push(...part.anys);
+      }
+      stackOf.push(c);
+    } else if (op === OP_OR) {
+      const parts = stackOf.splice(stackOf.length - arg, arg);
+      const union = zero();
+      for (const part of parts) {
+        const d = isEmpty(part) ? null : asDisjunction(part);
+        if (d === null) return null;
+        for (let w = 0; w < words; w++) union[w] |= d[w];
+      }
+      stackOf.push({ all: zero(), none: zero(), anys: [union] });
+    } else if (op === OP_NOT) {
+      const top = stackOf.pop()!;
+      const d = isEmpty(top) ? null : asDisjunction(top);
+      if (d === null) return null;
+      stackOf.push({ all: zero(), none: d, anys: [] });
+    } else return null;
+  }
+  if (stackOf.length > 1) return null;
+  const c = stackOf[0] ?? { all: zero(), none: zero(), anys: [] };
+  // Two any-groups could each be satisfied by a different bit: not one mask test.
+  if (c.anys.length > 1) return null;
+  return { all: c.all, any: c.anys[0] ?? zero(), hasAny: c.anys.length === 1, none: c.none };
+}
+
+/** Evaluates a simple form (reference for tests; decide.ts inlines the same test over its flat arrays). */
+export function evalSimple(s: SimpleTargeting, bits: Uint32Array): boolean {
+  let anyHit = !s.hasAny;
+  for (let w = 0; w < s.all.length; w++) {
+    const u = bits[w] ?? 0;
+    if ((u & s.all[w]) !== (s.all[w] | 0) || (u & s.none[w]) !== 0) return false;
+    if ((u & s.any[w]) !== 0) anyHit = true;
+  }
+  return anyHit;
+}
