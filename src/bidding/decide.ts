@@ -110,8 +110,13 @@ export class Decider {
    * targeting needs segment bit b among a set of which the user must hold one (targetingRequirement);
    * `targetAlways` = line items with no such set. The user's bits OR their rows: only those line items' programs
    * are evaluated, so a config of a thousand line items costs a few row ORs, not a thousand programs.
+   * Stored sparse: bit b's non-zero words are entries [indexStart[b], indexStart[b + 1]) of indexWord /
+   * indexMask. A segment is needed by a handful of line items, so its row has a few non-zero words of the
+   * supply.words: OR-ing those alone is what the bid path does (a user holds ~30 bits on the large config).
    */
-  private readonly targetIndex: Uint32Array;
+  private readonly indexStart: Int32Array;
+  private readonly indexWord: Int32Array;
+  private readonly indexMask: Int32Array;
   private readonly targetAlways: Uint32Array;
   private readonly targetReach: Uint32Array;
   /** Line items whose index entry is their whole targeting (targetingRequirementIsExact): never evaluated. */
@@ -126,8 +131,14 @@ export class Decider {
   private readonly simpleAny: Uint32Array;
   private readonly simpleNone: Uint32Array;
   private readonly simpleHasAny: Uint8Array;
+  /** Per line item: its three masks are zero outside words [simpleFrom, simpleTo). */
+  private readonly simpleFrom: Uint8Array;
+  private readonly simpleTo: Uint8Array;
   /** Per imp: the candidates still in the running for this imp (a line item without a fitting creative leaves). */
   private readonly impCand: Uint32Array;
+  /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
+  private readonly hasDeals: Uint8Array;
+  private readonly dealsOnly: Uint8Array;
   /**
    * Which line items have a creative that can fit an imp, precomputed: banner creatives by exact size
    * (w * 65536 + h, as fitsFormat matches them), the other media types by type. Per imp, OR-ing the rows of its
@@ -179,6 +190,8 @@ export class Decider {
     this.candidates = new Uint32Array(config.supply.words);
     const lw = config.supply.words;
     this.impCand = new Uint32Array(lw);
+    this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
+    this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -195,7 +208,7 @@ export class Decider {
       }
     }
     const segmentBits = config.dictionary.words * 32;
-    this.targetIndex = new Uint32Array(segmentBits * lw);
+    const targetIndex = new Uint32Array(segmentBits * lw); // dense while building, kept sparse (indexStart)
     this.targetAlways = new Uint32Array(lw);
     this.targetReach = new Uint32Array(lw);
     this.targetExact = new Uint32Array(lw);
@@ -205,12 +218,14 @@ export class Decider {
     this.simpleAny = new Uint32Array(config.lineItems.length * sw);
     this.simpleNone = new Uint32Array(config.lineItems.length * sw);
     this.simpleHasAny = new Uint8Array(config.lineItems.length);
+    this.simpleFrom = new Uint8Array(config.lineItems.length);
+    this.simpleTo = new Uint8Array(config.lineItems.length);
     for (const li of config.lineItems) {
       const need = targetingRequirement(li.targeting);
       const word = li.index >>> 5;
       const bit = 1 << (li.index & 31);
       if (need === null) this.targetAlways[word] |= bit;
-      else for (const b of need) if (b < segmentBits) this.targetIndex[b * lw + word] |= bit;
+      else for (const b of need) if (b < segmentBits) targetIndex[b * lw + word] |= bit;
       if (need !== null && targetingRequirementIsExact(li.targeting)) this.targetExact[word] |= bit;
       const simple = li.targeting.words === sw ? simpleForm(li.targeting) : null;
       if (simple !== null) {
@@ -219,8 +234,30 @@ export class Decider {
         this.simpleAny.set(simple.any, li.index * sw);
         this.simpleNone.set(simple.none, li.index * sw);
         this.simpleHasAny[li.index] = simple.hasAny ? 1 : 0;
+        let from = 0;
+        let to = sw;
+        while (from < to && (simple.all[from] | simple.any[from] | simple.none[from]) === 0) from++;
+        while (to > from && (simple.all[to - 1] | simple.any[to - 1] | simple.none[to - 1]) === 0) to--;
+        this.simpleFrom[li.index] = from;
+        this.simpleTo[li.index] = to;
       }
     }
+    this.indexStart = new Int32Array(segmentBits + 1);
+    let entries = 0;
+    for (let b = 0; b < segmentBits; b++) for (let w = 0; w < lw; w++) if (targetIndex[b * lw + w] !== 0) entries++;
+    this.indexWord = new Int32Array(entries);
+    this.indexMask = new Int32Array(entries);
+    let e = 0;
+    for (let b = 0; b < segmentBits; b++) {
+      this.indexStart[b] = e;
+      for (let w = 0; w < lw; w++) {
+        const m = targetIndex[b * lw + w];
+        if (m === 0) continue;
+        this.indexWord[e] = w;
+        this.indexMask[e++] = m;
+      }
+    }
+    this.indexStart[segmentBits] = e;
     this.creativeGen = new Uint32Array(config.creatives.length);
     this.creativeBlocked = new Uint8Array(config.creatives.length);
   }
@@ -408,15 +445,17 @@ export class Decider {
     const reach = this.targetReach;
     const lw = cand.length;
     reach.set(this.targetAlways);
-    const index = this.targetIndex;
+    const start = this.indexStart;
+    const word = this.indexWord;
+    const mask = this.indexMask;
     const user = this.userBits;
     for (let uw = 0; uw < user.length; uw++) {
       let y = user[uw];
       while (y !== 0) {
         const low = y & -y;
-        const row = ((uw << 5) + 31 - Math.clz32(low)) * lw;
+        const bit = (uw << 5) + 31 - Math.clz32(low);
         y ^= low;
-        for (let w = 0; w < lw; w++) reach[w] |= index[row + w];
+        for (let e = start[bit], end = start[bit + 1]; e < end; e++) reach[word[e]] |= mask[e];
       }
     }
     const exact = this.targetExact;
@@ -436,7 +475,7 @@ export class Decider {
           // all bits held, no excluded bit held, one of the any-group held (when there is one)
           let ok = true;
           let anyHit = this.simpleHasAny[i] === 0;
-          for (let k = 0, base = i * uw; k < uw; k++) {
+          for (let k = this.simpleFrom[i], to = this.simpleTo[i], base = i * uw; k < to; k++) {
             const u = user[k];
             const a = sAll[base + k];
             if ((u & a) !== (a | 0) || (u & sNone[base + k]) !== 0) {
@@ -494,14 +533,17 @@ export class Decider {
         let x = impCand[w];
         while (x !== 0) {
           const low = x & -x;
-          const li = items[(w << 5) + 31 - Math.clz32(low)];
+          const index = (w << 5) + 31 - Math.clz32(low);
           x ^= low;
-          const valueResp = Math.floor(this.value[li.index] / respRate);
+          const valueResp = Math.floor(this.value[index] / respRate);
           // Deals first: a line item that lists a deal the imp offers bids through it.
           let price = -1;
           let dealId: string | null = null;
           let creative: CompiledCreative | null = null;
-          if (deals !== undefined && li.deals.size > 0) {
+          // The line item object is read only when its deals, creatives or tie-break are needed: most candidates
+          // are decided from the typed arrays (hasDeals, dealsOnly, value), without a cache miss on the object.
+          if (deals !== undefined && this.hasDeals[index] === 1) {
+            const li = items[index];
             for (let d = 0; d < deals.length && price < 0; d++) {
               const deal = deals[d];
               if (!li.deals.has(deal.id)) continue;
@@ -536,35 +578,35 @@ export class Decider {
             }
           }
           if (price < 0) {
-            if (privateAuction || li.dealsOnly) {
+            if (privateAuction || this.dealsOnly[index] === 1) {
               this.note(NO_BID.deal_mismatch);
               continue;
             }
-            if ((impFit[li.index >>> 5] & (1 << (li.index & 31))) === 0) {
+            if ((impFit[index >>> 5] & (1 << (index & 31))) === 0) {
               // None of its creatives fits the imp: what pickCreative would find, for one AND.
               this.note(NO_BID.no_matching_format);
               continue;
             }
             if (eager) {
-              creative = this.pickCreative(req, imp, li, undefined);
+              creative = this.pickCreative(req, imp, items[index], undefined);
               if (creative === null) continue;
             }
-            price = plan.shading.price(li.index, this.exchange, floorMicros, respRate, valueResp, this.auctionType);
+            price = plan.shading.price(index, this.exchange, floorMicros, respRate, valueResp, this.auctionType);
             if (price <= 0) {
               // A line item with no creative for the imp is reported as such, not as below the floor: which of
               // the two is found out only if the imp gets no bid at all (below), the one case the reason is read.
               if (eager) this.note(NO_BID.below_floor);
-              else if (floorMisses < this.floorMiss.length) this.floorMiss[floorMisses++] = li.index;
+              else if (floorMisses < this.floorMiss.length) this.floorMiss[floorMisses++] = index;
               continue;
             }
             // The creative is picked only for the line item that wins the imp (below): with many candidates,
             // drawing a rotation for each would cost more than the rest of the imp.
           }
-          const rank = this.policy.rank(li.index, price);
-          if (rank > bestRank || (rank === bestRank && bestItem !== null && li.priority > bestItem.priority)) {
+          const rank = this.policy.rank(index, price);
+          if (rank > bestRank || (rank === bestRank && bestItem !== null && items[index].priority > bestItem.priority)) {
             bestRank = rank;
             bestPrice = price;
-            bestItem = li;
+            bestItem = items[index];
             bestCreative = creative;
             bestDeal = dealId;
           }
