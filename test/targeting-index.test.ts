@@ -22,6 +22,14 @@ const { expr } = fc.letrec<{ expr: TargetingExpr }>((tie) => ({
   ),
 }));
 
+/** A user: the segments held, as the bitset a program reads. */
+const heldSegments = fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 });
+function bitsetOf(held: string[]): Uint32Array {
+  const bits = new Uint32Array(WORDS);
+  for (const id of held) bits[bitOf.get(id)! >>> 5] |= 1 << (bitOf.get(id)! & 31);
+  return bits;
+}
+
 const holdsOne = (bits: Uint32Array, need: number[]) => need.some((b) => (bits[b >>> 5] & (1 << (b & 31))) !== 0);
 
 describe('targeting requirement (inverted index)', () => {
@@ -29,9 +37,8 @@ describe('targeting requirement (inverted index)', () => {
     let exactSeen = 0;
     let restrictedSeen = 0;
     fc.assert(
-      fc.property(expr, fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 }), (e, held) => {
-        const bits = new Uint32Array(WORDS);
-        for (const id of held) bits[bitOf.get(id)! >>> 5] |= 1 << (bitOf.get(id)! & 31);
+      fc.property(expr, heldSegments, (e, held) => {
+        const bits = bitsetOf(held);
         const program = compileTargeting(e, bitOf, WORDS, '/t', []);
         const need = targetingRequirement(program);
         const match = evalTargeting(program, bits);
@@ -65,9 +72,8 @@ describe('targeting requirement (inverted index)', () => {
     let simpleSeen = 0;
     let otherSeen = 0;
     fc.assert(
-      fc.property(expr, fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 }), (e, held) => {
-        const bits = new Uint32Array(WORDS);
-        for (const id of held) bits[bitOf.get(id)! >>> 5] |= 1 << (bitOf.get(id)! & 31);
+      fc.property(expr, heldSegments, (e, held) => {
+        const bits = bitsetOf(held);
         const program = compileTargeting(e, bitOf, WORDS, '/t', []);
         const simple = simpleForm(program);
         if (simple === null) {

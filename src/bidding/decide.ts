@@ -22,11 +22,11 @@ import { NO_BID, STAGE_OF } from '../openrtb/reasons.js';
 import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
 import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE, FORMAT_AUDIO, FORMAT_BANNER, FORMAT_NATIVE, FORMAT_VIDEO } from '../config/compile.js';
 import type { SegmentStore } from '../segments/segment-store.js';
-import { evalTargeting, simpleForm, targetingRequirement, targetingRequirementIsExact } from '../segments/targeting.js';
 import { UserKeys } from '../segments/user-keys.js';
 import { PrivacyVerdict } from '../privacy/verdict.js';
 import { RequestSegmenter } from '../segments/request-bits.js';
 import { MultiplierContext } from './multipliers.js';
+import { TargetingIndex } from './targeting-index.js';
 import type { BiddingPlan } from './bidding-plan.js';
 import type { ShadingTable } from './shading.js';
 import { shadingArm } from './learning.js';
@@ -105,35 +105,8 @@ export class Decider {
   private readonly candidates: Uint32Array;
   /** The request's user keys, hashed once (src/segments/user-keys.ts). */
   private readonly userKeys = new UserKeys();
-  /**
-   * Inverted targeting index, built once per decider: row b (supply.words words) = the line items whose
-   * targeting needs segment bit b among a set of which the user must hold one (targetingRequirement);
-   * `targetAlways` = line items with no such set. The user's bits OR their rows: only those line items' programs
-   * are evaluated, so a config of a thousand line items costs a few row ORs, not a thousand programs.
-   * Stored sparse: bit b's non-zero words are entries [indexStart[b], indexStart[b + 1]) of indexWord /
-   * indexMask. A segment is needed by a handful of line items, so its row has a few non-zero words of the
-   * supply.words: OR-ing those alone is what the bid path does (a user holds ~30 bits on the large config).
-   */
-  private readonly indexStart: Int32Array;
-  private readonly indexWord: Int32Array;
-  private readonly indexMask: Int32Array;
-  private readonly targetAlways: Uint32Array;
-  private readonly targetReach: Uint32Array;
-  /** Line items whose index entry is their whole targeting (targetingRequirementIsExact): never evaluated. */
-  private readonly targetExact: Uint32Array;
-  /**
-   * Line items whose targeting has a simple form (targeting.ts simpleForm: all / any / none masks), and those
-   * masks for every line item side by side (line item i at i * words): a reached, non-exact line item is tested
-   * against contiguous memory instead of its own program's three scattered arrays.
-   */
-  private readonly targetSimple: Uint32Array;
-  private readonly simpleAll: Uint32Array;
-  private readonly simpleAny: Uint32Array;
-  private readonly simpleNone: Uint32Array;
-  private readonly simpleHasAny: Uint8Array;
-  /** Per line item: its three masks are zero outside words [simpleFrom, simpleTo). */
-  private readonly simpleFrom: Uint8Array;
-  private readonly simpleTo: Uint8Array;
+  /** The targeting stage (src/bidding/targeting-index.ts): inverted index, flat masks, programs. */
+  private readonly targeting: TargetingIndex;
   /** Per imp: the candidates still in the running for this imp (a line item without a fitting creative leaves). */
   private readonly impCand: Uint32Array;
   /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
@@ -207,57 +180,7 @@ export class Decider {
         if (row !== undefined) row[li.index >>> 5] |= 1 << (li.index & 31);
       }
     }
-    const segmentBits = config.dictionary.words * 32;
-    const targetIndex = new Uint32Array(segmentBits * lw); // dense while building, kept sparse (indexStart)
-    this.targetAlways = new Uint32Array(lw);
-    this.targetReach = new Uint32Array(lw);
-    this.targetExact = new Uint32Array(lw);
-    const sw = config.dictionary.words;
-    this.targetSimple = new Uint32Array(lw);
-    this.simpleAll = new Uint32Array(config.lineItems.length * sw);
-    this.simpleAny = new Uint32Array(config.lineItems.length * sw);
-    this.simpleNone = new Uint32Array(config.lineItems.length * sw);
-    this.simpleHasAny = new Uint8Array(config.lineItems.length);
-    this.simpleFrom = new Uint8Array(config.lineItems.length);
-    this.simpleTo = new Uint8Array(config.lineItems.length);
-    for (const li of config.lineItems) {
-      const need = targetingRequirement(li.targeting);
-      const word = li.index >>> 5;
-      const bit = 1 << (li.index & 31);
-      if (need === null) this.targetAlways[word] |= bit;
-      else for (const b of need) if (b < segmentBits) targetIndex[b * lw + word] |= bit;
-      if (need !== null && targetingRequirementIsExact(li.targeting)) this.targetExact[word] |= bit;
-      const simple = li.targeting.words === sw ? simpleForm(li.targeting) : null;
-      if (simple !== null) {
-        this.targetSimple[word] |= bit;
-        this.simpleAll.set(simple.all, li.index * sw);
-        this.simpleAny.set(simple.any, li.index * sw);
-        this.simpleNone.set(simple.none, li.index * sw);
-        this.simpleHasAny[li.index] = simple.hasAny ? 1 : 0;
-        let from = 0;
-        let to = sw;
-        while (from < to && (simple.all[from] | simple.any[from] | simple.none[from]) === 0) from++;
-        while (to > from && (simple.all[to - 1] | simple.any[to - 1] | simple.none[to - 1]) === 0) to--;
-        this.simpleFrom[li.index] = from;
-        this.simpleTo[li.index] = to;
-      }
-    }
-    this.indexStart = new Int32Array(segmentBits + 1);
-    let entries = 0;
-    for (let b = 0; b < segmentBits; b++) for (let w = 0; w < lw; w++) if (targetIndex[b * lw + w] !== 0) entries++;
-    this.indexWord = new Int32Array(entries);
-    this.indexMask = new Int32Array(entries);
-    let e = 0;
-    for (let b = 0; b < segmentBits; b++) {
-      this.indexStart[b] = e;
-      for (let w = 0; w < lw; w++) {
-        const m = targetIndex[b * lw + w];
-        if (m === 0) continue;
-        this.indexWord[e] = w;
-        this.indexMask[e++] = m;
-      }
-    }
-    this.indexStart[segmentBits] = e;
+    this.targeting = new TargetingIndex(config.lineItems.map((li) => li.targeting), config.dictionary.words, lw);
     this.creativeGen = new Uint32Array(config.creatives.length);
     this.creativeBlocked = new Uint8Array(config.creatives.length);
   }
@@ -435,61 +358,9 @@ export class Decider {
     return known;
   }
 
-  /**
-   * Clears candidates whose targeting the user does not match. False when none is left. First the inverted
-   * index (the user's bits OR their rows), then the exact program of each line item left.
-   */
+  /** Clears candidates whose targeting the user does not match. False when none is left. */
   private targetingSurvivors(): boolean {
-    const cand = this.candidates;
-    const items = this.config.lineItems;
-    const reach = this.targetReach;
-    const lw = cand.length;
-    reach.set(this.targetAlways);
-    const start = this.indexStart;
-    const word = this.indexWord;
-    const mask = this.indexMask;
-    const user = this.userBits;
-    for (let uw = 0; uw < user.length; uw++) {
-      let y = user[uw];
-      while (y !== 0) {
-        const low = y & -y;
-        const bit = (uw << 5) + 31 - Math.clz32(low);
-        y ^= low;
-        for (let e = start[bit], end = start[bit + 1]; e < end; e++) reach[word[e]] |= mask[e];
-      }
-    }
-    const exact = this.targetExact;
-    const simple = this.targetSimple;
-    const sAll = this.simpleAll;
-    const sAny = this.simpleAny;
-    const sNone = this.simpleNone;
-    const uw = user.length;
-    let any = 0;
-    for (let w = 0; w < lw; w++) {
-      let x = (cand[w] &= reach[w]) & ~exact[w];
-      while (x !== 0) {
-        const low = x & -x;
-        const i = (w << 5) + 31 - Math.clz32(low);
-        x ^= low;
-        if ((simple[w] & low) !== 0) {
-          // all bits held, no excluded bit held, one of the any-group held (when there is one)
-          let ok = true;
-          let anyHit = this.simpleHasAny[i] === 0;
-          for (let k = this.simpleFrom[i], to = this.simpleTo[i], base = i * uw; k < to; k++) {
-            const u = user[k];
-            const a = sAll[base + k];
-            if ((u & a) !== (a | 0) || (u & sNone[base + k]) !== 0) {
-              ok = false;
-              break;
-            }
-            if ((u & sAny[base + k]) !== 0) anyHit = true;
-          }
-          if (!ok || !anyHit) cand[w] &= ~low;
-        } else if (!evalTargeting(items[i].targeting, user)) cand[w] &= ~low;
-      }
-      any |= cand[w];
-    }
-    return any !== 0;
+    return this.targeting.survivors(this.candidates, this.userBits);
   }
 
   /**
