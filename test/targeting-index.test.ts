@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTargeting, evalSimple, evalTargeting, simpleForm, targetingRequirement, targetingRequirementIsExact } from '../src/segments/targeting.js';
 import type { TargetingExpr } from '../src/config/types.js';
+import { TargetingIndex } from '../src/bidding/targeting-index.js';
 
 const SEGMENTS = Array.from({ length: 40 }, (_, i) => `s${i}`);
 const bitOf = new Map(SEGMENTS.map((s, i) => [s, i * 5] as const)); // spread over 7 words
@@ -100,5 +101,46 @@ describe('targeting requirement (inverted index)', () => {
     expect(simple({ any: ['s1', { all: ['s2', 's3'] }] })).toBeNull(); // a disjunction of a conjunction
     expect(simple({ all: [{ any: ['s1', 's2'] }, { any: ['s3', 's4'] }] })).toBeNull(); // two any-groups
     expect(simple({ none: [{ all: ['s1', 's2'] }] })).toBeNull(); // a negated conjunction
+  });
+
+  it('the bid path stage (TargetingIndex.survivors) keeps exactly the candidates whose program matches', () => {
+    let kept = 0;
+    let dropped = 0;
+    fc.assert(
+      fc.property(
+        fc.array(fc.option(expr, { nil: undefined, freq: 8 }), { minLength: 1, maxLength: 70 }),
+        heldSegments,
+        fc.integer(),
+        (exprs, held, candSeed) => {
+          const programs = exprs.map((e) => compileTargeting(e, bitOf, WORDS, '/t', []));
+          const lineWords = Math.ceil(programs.length / 32);
+          const index = new TargetingIndex(programs, WORDS, lineWords);
+          const user = bitsetOf(held);
+          const cand = new Uint32Array(lineWords);
+          // A candidate set from the seed (some line items already out, as after the supply stage).
+          let x = candSeed | 1;
+          for (let i = 0; i < programs.length; i++) {
+            x ^= x << 13;
+            x ^= x >>> 17;
+            x ^= x << 5;
+            if ((x & 3) !== 0) cand[i >>> 5] |= 1 << (i & 31);
+          }
+          const before = cand.slice();
+          const any = index.survivors(cand, user);
+          let left = 0;
+          for (let i = 0; i < programs.length; i++) {
+            const was = (before[i >>> 5] & (1 << (i & 31))) !== 0;
+            const is = (cand[i >>> 5] & (1 << (i & 31))) !== 0;
+            expect(is).toBe(was && evalTargeting(programs[i], user));
+            if (is) left++;
+            if (was) (is ? kept++ : dropped++);
+          }
+          expect(any).toBe(left > 0);
+        },
+      ),
+      { numRuns: 1500 },
+    );
+    expect(kept).toBeGreaterThan(1000);
+    expect(dropped).toBeGreaterThan(1000);
   });
 });
