@@ -273,7 +273,8 @@ export class Decider {
           this.note(NO_BID.paced);
           continue;
         }
-        const v = plan.strategies.finalBidMicros(li, plan.multipliers.multiplierFor(li, this.mctx));
+        plan.multipliers.computeMultiplier(li, this.mctx);
+        const v = plan.strategies.finalBidMicros(li, this.mctx.result[0]);
         if (!(v > 0)) {
           cand[w] &= ~low;
           this.note(NO_BID.strategy_no_bid);

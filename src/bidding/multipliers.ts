@@ -9,7 +9,7 @@
  *   the domain/bundle -> list-membership row (one Map lookup; a second one only for a non-normalised domain).
  *   `userBits` is the user's segment bitset, or null when personal data may not be used (privacy verdict): CRM
  *   tiers and lookalike bands then never apply. Nothing in ctx is ever null.
- * - HOT PATH, per candidate line item: `multiplierFor(li, ctx)` reads the tables; no allocation, no Map.
+ * - HOT PATH, per candidate line item: `computeMultiplier(li, ctx)` reads the tables into ctx.result; no allocation, no Map.
  *
  * Layout, chosen for ~1,000 line items:
  * - Small closed key spaces are dense rows: country (only countries some line item names, interned: C of them)
@@ -51,7 +51,7 @@ const QUARTER_MS = 15 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_MULTIPLIER_MAX = 10;
 
-/** Per-request inputs of multiplierFor; preallocate one per Decider and fill it once per request. */
+/** Per-request inputs of computeMultiplier (and its result); preallocate one per Decider and fill it once per request. */
 export class MultiplierContext {
   /** Interned country index, -1 = unknown or not named by any line item. */
   countryIndex = -1;
@@ -64,6 +64,11 @@ export class MultiplierContext {
   listBits: Uint32Array;
   /** The user's segment bits, or an all-zero bitset when personal data may not be used. */
   userBits: Uint32Array;
+  /**
+   * Where computeMultiplier leaves its result: a double returned from a call that is not inlined is boxed into
+   * a fresh heap number, one per line item valued (~1.3 KB a decision on the large config); a typed slot is not.
+   */
+  readonly result = new Float64Array(1);
 
   constructor(table: MultiplierTable) {
     this.listBits = table.noLists;
@@ -104,7 +109,7 @@ export class MultiplierTable {
   readonly noLists: Uint32Array;
   readonly noUser: Uint32Array;
 
-  constructor(parts: Omit<MultiplierTable, 'multiplierFor' | 'fillContext' | 'usesPersonalData' | 'noLists' | 'noUser'> & { userWords: number }) {
+  constructor(parts: Omit<MultiplierTable, 'multiplierFor' | 'computeMultiplier' | 'fillContext' | 'usesPersonalData' | 'noLists' | 'noUser'> & { userWords: number }) {
     this.size = parts.size;
     this.flags = parts.flags;
     this.max = parts.max;
@@ -175,39 +180,57 @@ export class MultiplierTable {
     ctx.userBits = userBits ?? this.noUser;
   }
 
-  /** HOT PATH. Product of the line item's factors for this request, clamped to [0, max]. 1 when it has none. */
-  multiplierFor(li: number, ctx: MultiplierContext): number {
+  /**
+   * HOT PATH. Product of the line item's factors for this request, clamped to [0, max], 1 when it has none,
+   * left in `ctx.result[0]` (allocation-free; see MultiplierContext.result).
+   */
+  computeMultiplier(li: number, ctx: MultiplierContext): void {
     const f = this.flags[li];
-    if (f === 0) return 1;
     let m = 1;
-    if ((f & F_COUNTRY) !== 0 && ctx.countryIndex >= 0) m *= this.countryFactor[li * this.countries + ctx.countryIndex];
-    if ((f & F_DEVICE) !== 0) m *= this.deviceFactor[li * DEVICE_SLOTS + ctx.deviceType];
-    if ((f & F_DAYPART) !== 0) m *= this.dayFactor[this.dayRow[li] * DAY_SLOTS + ctx.quarter];
-    if ((f & F_CHANNEL) !== 0) m *= this.channelFactor[li * CHANNELS + ctx.channel];
-    if ((f & F_LIST) !== 0) {
-      const bits = ctx.listBits;
-      for (let r = this.listRuleStart[li], end = this.listRuleStart[li + 1]; r < end; r++) {
-        const l = this.listRuleList[r];
-        if ((bits[l >>> 5] & (1 << (l & 31))) !== 0) {
-          m *= this.listRuleFactor[r];
-          break;
+    if (f !== 0) {
+      if ((f & F_COUNTRY) !== 0 && ctx.countryIndex >= 0) m *= this.countryFactor[li * this.countries + ctx.countryIndex];
+      if ((f & F_DEVICE) !== 0) m *= this.deviceFactor[li * DEVICE_SLOTS + ctx.deviceType];
+      if ((f & F_DAYPART) !== 0) m *= this.dayFactor[this.dayRow[li] * DAY_SLOTS + ctx.quarter];
+      if ((f & F_CHANNEL) !== 0) m *= this.channelFactor[li * CHANNELS + ctx.channel];
+      if ((f & F_LIST) !== 0) {
+        const bits = ctx.listBits;
+        for (let r = this.listRuleStart[li], end = this.listRuleStart[li + 1]; r < end; r++) {
+          const l = this.listRuleList[r];
+          if ((bits[l >>> 5] & (1 << (l & 31))) !== 0) {
+            m *= this.listRuleFactor[r];
+            break;
+          }
         }
       }
+      if ((f & F_CRM) !== 0) {
+        const r = firstSegmentRule(this.crmStart, this.crmBit, li, ctx.userBits);
+        if (r >= 0) m *= this.crmFactor[r];
+      }
+      if ((f & F_LOOKALIKE) !== 0) {
+        const r = firstSegmentRule(this.lalStart, this.lalBit, li, ctx.userBits);
+        if (r >= 0) m *= this.lalFactor[r];
+      }
+      const max = this.max[li];
+      if (m > max) m = max;
     }
-    if ((f & F_CRM) !== 0) m *= firstSegmentFactor(this.crmStart, this.crmBit, this.crmFactor, li, ctx.userBits);
-    if ((f & F_LOOKALIKE) !== 0) m *= firstSegmentFactor(this.lalStart, this.lalBit, this.lalFactor, li, ctx.userBits);
-    const max = this.max[li];
-    return m < max ? m : max;
+    ctx.result[0] = m;
+  }
+
+  /** computeMultiplier's result as a number (explanations, tests; the bid path reads ctx.result). */
+  multiplierFor(li: number, ctx: MultiplierContext): number {
+    this.computeMultiplier(li, ctx);
+    return ctx.result[0];
   }
 }
 
-function firstSegmentFactor(start: Int32Array, bit: Int32Array, factor: Float64Array, li: number, user: Uint32Array): number {
+/** The first rule (index) of the line item whose segment bit the user holds, or -1. */
+function firstSegmentRule(start: Int32Array, bit: Int32Array, li: number, user: Uint32Array): number {
   for (let r = start[li], end = start[li + 1]; r < end; r++) {
     const b = bit[r];
     const w = b >>> 5;
-    if (w < user.length && (user[w] & (1 << (b & 31))) !== 0) return factor[r];
+    if (w < user.length && (user[w] & (1 << (b & 31))) !== 0) return r;
   }
-  return 1;
+  return -1;
 }
 
 /** Lower case, without a leading "www.": the form list entries are stored in. */
