@@ -16,10 +16,12 @@
  * Throughput: `--iterations` calls in batches of 1000 timed with performance.now() (calls/s, and p50/p99 of the
  * per-batch mean). Latency: a separate pass of `--per-call` calls each timed with process.hrtime.bigint()
  * (p50/p99/p99.9/max per call; includes the timer's own cost, printed as "timer").
- * Also prints the outcome share of each reason (`BidResult.reason`) over one pass of the distinct requests.
+ * Also prints the outcome share of each reason (`BidResult.reason`) over one pass of the distinct requests, and the
+ * bytes one decide() call allocates (V8 new-space growth over windows without a scavenge; the hot path aims at 0).
  * Writes the results as JSON to `--out` when given (bench/bid-path.ts uses that). Exit code 0 unless it crashes.
  */
 import { performance } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -70,6 +72,8 @@ export interface DecisionBenchResult {
   /** Line items and segments of the config measured. */
   lineItems: number;
   segments: number;
+  /** Bytes allocated per decide() call (new-space growth over short windows without a GC; the hot path aims at 0). */
+  decideBytes: number;
 }
 
 const BATCH = 1000;
@@ -131,6 +135,27 @@ function timeStage(stage: string, calls: number, perCall: number, seconds: numbe
     p999Us: percentileSorted(each, 99.9),
     maxUs: each[each.length - 1],
   };
+}
+
+/**
+ * Bytes allocated per call: the growth of V8's new space over windows of `window` calls, keeping only the windows
+ * in which no scavenge ran (the space then only grows). Deterministic for a given build and input, unlike time.
+ */
+function allocatedPerCall(fn: (i: number) => void, windows = 400, window = 100): number {
+  const used = () => v8.getHeapSpaceStatistics().find((x) => x.space_name === 'new_space')?.space_used_size ?? 0;
+  let bytes = 0;
+  let counted = 0;
+  let i = 0;
+  for (let w = 0; w < windows; w++) {
+    const before = used();
+    for (let k = 0; k < window; k++) fn(i++);
+    const after = used();
+    if (after >= before) {
+      bytes += after - before;
+      counted++;
+    }
+  }
+  return counted === 0 ? NaN : bytes / (counted * window);
 }
 
 /** The median cost of an empty hrtime.bigint() pair, to read the per-call figures against. */
@@ -200,6 +225,10 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
     bidRate: bids / n,
     lineItems: decider.config.lineItems.length,
     segments: decider.config.dictionary.segments.length,
+    decideBytes: allocatedPerCall((i) => {
+      decider.decide(parsed[i % n], nowMs, decision);
+      sink += decision.bidCount;
+    }),
   };
 }
 
@@ -225,6 +254,7 @@ export function formatDecisionBench(r: DecisionBenchResult): string {
       `rest ~${signed(p50('handle') - p50('parse') - p50('validate') - p50('decide'))} (serialise, event URLs, metrics, clock: ` +
       `handle - the three), handle ${fmt(p50('handle'), 2)}`,
     `timer cost (empty hrtime.bigint pair, included in call figures): ${fmt(r.timerUs, 3)} µs`,
+    `allocated per decide (new-space growth between scavenges): ${fmt(r.decideBytes, 0)} bytes`,
     `bid rate over the distinct requests: ${fmt(100 * r.bidRate, 1)}%`,
     textTable(reasonRows),
   ].join('\n');

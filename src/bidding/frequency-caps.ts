@@ -30,7 +30,7 @@
  */
 import type { ErrorDetail } from '../common/errors.js';
 import type { CampaignDef, CapStoreSettingsDef, FrequencyCapDef } from './strategies/schema.js';
-import { fmix32 } from '../segments/key-hash.js';
+import { fmix32Masked } from '../segments/key-hash.js';
 
 export interface CapStore {
   /** HOT PATH. true = the user is under every cap of the line item and of its campaign (may bid). */
@@ -352,7 +352,7 @@ export class InProcessCapStore implements CapStore {
   }
 
   private setOf(hi: number, lo: number, item: number): number {
-    return (fmix32(hi ^ Math.imul(lo, 0x9e3779b1) ^ Math.imul(item + 1, 0x85ebca77)) & this.groupMask) * WAYS;
+    return fmix32Masked(hi ^ Math.imul(lo, 0x9e3779b1) ^ Math.imul(item + 1, 0x85ebca77), this.groupMask) * WAYS;
   }
 
   private find(hi: number, lo: number, item: number): number {

@@ -86,7 +86,11 @@ export class BudgetPolicy implements BudgetBidPolicy {
   /** Notices ignored because the campaign does not settle on them (billing notices of win-settled ones...). */
   ignoredNotices = 0;
   private lastRequestMs = NaN;
-  private rngState: number;
+  /**
+   * The xorshift32 state, in a typed slot: a uint32 stored into an object field is a fresh heap number whenever it
+   * is above 2^30 (half the draws), one allocation per budgeted line item per request; a typed array holds it raw.
+   */
+  private readonly rngState = new Uint32Array(1);
   private readonly afterTick: (() => void) | null;
 
   constructor(plan: CompiledBudgetPlan, options: BudgetPolicyOptions = {}) {
@@ -95,7 +99,7 @@ export class BudgetPolicy implements BudgetBidPolicy {
     this.allocator = options.allocator ?? new ThompsonAllocator(plan, options.seed ?? 1);
     this.pacer = new Pacer(plan);
     this.refusals = new Float64Array(plan.lineItemCount * NR);
-    this.rngState = ((options.seed ?? 1) * 0x9e3779b1) >>> 0 || 0x2545f491;
+    this.rngState[0] = ((options.seed ?? 1) * 0x9e3779b1) >>> 0 || 0x2545f491;
     this.afterTick = options.afterTick ?? null;
   }
 
@@ -113,12 +117,12 @@ export class BudgetPolicy implements BudgetBidPolicy {
     const pacer = this.pacer;
     pacer.opportunities[lineItem]++;
     // xorshift32: a uniform draw with no allocation and no call.
-    let x = this.rngState;
+    let x = this.rngState[0];
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    this.rngState = x >>> 0;
-    const u = this.rngState / 4294967296;
+    this.rngState[0] = x;
+    const u = this.rngState[0] / 4294967296;
     if (u < pacer.throttle[lineItem]) {
       pacer.passes[lineItem]++;
       return true;

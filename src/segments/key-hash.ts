@@ -16,14 +16,26 @@ export type KeyKind = keyof typeof KEY_KIND;
 
 export const keyHash = { hi: 0, lo: 0 };
 
-/** murmur3's 32-bit finaliser: a full avalanche of one word. */
-export function fmix32(h: number): number {
+/** murmur3's 32-bit finaliser: a full avalanche of one word (as an int32). */
+function mix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return h ^ (h >>> 16);
+}
+
+/** murmur3's 32-bit finaliser, unsigned. */
+export function fmix32(h: number): number {
+  return mix32(h) >>> 0;
+}
+
+/**
+ * fmix32(h) & mask, for table indices (mask < 2^30). Why apart: a uint32 above 2^30 that leaves a function not
+ * inlined is a fresh heap number; an index under the mask never is (the frequency-cap probe runs per line item).
+ */
+export function fmix32Masked(h: number, mask: number): number {
+  return mix32(h) & mask;
 }
 
 let laneA = 0;
