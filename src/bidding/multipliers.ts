@@ -9,7 +9,8 @@
  *   the domain/bundle -> list-membership row (one Map lookup; a second one only for a non-normalised domain).
  *   `userBits` is the user's segment bitset, or null when personal data may not be used (privacy verdict): CRM
  *   tiers and lookalike bands then never apply. Nothing in ctx is ever null.
- * - HOT PATH, per candidate line item: `computeMultiplier(li, ctx)` reads the tables into ctx.result; no allocation, no Map.
+ * - HOT PATH, per candidate line item: `computeMultiplier(li, ctx)` reads the tables into ctx.result; no allocation,
+ *   no Map.
  *
  * Layout, chosen for ~1,000 line items:
  * - Small closed key spaces are dense rows: country (only countries some line item names, interned: C of them)
@@ -211,7 +212,7 @@ export class MultiplierTable {
         if (r >= 0) m *= this.lalFactor[r];
       }
       const max = this.max[li];
-      if (m > max) m = max;
+      m = m < max ? m : max;
     }
     ctx.result[0] = m;
   }
