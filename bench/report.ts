@@ -48,14 +48,11 @@ interface CpuShares {
   otherCpu: number | null;
 }
 
-/** One closed-loop (autocannon, max throughput) measurement. */
-export interface ClosedRun extends CpuShares {
+/** What every run of a target measures, closed or open loop. */
+interface RunFigures extends CpuShares {
   scenario: Scenario;
   target: string;
-  round: number;
   durationS: number;
-  reqPerSec: number;
-  responses: number;
   latencyMs: LatencySummary;
   non2xx: number;
   errors: number;
@@ -67,26 +64,23 @@ export interface ClosedRun extends CpuShares {
   outcomes: Record<string, number> | null;
 }
 
+/** One closed-loop (autocannon, max throughput) measurement. */
+export interface ClosedRun extends RunFigures {
+  round: number;
+  reqPerSec: number;
+  responses: number;
+}
+
 /** One open-loop measurement at a fixed share of the target's measured max. */
-export interface OpenRun extends CpuShares {
-  scenario: Scenario;
-  target: string;
+export interface OpenRun extends RunFigures {
   /** Share of the target's median closed-loop max (0.5, 0.8). */
   loadShare: number;
   targetRate: number;
   achievedRate: number;
   scheduled: number;
   completed: number;
-  durationS: number;
-  latencyMs: LatencySummary;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-  bidRate: number;
   maxQueued: number;
   maxSchedulerLagMs: number;
-  outcomes: Record<string, number> | null;
 }
 
 export interface ClosedSummary extends CpuShares {

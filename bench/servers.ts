@@ -120,26 +120,33 @@ async function pollReady(url: string, child: ChildProcess, timeoutMs: number, ta
 }
 
 /** segbid on a config, `workers` threads (1 = the single-thread server), no event log (the bench sends no notices). */
+/**
+ * The node arguments (after the node flags) of a bench's `segbid serve` on loopback: the compiled CLI, the ports,
+ * the workers, the event log (`none` or a folder) and, when given, a config (else the embedded demo).
+ */
+export function segbidServeArgs(o: { configPath?: string; port: number; adminPort: number; workers: number; eventLog: string }): string[] {
+  return [
+    resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
+    'serve',
+    ...(o.configPath !== undefined ? ['--config', o.configPath] : []),
+    '--host',
+    HOST,
+    '--port',
+    String(o.port),
+    '--admin-port',
+    String(o.adminPort),
+    '--workers',
+    String(o.workers),
+    '--event-log',
+    o.eventLog,
+  ];
+}
+
 export async function startSegbid(configPath: string, workers: number): Promise<Target> {
   const port = await freePort(HOST);
   const adminPort = await freePort(HOST);
   const name = `segbid-${workers}w`;
-  const s = spawnNode(name, [
-    resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
-    'serve',
-    '--config',
-    configPath,
-    '--host',
-    HOST,
-    '--port',
-    String(port),
-    '--admin-port',
-    String(adminPort),
-    '--workers',
-    String(workers),
-    '--event-log',
-    'none',
-  ]);
+  const s = spawnNode(name, segbidServeArgs({ configPath, port, adminPort, workers, eventLog: 'none' }));
   const adminUrl = `http://${HOST}:${adminPort}`;
   await pollReady(`${adminUrl}/healthz`, s.child, 60_000, s.tail);
   await pollReady(`${adminUrl}/readyz`, s.child, 20_000, s.tail);

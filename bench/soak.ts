@@ -39,9 +39,8 @@ import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
 import { BIDDER_NODE_FLAGS } from '../src/common/node-flags.js';
 import { DEFAULT_MIX_PARAMS, generateRequestMix } from './request-mix.js';
+import { BID_PATH, HOST, segbidServeArgs } from './servers.js';
 
-const HOST = '127.0.0.1';
-const BID_PATH = '/openrtb2/bid';
 const RSS_GROWTH_LIMIT = 0.05;
 const WARMUP_SHARE = 0.2;
 
@@ -121,21 +120,8 @@ async function pollReady(url: string, timeoutMs: number): Promise<void> {
 async function startServer(): Promise<{ pid: number; bidUrl: string; adminUrl: string; command: string }> {
   const port = await freePort(HOST);
   const adminPort = await freePort(HOST);
-  const args = [
-    ...BIDDER_NODE_FLAGS, // as npm start and the Docker image run it (src/common/node-flags.ts)
-    resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
-    'serve',
-    '--workers',
-    '1',
-    '--host',
-    HOST,
-    '--port',
-    String(port),
-    '--admin-port',
-    String(adminPort),
-    '--event-log',
-    eventLogDir,
-  ];
+  // As npm start and the Docker image run it (src/common/node-flags.ts).
+  const args = [...BIDDER_NODE_FLAGS, ...segbidServeArgs({ port, adminPort, workers: 1, eventLog: eventLogDir })];
   // No ledger state files in the working tree: budget state stays in memory for the soak.
   child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SEGBID_STATE_DIR: 'none' } });
   // always drain both pipes: a child blocked on a full pipe would look like a slow or leaking server

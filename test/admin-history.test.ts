@@ -16,6 +16,7 @@ import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 import { DEMO_DIR } from '../src/common/paths.js';
 import { HistoryRecorder } from '../src/admin/history.js';
 import type { Counters } from '../src/events/kpis.js';
+import type { HistoryReport } from '../src/admin/history.js';
 
 const READ = 'read-token-history-0123456789';
 const KEYS = '1:' + 'ab'.repeat(32);
@@ -43,25 +44,13 @@ function writeConfig(): string {
   return path;
 }
 
-interface History {
-  everyMs: number;
-  capacity: number;
-  windowMs: number;
-  currency: string;
-  from: number;
-  to: number;
-  t: number[];
-  campaigns: { id: string; name: string; dayBudgetMicros: number; spentMicros: (number | null)[]; targetMicros: (number | null)[]; arms: { lineItem: string; segment: string; share: (number | null)[]; reason: (string | null)[] }[] }[];
-  lineItems: { id: string; bids: (number | null)[]; wins: (number | null)[]; winRate: (number | null)[]; shadingFactor: (number | null)[]; shadingTrials: number }[];
-}
-
 async function admin(path: string, token: string | null = READ): Promise<{ status: number; json: any }> {
   const r = await fetch(`http://127.0.0.1:${bidder.adminPort}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   const text = await r.text();
   return { status: r.status, json: text ? JSON.parse(text) : null };
 }
 
-async function history(query = ''): Promise<History> {
+async function history(query = ''): Promise<HistoryReport> {
   const r = await admin('/admin/history' + query);
   expect(r.status).toBe(200);
   return r.json;

@@ -2,20 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTargeting, evalTargeting, evalTargetingNaive } from '../src/segments/targeting.js';
-import type { TargetingExpr } from '../src/config/types.js';
+import { targetingExprArbitrary } from './helpers/targeting-arbitrary.js';
 
 const SEGMENTS = Array.from({ length: 70 }, (_, i) => `s${i}`);
 const bitOf = new Map(SEGMENTS.map((s, i) => [s, i * 3] as const)); // spread over 7 words
 
-const { expr } = fc.letrec<{ expr: TargetingExpr }>((tie) => ({
-  expr: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constantFrom(...SEGMENTS),
-    fc.record({ all: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-    fc.record({ any: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-    fc.record({ none: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-  ),
-}));
+const expr = targetingExprArbitrary(SEGMENTS);
 
 describe('targeting programs', () => {
   it('evalTargeting === evalTargetingNaive', () => {

@@ -7,21 +7,14 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTargeting, evalSimple, evalTargeting, simpleForm, targetingRequirement, targetingRequirementIsExact } from '../src/segments/targeting.js';
 import type { TargetingExpr } from '../src/config/types.js';
+import { targetingExprArbitrary } from './helpers/targeting-arbitrary.js';
 import { TargetingIndex } from '../src/bidding/targeting-index.js';
 
 const SEGMENTS = Array.from({ length: 40 }, (_, i) => `s${i}`);
 const bitOf = new Map(SEGMENTS.map((s, i) => [s, i * 5] as const)); // spread over 7 words
 const WORDS = 7;
 
-const { expr } = fc.letrec<{ expr: TargetingExpr }>((tie) => ({
-  expr: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    fc.constantFrom(...SEGMENTS),
-    fc.record({ all: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-    fc.record({ any: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-    fc.record({ none: fc.array(tie('expr'), { minLength: 1, maxLength: 4 }) }),
-  ),
-}));
+const expr = targetingExprArbitrary(SEGMENTS);
 
 /** A user: the segments held, as the bitset a program reads. */
 const heldSegments = fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 12 });

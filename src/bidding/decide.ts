@@ -211,7 +211,7 @@ export class Decider {
     else this.userBits.fill(0);
     // After the store rows: a seed member is not scored into its own lookalike.
     this.segmenter.orRequestBits(req, nowMs, this.userBits, personal);
-    if (!this.targetingSurvivors()) {
+    if (!this.targeting.survivors(this.candidates, this.userBits)) {
       out.reason = NO_BID.unmatched_user;
       return;
     }
@@ -357,11 +357,6 @@ export class Decider {
     let known = false;
     for (let k = 0; k < n; k++) known = store.orInto(keys.hi[k], keys.lo[k], bits) || known;
     return known;
-  }
-
-  /** Clears candidates whose targeting the user does not match. False when none is left. */
-  private targetingSurvivors(): boolean {
-    return this.targeting.survivors(this.candidates, this.userBits);
   }
 
   /**

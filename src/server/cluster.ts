@@ -14,7 +14,6 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
-import type { Logger } from 'pino';
 import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
 import { createOpsApp } from './ops-server.js';
 import { Lifecycle } from './lifecycle.js';
