@@ -456,6 +456,69 @@ describe('bid tally', () => {
     expect(handler.kpis.dimension('segment').get('(none)')?.bids).toBe(1);
     expect(handler.kpis.dimension('exchange').get('adx')?.bids).toBe(3);
   });
+
+  it('numeric row keys give the rows a string key of the resolved ids gives (random fields, out-of-range values, a config swap)', () => {
+    const { handler } = setup();
+    const exchanges = handler.exchanges;
+    const segs = CONFIG.dictionary.segments;
+    // A second config object with the same content: indices of two configs are kept apart, ids add up.
+    const SWAPPED = { ...CONFIG } as CompiledConfig;
+    const fieldArb = fc.record({
+      lineItem: fc.nat({ max: CONFIG.lineItems.length }),
+      creative: fc.nat({ max: CONFIG.creatives.length }),
+      segmentBit: fc.integer({ min: -1, max: segs.length + 1 }),
+      exchange: fc.nat({ max: 4 }),
+      deal: fc.oneof(fc.constant(NO_DEAL), fc.nat({ max: 3 })),
+      timeSec: fc.constantFrom(NOW / 1000, NOW / 1000 + 3600, NOW / 1000 + 86400),
+      priceMicros: fc.nat({ max: 9_000_000 }),
+      currency: fc.constantFrom('USD', 'EUR', ''),
+      test: fc.boolean(),
+      swapped: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(fieldArb, { maxLength: 60 }), (list) => {
+        const tally = new BidTally(exchanges);
+        const expected = new Map<string, { n: number; bp: number }>();
+        const rowsPerConfig = new Set<string>();
+        for (const o of list) {
+          const config = o.swapped ? SWAPPED : CONFIG;
+          tally.note(bid({ ...o, timeSec: Math.floor(o.timeSec) }), config);
+          const li = config.lineItems[o.lineItem];
+          const cr = config.creatives[o.creative];
+          if (o.test || li === undefined || cr === undefined) continue;
+          // The reference: the ids each field means, as the tally's rows name them.
+          const sg = o.segmentBit >= 0 && o.segmentBit < segs.length ? segs[o.segmentBit].id : null;
+          const x = exchanges.nameOf(o.exchange) ?? 'other';
+          const dl = o.deal !== NO_DEAL ? ([...li.deals][o.deal] ?? null) : null;
+          const day = new Date(Math.floor(o.timeSec) * 1000).toISOString().slice(0, 10);
+          const key = JSON.stringify([li.id, cr.id, sg, x, dl, day]);
+          const e = expected.get(key) ?? { n: 0, bp: 0 };
+          const rate = o.currency === '' ? 1 : config.rates.get(o.currency)!;
+          e.n++;
+          e.bp += Math.round(o.priceMicros * rate);
+          expected.set(key, e);
+          rowsPerConfig.add(`${o.swapped}|${key}`);
+        }
+        const got = new Map<string, { n: number; bp: number }>();
+        const size = tally.size;
+        const rows = tally.drain();
+        expect(rows.length).toBe(size);
+        for (const r of rows) {
+          const key = JSON.stringify([r.li, r.cr, r.sg, r.x, r.dl, r.day]);
+          const g = got.get(key) ?? { n: 0, bp: 0 };
+          g.n += r.n;
+          g.bp += r.bp;
+          got.set(key, g);
+        }
+        // Exactly one row per identity and config.
+        expect(rows.length).toBe(rowsPerConfig.size);
+        expect(Object.fromEntries(got)).toEqual(Object.fromEntries(expected));
+        expect(tally.size).toBe(0);
+        expect(tally.drain()).toEqual([]);
+      }),
+      { numRuns: 200, seed: 20261127 },
+    );
+  });
 });
 
 describe('bid context helpers', () => {

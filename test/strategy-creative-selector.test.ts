@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { compileCreativeSelector, resolveRotationSettings, sampleBeta, type SelectorCreativeDef, type SelectorLineItemDef } from '../src/bidding/creative-selector.js';
 import { SegbidError } from '../src/common/errors.js';
 import { mulberry32 } from '../src/common/prng.js';
@@ -72,6 +73,63 @@ describe('creative selector: segment messages', () => {
     expect(s.pick(0, (c) => c !== C['lhv-msg'] && c !== C['lhv-msg-b'])).toBe(C['loyal-msg']);
     expect(s.pick(0, (c) => c === C.generic)).toBe(C.generic);
     expect(s.pick(0, () => false)).toBe(-1);
+  });
+});
+
+describe('creative selector: most specific segment, property', () => {
+  // Random trees (several words of bits), random tags, random users: the lists equal a reference built from the
+  // definitions (the user's segments deepest first, ties in segmentation order; the first under a tagged subtree).
+  const treeArb = fc.integer({ min: 1, max: 80 }).chain((n) =>
+    fc.record({
+      parents: fc.tuple(...Array.from({ length: n }, (_, i) => (i === 0 ? fc.constant(-1) : fc.integer({ min: -1, max: i - 1 })))),
+      creatives: fc.array(fc.array(fc.nat({ max: n - 1 }), { maxLength: 2 }), { minLength: 1, maxLength: 8 }),
+      lineItems: fc.array(fc.array(fc.nat({ max: 7 }), { minLength: 1, maxLength: 5 }), { minLength: 1, maxLength: 4 }),
+      users: fc.array(fc.option(fc.array(fc.nat({ max: n - 1 }), { maxLength: 12 }), { nil: null }), { minLength: 1, maxLength: 6 }),
+    }),
+  );
+  it('listFor equals the reference', () => {
+    fc.assert(
+      fc.property(treeArb, (t) => {
+        const n = t.parents.length;
+        const ids = t.parents.map((_, i) => `s${i}`);
+        const def = {
+          width: Math.max(32, Math.ceil(n / 32) * 32),
+          segments: t.parents.map((p, i) => ({ id: ids[i], name: ids[i], parent: p < 0 ? null : ids[p], kind: 'crm' as const })),
+        };
+        const { dictionary: dict, tree: tr, errors } = segmentation(def);
+        expect(errors).toEqual([]);
+        const crs: SelectorCreativeDef[] = t.creatives.map((segs, i) => ({ id: `c${i}`, segments: segs.map((b) => ids[b]) }));
+        const lis: SelectorLineItemDef[] = t.lineItems.map((cs, i) => ({ id: `li${i}`, creatives: [...new Set(cs.filter((c) => c < crs.length))].map((c) => `c${c}`) }));
+        const sel = compileCreativeSelector(lis, crs, dict, tr);
+        for (const user of t.users) {
+          sel.prepareUser(user === null ? null : bitsOf(dict, user.map((b) => ids[b])));
+          lis.forEach((li, l) => {
+            const own = li.creatives.map((id) => Number(id.slice(1)));
+            const untagged = own.filter((c) => crs[c].segments!.length === 0);
+            const tagged = (bit: number) => own.filter((c) => crs[c].segments!.includes(ids[bit]));
+            const chain = (bit: number) => {
+              const out: number[] = [];
+              for (let b = bit; b !== -1; b = tr.parent[b]) out.push(b);
+              return out;
+            };
+            const order = [...new Set(user ?? [])].sort((a, b) => tr.depth[b] - tr.depth[a] || a - b);
+            const chosen = order.find((bit) => chain(bit).some((b) => tagged(b).length > 0));
+            const expected: number[][] = [];
+            if (chosen !== undefined) {
+              const seen = new Set<number>();
+              for (const b of chain(chosen)) {
+                const tier = tagged(b).filter((c) => !seen.has(c));
+                tier.forEach((c) => seen.add(c));
+                if (tier.length > 0) expected.push(tier);
+              }
+            }
+            if (untagged.length > 0) expected.push(untagged);
+            expect(sel.listCreatives(sel.listFor(l))).toEqual(expected);
+          });
+        }
+      }),
+      { numRuns: 300, seed: 20261127 },
+    );
   });
 });
 

@@ -9,9 +9,12 @@
  *   not shown to a prospect). Line items without tags, and users in none of the tagged subtrees, get the
  *   untagged tier only; that list may be EMPTY (every creative is tagged for other segments): pick returns -1.
  *   Memory: one Int32 row of `segments` entries per line item with tagged creatives (1,000 x 256 = 1 MB).
- * - Per request, `prepareUser(userBits)` orders the user's segment bits by depth, deepest first (ties: lower
- *   bit = earlier in the segmentation first). userBits null = no personal data: untagged creatives only.
- *   Allocation-free (a preallocated scratch array).
+ * - Per request, `prepareUser(userBits)` keeps the user's segment bits for the picks of this request (the
+ *   caller's array, read until the next prepareUser). userBits null = no personal data: untagged creatives only.
+ *   The user's most specific segment with a list for a line item is the deepest of (user bits AND the row's mask
+ *   of segments that have a list), ties: the lower bit (earlier in the segmentation). The mask (rowMask, a few
+ *   words a row, 32 KB for 1,000 x 256) is built at load: a pick reads ~8 words instead of one row entry per
+ *   segment the user holds, scattered over the 1 MB of rows.
  * - HOT PATH, per (imp, line item): `pick(li, eligible)` takes the list of the user's MOST SPECIFIC segment that
  *   has one for this line item, walks its tiers in order and, in the first tier with an eligible creative,
  *   draws one. `eligible(creativeIndex)` is the caller's format/block check (decide.ts), a function created once
@@ -80,8 +83,11 @@ export class CreativeSelector {
   private readonly segmentCount: number;
   private readonly depth: Int32Array;
   /* per request */
-  private readonly userOrder: Int32Array;
-  private userCount = 0;
+  /** rowMask[row * maskWords + w]: bit b set iff rows[row * segments + b] >= 0 (the segment has a list). */
+  private readonly rowMask: Uint32Array;
+  private readonly maskWords: number;
+  /** The user bits of the request being decided (prepareUser); null = no personal data. */
+  private user: Uint32Array | null = null;
   /* rotation */
   private readonly scratch: Int32Array;
   private readonly samples: Float32Array;
@@ -114,7 +120,14 @@ export class CreativeSelector {
     this.rows = parts.rows;
     this.segmentCount = parts.segmentCount;
     this.depth = parts.depth;
-    this.userOrder = new Int32Array(Math.max(1, parts.segmentCount));
+    this.maskWords = (parts.segmentCount + 31) >>> 5;
+    const rowCount = parts.segmentCount === 0 ? 0 : parts.rows.length / parts.segmentCount;
+    this.rowMask = new Uint32Array(Math.max(1, rowCount * this.maskWords));
+    for (let r = 0; r < rowCount; r++) {
+      for (let b = 0; b < parts.segmentCount; b++) {
+        if (parts.rows[r * parts.segmentCount + b] >= 0) this.rowMask[r * this.maskWords + (b >>> 5)] |= 1 << (b & 31);
+      }
+    }
     this.scratch = new Int32Array(Math.max(1, parts.maxTier));
     const n = parts.creativeIds.length;
     this.impressions = new Float64Array(n);
@@ -125,43 +138,36 @@ export class CreativeSelector {
     this.refresh();
   }
 
-  /** Once per request: the user's segment bits, deepest first. null = personal data not allowed. */
+  /** Once per request: the user's segment bits (kept by reference until the next call). null = no personal data. */
   prepareUser(userBits: Uint32Array | null): void {
-    let n = 0;
-    if (userBits !== null) {
-      const order = this.userOrder;
-      const depth = this.depth;
-      const words = Math.min(userBits.length, (this.segmentCount + 31) >>> 5);
-      for (let w = 0; w < words; w++) {
-        let x = userBits[w];
-        while (x !== 0) {
-          const low = x & -x;
-          const bit = (w << 5) + 31 - Math.clz32(low);
-          x ^= low;
-          if (bit >= this.segmentCount) break;
-          // Insertion sort by depth (desc); bits arrive ascending, so equal depths keep ascending bit order.
-          let i = n++;
-          const d = depth[bit];
-          while (i > 0 && depth[order[i - 1]] < d) {
-            order[i] = order[i - 1];
-            i--;
-          }
-          order[i] = bit;
-        }
-      }
-    }
-    this.userCount = n;
+    this.user = userBits;
   }
 
   /** The list for this line item and the prepared user (exposed for tests and the dashboard). */
   listFor(li: number): number {
     const row = this.rowOf[li];
-    if (row >= 0) {
-      const base = row * this.segmentCount;
-      for (let i = 0; i < this.userCount; i++) {
-        const l = this.rows[base + this.userOrder[i]];
-        if (l >= 0) return l;
+    const user = this.user;
+    if (row >= 0 && user !== null) {
+      const depth = this.depth;
+      const mask = this.rowMask;
+      const base = row * this.maskWords;
+      const words = user.length < this.maskWords ? user.length : this.maskWords;
+      let best = -1;
+      let bestDepth = -1;
+      for (let w = 0; w < words; w++) {
+        let x = user[w] & mask[base + w];
+        while (x !== 0) {
+          const low = x & -x;
+          const bit = (w << 5) + 31 - Math.clz32(low);
+          x ^= low;
+          // Strictly deeper only: on equal depth the lower bit, met first, stays.
+          if (depth[bit] > bestDepth) {
+            bestDepth = depth[bit];
+            best = bit;
+          }
+        }
       }
+      if (best >= 0) return this.rows[row * this.segmentCount + best];
     }
     return this.defaultList[li];
   }
