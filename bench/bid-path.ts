@@ -4,7 +4,7 @@
  *
  *   node dist/bench/bid-path.js [--quick] [--scenario all|demo|large] [--duration 8] [--rounds 3] [--warmup 2]
  *     [--open-duration 6] [--connections 64] [--open-connections 64] [--workers N] [--requests 500] [--seed N]
- *     [--known-share 0.6] [--skip-open] [--skip-decision] [--pin]
+ *     [--known-share 0.6] [--skip-open] [--skip-decision] [--pin] [--calibrate 15,30]
  *
  * Scenarios: `demo` (the embedded demo, 10 line items: baseline, segbid --workers 1, segbid --workers N, and the
  * same decision core behind node:http) and `large` (src/fixtures/large-config.ts: 1,000 line items x 256 segments,
@@ -12,6 +12,10 @@
  * default) runs both. --workers N is the "all workers" target (default: the number of cores).
  * --quick: a one-minute smoke run (demo only, 1 round of 3 s, 2 s open-loop runs, the large decision bench short).
  * --pin (Linux, taskset): servers on cpu 1, this generator on cpu 0 (off by default: no steadier on a shared box).
+ * --calibrate US,...: demo scenario, closed loop: copies of the baseline that spin US microseconds of CPU per
+ *   request (`baseline+15us`, ...), measured in the same rounds. The closed-loop ratio on one machine depends on the
+ *   generator as much as on the server; these rows show what ratio a given per-request cost reaches here, to read
+ *   segbid's ratio and its "cpu µs/req" against. Default 15,30 (none with --quick); 0 for none.
  *
  * 1. The request mixes (bench/request-mix.ts, seeded) are built and their parameters and contents printed.
  * 2. Servers run as child processes (bench/servers.ts), each config a private copy written by this build.
@@ -88,6 +92,8 @@ interface BenchOptions {
   skipDecision: boolean;
   decisionSeconds: number;
   pin: boolean;
+  /** µs of spin per request of the calibration baselines (demo scenario, closed loop); empty = none. */
+  calibrateUs: number[];
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -185,6 +191,7 @@ async function runScenario(scenario: Scenario, opts: BenchOptions, baseline: Tar
   let config: BenchDemo | null = null;
   const targets: Target[] = [baseline];
   const started: Target[] = [];
+  const calibration = new Set<Target>();
   let lineItems: number | null = null;
   let segments: number | null = null;
   const closed: ClosedRun[] = [];
@@ -207,6 +214,14 @@ async function runScenario(scenario: Scenario, opts: BenchOptions, baseline: Tar
       const peer = await startNodeHttp(config.configPath);
       started.push(peer);
       targets.push(peer);
+      // Calibration: the baseline plus N µs of CPU a request, in the same rounds (closed loop only). They show
+      // which ratio a given per-request cost can reach on this machine and generator (see the README).
+      for (const us of opts.calibrateUs) {
+        const c = await startBaseline(us);
+        started.push(c);
+        targets.push(c);
+        calibration.add(c);
+      }
     }
     const status = await fetch(`${seg1.adminUrl}/readyz`).then((r) => r.json() as Promise<{ segments?: number }>).catch(() => ({}) as { segments?: number });
     segments = status.segments ?? null;
@@ -227,6 +242,7 @@ async function runScenario(scenario: Scenario, opts: BenchOptions, baseline: Tar
     const medians = summarizeClosed(closed);
     if (!opts.skipOpen) {
       for (const target of targets) {
+        if (calibration.has(target)) continue;
         for (const share of opts.openShares) {
           const o = await measureOpen(scenario, target, share, medians[target.name].reqPerSec, opts, mix.bodies);
           open.push(o);
@@ -302,6 +318,7 @@ function parseOptions(): BenchOptions {
       'skip-decision': { type: 'boolean', default: false },
       'decision-seconds': { type: 'string' },
       pin: { type: 'boolean', default: false },
+      calibrate: { type: 'string' },
     },
   });
   const quick = values.quick ?? false;
@@ -326,7 +343,12 @@ function parseOptions(): BenchOptions {
     skipDecision: values['skip-decision'] ?? false,
     decisionSeconds: Number(values['decision-seconds'] ?? (quick ? 1 : 2)),
     pin: values.pin ?? false,
+    calibrateUs: (values.calibrate ?? (quick ? '' : '15,30'))
+      .split(',')
+      .filter((x) => x.trim() !== '' && x.trim() !== '0')
+      .map(Number),
   };
+  if (o.calibrateUs.some((x) => !Number.isInteger(x) || x <= 0)) throw new Error('--calibrate takes whole microseconds > 0, comma separated (or 0 for none)');
   for (const k of ['duration', 'rounds', 'openDuration', 'connections', 'openConnections', 'pipelining', 'workers', 'requests'] as const) {
     if (!Number.isInteger(o[k]) || o[k] <= 0) throw new Error(`--${k} must be a positive integer`);
   }

@@ -263,12 +263,17 @@ export function warningsOf(scenarios: readonly ScenarioReport[]): string[] {
 const pct = (v: number | null) => (v === null || !Number.isFinite(v) ? '-' : `${fmt(100 * v, 0)}%`);
 const ms = (v: number) => fmt(v, 3);
 
-export const FINAL_HEADER = ['scenario', 'target', 'load', 'req/s', 'x baseline', 'p50', 'p90', 'p99', 'p99.9', 'unit', 'bid rate', 'errors', 'non-2xx', 'timeouts', 'server cpu', 'gen cpu', 'other cpu'];
+export const FINAL_HEADER = ['scenario', 'target', 'load', 'req/s', 'x baseline', 'p50', 'p90', 'p99', 'p99.9', 'unit', 'bid rate', 'errors', 'non-2xx', 'timeouts', 'server cpu', 'cpu µs/req', 'gen cpu', 'other cpu'];
 
 /**
  * The one final table: per scenario and target, the closed-loop max (median of the rounds), then the open-loop
  * rows at 50% and 80% of that max, then the in-process decision rows (µs).
  */
+/** Server CPU per answered request, µs: its share of a core over the requests it answered per second. */
+function cpuPerRequest(share: number | null, reqPerSec: number): string {
+  return share === null || !(reqPerSec > 0) ? '-' : fmt((share * 1e6) / reqPerSec, 0);
+}
+
 export function finalTable(rep: Pick<BenchReport, 'scenarios' | 'decision'>): string[][] {
   const rows: string[][] = [FINAL_HEADER];
   for (const s of rep.scenarios) {
@@ -286,11 +291,12 @@ export function finalTable(rep: Pick<BenchReport, 'scenarios' | 'decision'>): st
           ms(m.p99Ms),
           ms(m.p999Ms),
           'ms',
-          t === 'baseline' ? '-' : pct(m.bidRate),
+          t.startsWith('baseline') ? '-' : pct(m.bidRate),
           fmt(m.errors, 0),
           fmt(m.non2xx, 0),
           fmt(m.timeouts, 0),
           pct(m.serverCpu),
+          cpuPerRequest(m.serverCpu, m.reqPerSec),
           pct(m.generatorCpu),
           pct(m.otherCpu),
         ]);
@@ -307,11 +313,12 @@ export function finalTable(rep: Pick<BenchReport, 'scenarios' | 'decision'>): st
           ms(o.latencyMs.p99),
           ms(o.latencyMs.p999),
           'ms',
-          t === 'baseline' ? '-' : pct(o.bidRate),
+          t.startsWith('baseline') ? '-' : pct(o.bidRate),
           String(o.errors),
           String(o.non2xx),
           String(o.timeouts),
           pct(o.serverCpu),
+          cpuPerRequest(o.serverCpu, o.achievedRate),
           pct(o.generatorCpu),
           pct(o.otherCpu),
         ]);
@@ -402,10 +409,30 @@ export function goalLines(goals: readonly Goal[]): string[] {
 }
 
 /** The console form: the final table, the goals, the warnings. */
+/**
+ * With calibration rows (--calibrate): per scenario, the closed-loop ratio and server CPU per request of each
+ * baseline+Nus copy and of segbid-1w, in CPU order, so segbid's ratio reads against what its cost allows here.
+ */
+export function calibrationLines(rep: Pick<BenchReport, 'scenarios'>): string[] {
+  const out: string[] = [];
+  for (const s of rep.scenarios) {
+    const names = s.targets.filter((t) => t.startsWith('baseline+'));
+    if (names.length === 0) continue;
+    const rows = ['baseline', ...names, 'segbid-1w']
+      .map((t) => ({ t, m: s.medians[t] }))
+      .filter((r) => r.m !== undefined && r.m.serverCpu !== null && r.m.reqPerSec > 0)
+      .map((r) => ({ t: r.t, ratio: r.m.ratioToBaseline ?? 1, us: (r.m.serverCpu! * 1e6) / r.m.reqPerSec }))
+      .sort((a, b) => a.us - b.us);
+    out.push(`calibration (${s.scenario}, closed loop): ` + rows.map((r) => `${r.t} ${fmt(r.us, 0)} µs/req -> ${fmt(r.ratio, 3)}`).join('; '));
+  }
+  return out;
+}
+
 export function consoleSummary(rep: BenchReport): string {
   return [
     textTable(finalTable(rep)),
     '',
+    ...calibrationLines(rep),
     ...goalLines(rep.goals),
     ...rep.warnings.map((w) => `WARNING: ${w}`),
   ].join('\n');
@@ -426,6 +453,7 @@ export function markdown(rep: BenchReport): string {
     '',
     markdownTable(finalTable(rep)),
     '',
+    ...(calibrationLines(rep).length > 0 ? ['## Calibration', '', ...calibrationLines(rep).map((l) => `- ${l}`), ''] : []),
     '## Goals',
     '',
     ...goalLines(rep.goals).map((l) => `- ${l}`),
@@ -437,8 +465,10 @@ export function markdown(rep: BenchReport): string {
     '',
     ...rep.scenarios.flatMap((s) => [markdownTable(outcomeRows(s)), '']),
     'Reading it: "server cpu" is the server process (all threads), "gen cpu" this load generator, "other cpu" every other ' +
-      `process, in shares of one core; the machine has ${rep.machine.cpus} cpus shared by all of them. A closed-loop latency is ` +
-      'connections / throughput; the open-loop rows are the latency an exchange would see at that rate.',
+      `process, in shares of one core; the machine has ${rep.machine.cpus} cpus shared by all of them; "cpu µs/req" is the ` +
+      'server\'s CPU time per answered request. A closed-loop latency is connections / throughput; the open-loop rows are the ' +
+      'latency an exchange would see at that rate. `baseline+Nus` rows (--calibrate) are the baseline spinning N µs of CPU per ' +
+      'request: the ratio a server that much costlier than the bare one reaches with this generator on this machine.',
     '',
   ];
   return lines.join('\n');

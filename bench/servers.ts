@@ -20,7 +20,7 @@ export const BID_PATH = '/openrtb2/bid';
 export type TargetKind = 'baseline' | 'segbid' | 'node-http';
 
 export interface Target {
-  /** Display name: baseline, segbid-1w, segbid-2w, node-http. */
+  /** Display name: baseline, segbid-1w, segbid-2w, node-http; calibration copies of the baseline: baseline+15us. */
   name: string;
   kind: TargetKind;
   /** Worker threads (segbid), else 1. */
@@ -153,11 +153,13 @@ export async function startSegbid(configPath: string, workers: number): Promise<
   return { name, kind: 'segbid', workers, child: s.child, bidUrl: `http://${HOST}:${port}${BID_PATH}`, adminUrl };
 }
 
-export async function startBaseline(): Promise<Target> {
+/** The bare baseline; with `workUs` > 0 a calibration copy (`baseline+<N>us`) that spins N µs per request. */
+export async function startBaseline(workUs = 0): Promise<Target> {
   const port = await freePort(HOST);
-  const s = spawnNode('baseline', [resolve(PACKAGE_ROOT, 'dist/src/server/bare-baseline-server.js'), '--host', HOST, '--port', String(port)]);
+  const name = workUs > 0 ? `baseline+${workUs}us` : 'baseline';
+  const s = spawnNode(name, [resolve(PACKAGE_ROOT, 'dist/src/server/bare-baseline-server.js'), '--host', HOST, '--port', String(port), '--work-us', String(workUs)]);
   const m = await s.waitForLine(/bare-baseline listening on http:\/\/[^:]+:(\d+)/, 15_000);
-  return { name: 'baseline', kind: 'baseline', workers: 1, child: s.child, bidUrl: `http://${HOST}:${m[1]}${BID_PATH}`, adminUrl: null };
+  return { name, kind: 'baseline', workers: 1, child: s.child, bidUrl: `http://${HOST}:${m[1]}${BID_PATH}`, adminUrl: null };
 }
 
 export async function startNodeHttp(configPath: string): Promise<Target> {

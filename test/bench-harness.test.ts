@@ -12,6 +12,7 @@ import { runOpenLoop, parseResponse, type OpenLoopResult } from '../bench/open-l
 import { startBaseline, stopTarget, type Target } from '../bench/servers.js';
 import {
   FINAL_HEADER,
+  calibrationLines,
   evaluateGoals,
   finalTable,
   latencySummary,
@@ -144,6 +145,70 @@ describe('open-loop driver and report', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('calibration baselines (--calibrate)', () => {
+  it('a baseline+Nus copy spends at least N µs a request, answers like the baseline, and reads in the report', async () => {
+    const c = await startBaseline(2000);
+    try {
+      expect(c.name).toBe('baseline+2000us');
+      // One connection, one request at a time: 40 answers cannot come faster than 40 x 2 ms of spinning.
+      const body = generateRequestMix({ count: 1 })[0];
+      const t0 = performance.now();
+      for (let i = 0; i < 40; i++) {
+        const r = await fetch(c.bidUrl, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+        expect(r.status).toBe(200);
+        expect(((await r.json()) as { seatbid: unknown[] }).seatbid.length).toBe(1);
+      }
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(80);
+    } finally {
+      await stopTarget(c);
+    }
+  });
+
+  it('lists baseline, the calibration copies and segbid-1w by CPU per request, with their ratios', () => {
+    const run = (target: string, reqPerSec: number, serverCpu: number): ClosedRun => ({
+      scenario: 'demo',
+      target,
+      round: 1,
+      durationS: 1,
+      reqPerSec,
+      responses: 1,
+      latencyMs: latencySummary([1]),
+      non2xx: 0,
+      errors: 0,
+      timeouts: 0,
+      statusCodes: { 200: 1 },
+      bidRate: 1,
+      outcomes: null,
+      serverCpu,
+      generatorCpu: 0.9,
+      otherCpu: 0,
+    });
+    const closed = [run('baseline', 16000, 0.48), run('baseline+30us', 10000, 0.58), run('segbid-1w', 11000, 0.66), run('baseline+15us', 12800, 0.55)];
+    const scenario: ScenarioReport = {
+      scenario: 'demo',
+      lineItems: 10,
+      segments: 11,
+      mix: { params: DEFAULT_MIX_PARAMS, summary: summarizeMix(generateRequestMix({ count: 5 })) },
+      targets: closed.map((r) => r.target),
+      closed,
+      medians: summarizeClosed(closed),
+      open: [],
+    };
+    expect(calibrationLines({ scenarios: [scenario] })).toEqual([
+      'calibration (demo, closed loop): baseline 30 µs/req -> 1.000; baseline+15us 43 µs/req -> 0.800; baseline+30us 58 µs/req -> 0.625; segbid-1w 60 µs/req -> 0.688',
+    ]);
+    expect(calibrationLines({ scenarios: [{ ...scenario, targets: ['baseline', 'segbid-1w'] }] })).toEqual([]);
+    const table = finalTable({ scenarios: [scenario], decision: [] });
+    const cpuCol = FINAL_HEADER.indexOf('cpu µs/req');
+    expect(table.slice(1).map((r) => [r[1], r[cpuCol], r[FINAL_HEADER.indexOf('bid rate')]])).toEqual([
+      ['baseline', '30', '-'],
+      ['baseline+30us', '58', '-'],
+      ['segbid-1w', '60', '100%'],
+      ['baseline+15us', '43', '-'],
+    ]);
   });
 });
 

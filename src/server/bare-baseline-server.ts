@@ -5,7 +5,11 @@
  * answer a fixed bid response built from the request id and the first imp id. The gap between this and segbid
  * under the same load (bench/bid-path.ts) is the cost of validation, decision, serialisation and metrics.
  *
- *   node dist/src/server/bare-baseline-server.js [--port 0] [--host 127.0.0.1]
+ *   node dist/src/server/bare-baseline-server.js [--port 0] [--host 127.0.0.1] [--work-us 0]
+ *
+ * `--work-us N` (calibration, bench/bid-path.ts --calibrate): after the parse, the server spins N microseconds of
+ * CPU per request, a stand-in for what a bidder adds to a bare parse-and-answer. Running it at a few values shows
+ * what ratio to the baseline a given per-request cost can reach on this machine and load generator.
  *
  * Prints `bare-baseline listening on http://HOST:PORT` once listening; SIGTERM/SIGINT end it.
  */
@@ -18,6 +22,17 @@ function argValue(name: string, fallback: string): string {
 
 const host = argValue('--host', '127.0.0.1');
 const port = Number(argValue('--port', '0'));
+const workMs = Number(argValue('--work-us', '0')) / 1000;
+if (!(workMs >= 0)) {
+  process.stderr.write('bare-baseline: --work-us must be a number >= 0\n');
+  process.exit(2);
+}
+
+/** Spins until `ms` have passed (calibration only: 0 by default, and then not even a clock read). */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
 
 // The comparison is meaningless against the package's pure-JS fallback: refuse it as the bidder does.
 if (!isNativeUws()) {
@@ -58,6 +73,7 @@ app.post('/openrtb2/bid', (res) => {
     let out: string;
     try {
       const req = JSON.parse(body.toString('utf8')) as { id?: unknown; imp?: { id?: unknown }[] };
+      if (workMs > 0) spin(workMs);
       out = bidResponse(String(req.id), String(req.imp?.[0]?.id ?? '1'));
     } catch {
       status = '400 Bad Request';
