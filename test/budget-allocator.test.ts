@@ -221,6 +221,31 @@ describe('test-and-learn allocator', () => {
     expect(a.share[0]).toBeGreaterThan(0.9);
   });
 
+  it('a reallocation time budget starts at least one campaign per call, the most overdue first, and none after it', () => {
+    const ids = Array.from({ length: 6 }, (_, k) => `li-${k}`);
+    const defs: CampaignDef[] = [0, 1, 2].map((c) => ({
+      id: `c${c}`,
+      name: `c${c}`,
+      budget: { daily: 100, flight: 1000, flightStart: new Date(T0).toISOString(), flightEnd: new Date(T0 + 10 * 86_400_000).toISOString() },
+      kpi: 'roas',
+      lineItems: ids.slice(2 * c, 2 * c + 2),
+      learning: { samples: 16, reallocateSeconds: 5 },
+    }));
+    const p = compileCampaigns(defs, new Map(ids.map((id, k) => [id, k])), new Map(ids.map((id, k) => [id, `seg-${k}`])), ids.map(() => 2_000_000));
+    const a = new ThompsonAllocator(p, 1);
+    a.reallocate(T0, true);
+    expect([0, 1, 2].map((c) => a.lastReallocation(c))).toEqual([T0, T0, T0]);
+    // A budget already spent: one campaign per call, the most overdue first.
+    a.reallocate(T0 + 5000, false, Infinity, 0);
+    expect([0, 1, 2].map((c) => a.lastReallocation(c))).toEqual([T0 + 5000, T0, T0]);
+    a.reallocate(T0 + 6000, false, Infinity, 0);
+    a.reallocate(T0 + 7000, false, Infinity, 0);
+    expect([0, 1, 2].map((c) => a.lastReallocation(c))).toEqual([T0 + 5000, T0 + 6000, T0 + 7000]);
+    // No budget: every due campaign in one call.
+    a.reallocate(T0 + 20_000);
+    expect([0, 1, 2].map((c) => a.lastReallocation(c))).toEqual([T0 + 20_000, T0 + 20_000, T0 + 20_000]);
+  });
+
   it('keeps a bounded allocation history and answers rank() for unbudgeted line items by price', () => {
     const p = plan([0, 1], { learning: { samples: 16, reallocateSeconds: 1 } });
     const a = new ThompsonAllocator(p, 1);

@@ -13,7 +13,7 @@ import { loadDecider } from '../src/bidding/load-decider.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { ARM_FIRST_PRICE } from '../src/bidding/learning.js';
 import { attachLearningClient } from '../src/bidding/shared-state.js';
-import { LearningHub, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
+import { LearningHub, fieldNameOf, learningLayout, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
 import { mulberry32 } from '../src/common/prng.js';
 import { DEMO_DIR } from '../src/common/paths.js';
 import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
@@ -217,5 +217,69 @@ describe('shared learning statistics', () => {
     const id = a.handler.current.plan.strategies.ids[3];
     expect(hub.total(`s|${id}|imp`)).toBe(14);
     expect(a.handler.current.plan.strategies.impressions[3]).toBe(14);
+  });
+});
+
+describe('learning layout entries (a curve\'s bins named once)', () => {
+  it('every field keeps its per-field name: the same names, in the same order, as one name per field', () => {
+    const w = worker();
+    const src = { plan: w.handler.current.plan, allocator: w.handler.budget?.allocator ?? null };
+    const L = learningLayout(src);
+    const sh = src.plan.shading;
+    // The per-field names, built independently (the layout's field order: strategies, creatives, trials, wins, arms).
+    const expected: string[] = [];
+    for (const id of src.plan.strategies.ids) for (const f of ['imp', 'clk', 'conv', 'ov']) expected.push(`s|${id}|${f}`);
+    for (const id of src.plan.selector.creativeIds) for (const f of ['imp', 'clk']) expected.push(`c|${id}|${f}`);
+    for (const kind of ['t', 'w']) {
+      for (const li of sh.lineItemIds) {
+        for (const ex of [...sh.settings.exchanges, 'other']) {
+          for (const floor of [0, ...sh.settings.floorBandsCpm]) for (let k = 0; k < sh.bins; k++) expected.push(`h|${li}|${ex}|${floor}|${k}/${sh.bins}|${kind}`);
+        }
+      }
+    }
+    for (const id of src.allocator!.plan.lineItemIds) for (const f of ['imp', 'clk', 'conv', 'val', 'cost', 'bids']) expected.push(`a|${id}|${f}`);
+    const got: string[] = [];
+    L.names.forEach((name, e) => {
+      for (let k = 0; k < L.widths[e]; k++) got.push(fieldNameOf(name, L.widths[e], k));
+    });
+    expect(L.size).toBe(expected.length);
+    expect(got).toEqual(expected);
+    expect(L.names.length).toBeLessThan(expected.length / 2);
+  });
+
+  it('the hub names, pushes and takes external evidence per field (Redis), before or after a layout registers', () => {
+    const w = worker();
+    const src = { plan: w.handler.current.plan, allocator: w.handler.budget?.allocator ?? null };
+    const L = learningLayout(src);
+    const K = src.plan.shading.bins;
+    const block = L.names.findIndex((_, e) => L.widths[e] === K);
+    const start = L.widths.subarray(0, block).reduce((a, b) => a + b, 0);
+    const cell = (k: number) => fieldNameOf(L.names[block], K, k);
+    // Another machine's evidence arrives before this thread's layout: the whole block is created, then shared.
+    const hub = new LearningHub();
+    hub.trackUnpushed();
+    hub.addExternal(cell(3), 5);
+    const delta = new Float64Array(L.size);
+    delta[start + 3] = 2;
+    delta[start + K - 1] = 7;
+    delta[0] = 4; // the first strategy counter
+    expect(hub.merge([{ layout: L.id, names: L.names, widths: L.widths, halfLifeSec: L.halfLifeSec, delta }])).toEqual([]);
+    const totals = hub.totalsFor(L.id)!;
+    expect(totals[start + 3]).toBe(7);
+    expect(totals[start + K - 1]).toBe(7);
+    expect(totals[0]).toBe(4);
+    expect(hub.total(cell(3))).toBe(7);
+    expect(hub.total(L.names[0])).toBe(4);
+    expect(hub.total(L.names[block])).toBe(0); // a block's own name is not a field
+    // Only this hub's own additions are pushed, by per-field name.
+    const pushed = hub.takeUnpushed();
+    expect(Object.fromEntries(pushed)).toEqual({ [L.names[0]]: 4, [cell(3)]: 2, [cell(K - 1)]: 7 });
+    hub.returnUnpushed(pushed);
+    expect(hub.takeUnpushed()).toEqual(pushed);
+    // Decay applies to the curve's fields only.
+    hub.decay(T0);
+    hub.decay(T0 + 3600_000 * src.plan.shading.settings.halfLifeSec / 3600);
+    expect(hub.total(cell(3))).toBeCloseTo(3.5, 6);
+    expect(hub.total(L.names[0])).toBe(4);
   });
 });

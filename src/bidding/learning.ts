@@ -10,6 +10,7 @@ import type { OutcomeContext, OutcomeListener } from '../events/types.js';
 import type { Decider } from './decide.js';
 import type { ShadingTable } from './shading.js';
 import type { InProcessCapStore } from './frequency-caps.js';
+import { LIVE_REALLOCATION_BUDGET_MS } from '../budget/budget-policy.js';
 
 /**
  * Observers of what the listener records, for state shared beyond this thread (src/bidding/shared-learning.ts,
@@ -96,7 +97,7 @@ export function startLearningTimers(current: () => Decider): () => void {
     const decider = current();
     const plan = decider.plan;
     // Budgets: expire reservations, re-run the pacing controller, reallocate the test-and-learn shares.
-    (decider.policy as { tick?: (nowMs: number) => void }).tick?.(Date.now());
+    (decider.policy as { tick?: (nowMs: number, maxReallocations?: number, budgetMs?: number) => void }).tick?.(Date.now(), 8, LIVE_REALLOCATION_BUDGET_MS);
     plan.strategies.refresh();
     plan.shading.refresh(Date.now());
     if (++ticks % 10 === 0) plan.selector.refresh();

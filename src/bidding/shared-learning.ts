@@ -9,6 +9,10 @@
  * - A layout names every counter of a (plan, allocator) pair with a stable string (`s|<line item>|imp`,
  *   `c|<creative>|clk`, `h|<line item>|<exchange>|<band floor>|<bin>/<bins>|t`, `a|<line item>|cost`, ...), so
  *   threads (or machines) on different config versions still add up what they share. Its id hashes the names.
+ *   A shading curve's bins are one ENTRY of `bins` consecutive fields, named once with `*` for the bin
+ *   (`h|li|ex|floor|*` + `/<bins>|t`): a 1,000 line item config has ~650,000 fields but ~50,000 entries, so a
+ *   layout is built, hashed and registered in milliseconds, not seconds (the bid thread does it on start and on
+ *   every config swap). A field keeps its own name where one is needed (Redis, `total`): the entry's with the bin.
  * - Exactly once: a thread's counts move to the hub only as deltas, each delta leaves the thread once (its base
  *   advances, or the shading shadow is zeroed, when it is taken) and the hub adds it once. Totals REPLACE the
  *   thread's counters: counter = totals + what was learned since the delta left. Strategy, creative and allocator
@@ -45,7 +49,9 @@ const A_FIELDS = ['imp', 'clk', 'conv', 'val', 'cost', 'bids'] as const;
 
 export interface LearningLayout {
   readonly id: string;
+  /** Entries in field order: a counter, or a block of `widths[e]` consecutive counters (a curve's bins). */
   readonly names: readonly string[];
+  readonly widths: Int32Array;
   /** Per field: the half-life in seconds of a decaying counter (shading), 0 = never decays. */
   readonly halfLifeSec: Float64Array;
   readonly size: number;
@@ -60,29 +66,62 @@ export interface LearningLayout {
 export function learningLayout(src: LearningSources): LearningLayout {
   const { plan, allocator } = src;
   const names: string[] = [];
+  const widths: number[] = [];
+  const scalar = (name: string) => {
+    names.push(name);
+    widths.push(1);
+  };
   const ids = plan.strategies.ids;
-  for (const id of ids) for (const f of S_FIELDS) names.push(`s|${id}|${f}`);
+  for (const id of ids) for (const f of S_FIELDS) scalar(`s|${id}|${f}`);
   const offC = names.length;
-  for (const id of plan.selector.creativeIds) for (const f of C_FIELDS) names.push(`c|${id}|${f}`);
+  for (const id of plan.selector.creativeIds) for (const f of C_FIELDS) scalar(`c|${id}|${f}`);
   const offH = names.length;
   const sh = plan.shading;
   const exchanges = [...sh.settings.exchanges, 'other'];
   const bandFloors = [0, ...sh.settings.floorBandsCpm];
   const K = sh.bins;
-  // Trials of every cell, then wins of every cell (cell = key * bins + bin, as in ShadingTable).
+  // Trials of every cell, then wins of every cell (cell = key * bins + bin, as in ShadingTable): one entry per
+  // key and kind, its K bins consecutive.
   for (const kind of ['t', 'w']) {
     for (const li of sh.lineItemIds) {
-      for (const ex of exchanges) for (const floor of bandFloors) for (let k = 0; k < K; k++) names.push(`h|${li}|${ex}|${floor}|${k}/${K}|${kind}`);
+      for (const ex of exchanges) {
+        for (const floor of bandFloors) {
+          names.push(`h|${li}|${ex}|${floor}|${BIN}/${K}|${kind}`);
+          widths.push(K);
+        }
+      }
     }
   }
   const shadingCells = sh.keys * K;
-  const offA = names.length;
+  const offA = offH + 2 * shadingCells;
   const aIds = allocator?.plan.lineItemIds ?? [];
-  for (const id of aIds) for (const f of A_FIELDS) names.push(`a|${id}|${f}`);
-  const halfLifeSec = new Float64Array(names.length);
+  for (const id of aIds) for (const f of A_FIELDS) scalar(`a|${id}|${f}`);
+  const size = offA + aIds.length * A_FIELDS.length;
+  const halfLifeSec = new Float64Array(size);
   halfLifeSec.fill(sh.settings.halfLifeSec, offH, offA);
   const id = createHash('sha1').update(names.join('\n')).digest('hex').slice(0, 16);
-  return { id, names, halfLifeSec, size: names.length, lineItems: ids.length, creatives: plan.selector.creativeIds.length, shadingCells, offC, offH, offA };
+  return { id, names, widths: Int32Array.from(widths), halfLifeSec, size, lineItems: ids.length, creatives: plan.selector.creativeIds.length, shadingCells, offC, offH, offA };
+}
+
+/** The bin placeholder of a block entry's name. */
+const BIN = '*';
+const CELL = /^(.*)\|(\d+)\/(\d+)\|([a-z])$/;
+
+/** The name of field `k` of an entry (the entry's own name when it is a single counter). */
+export function fieldNameOf(entry: string, width: number, k: number): string {
+  if (width === 1 && k === 0) return entry;
+  const at = entry.lastIndexOf(`|${BIN}/`);
+  return entry.slice(0, at + 1) + k + entry.slice(at + 2);
+}
+
+/** A field name inside a block entry: the entry's name and the field's offset; null for any other name. */
+function cellOf(name: string): { entry: string; k: number; width: number } | null {
+  const m = CELL.exec(name);
+  if (m === null) return null;
+  const k = Number(m[2]);
+  const width = Number(m[3]);
+  if (!(k < width)) return null;
+  return { entry: `${m[1]}|${BIN}/${m[3]}|${m[4]}`, k, width };
 }
 
 /** One thread's learning since its last sync, in the layout it was learned in. */
@@ -90,6 +129,8 @@ export interface LearningBatch {
   layout: string;
   /** Sent with the first batch of a layout (and again when the hub says it does not know it). */
   names?: readonly string[];
+  /** Fields per entry of `names` (absent: one each). */
+  widths?: Int32Array;
   halfLifeSec?: Float64Array;
   delta: Float64Array;
   /**
@@ -147,6 +188,10 @@ export class LearningClient implements LearningTap {
   /** Shading outcomes since the last delta, never decayed. */
   private shadow!: ShadingTable;
   private readonly queued: LearningBatch[] = [];
+  /** A delta array handed back by recycle() (same-thread sync), reused by the next takeDelta. */
+  private spare: Float64Array | null = null;
+  /** Reused by syncInProcess for the totals (a large config has ~650,000 fields: 5 MB a second otherwise). */
+  private totalsScratch: Float64Array | null = null;
   private readonly announced = new Set<string>();
   /** Batches taken, totals applied, and rebinds noticed without a swap bracket (inexact: see rebind). */
   readonly stats = { batches: 0, applied: 0, stale: 0, unbracketedSwaps: 0 };
@@ -166,7 +211,7 @@ export class LearningClient implements LearningTap {
     }
     if (seed.some((x) => x !== 0)) {
       this.announced.add(L.id);
-      this.queued.push({ layout: L.id, names: L.names, halfLifeSec: L.halfLifeSec, delta: new Float64Array(L.size), seed });
+      this.queued.push({ layout: L.id, names: L.names, widths: L.widths, halfLifeSec: L.halfLifeSec, delta: new Float64Array(L.size), seed });
     }
   }
 
@@ -203,6 +248,20 @@ export class LearningClient implements LearningTap {
     out.push(this.takeDelta());
     this.stats.batches += out.length;
     return out;
+  }
+
+  /**
+   * Same-thread sync only: the batches' arrays are no longer needed (the hub added them), so the next delta may
+   * reuse one. Never after a postMessage without transfer (the other side still reads its copy: it is a copy).
+   */
+  recycle(batches: readonly LearningBatch[]): void {
+    for (const b of batches) if (b.seed === undefined && b.delta.length === this.layout.size) this.spare = b.delta;
+  }
+
+  /** A totals buffer of the current layout's size, reused from one same-thread sync to the next. */
+  scratchTotals(): Float64Array {
+    if (this.totalsScratch === null || this.totalsScratch.length !== this.layout.size) this.totalsScratch = new Float64Array(this.layout.size);
+    return this.totalsScratch;
   }
 
   /** The hub did not know these layouts: announce them again with the next batch. */
@@ -271,7 +330,9 @@ export class LearningClient implements LearningTap {
 
   private takeDelta(): LearningBatch {
     const L = this.layout;
-    const delta = new Float64Array(L.size);
+    // Every field is written below (both counter sections, then the whole shading section): a spare needs no zeroing.
+    const delta = this.spare !== null && this.spare.length === L.size ? this.spare : new Float64Array(L.size);
+    this.spare = null;
     const cur = this.current;
     counters(this.bound, L, cur, false);
     for (let i = 0; i < L.offH; i++) delta[i] = cur[i] - this.base[i];
@@ -284,7 +345,7 @@ export class LearningClient implements LearningTap {
     this.shadow.wins.fill(0);
     if (this.announced.has(L.id)) return { layout: L.id, delta };
     this.announced.add(L.id);
-    return { layout: L.id, names: L.names, halfLifeSec: L.halfLifeSec, delta };
+    return { layout: L.id, names: L.names, widths: L.widths, halfLifeSec: L.halfLifeSec, delta };
   }
 }
 
@@ -294,8 +355,14 @@ export class LearningClient implements LearningTap {
  * and not yet pushed to Redis.
  */
 export class LearningHub {
-  private names: string[] = [];
+  /** Entries by name: a counter, or a block of consecutive fields (a curve's bins); see learningLayout. */
+  private readonly entryNames: string[] = [];
+  private readonly entryStart: number[] = [];
+  private readonly entryWidth: number[] = [];
   private readonly index = new Map<string, number>();
+  /** Fields in use, and per field its entry. */
+  private size = 0;
+  private fieldEntry = new Int32Array(1024);
   private totals = new Float64Array(1024);
   private halfLife = new Float64Array(1024);
   private unpushed: Float64Array | null = null;
@@ -311,7 +378,7 @@ export class LearningHub {
   }
 
   get fields(): number {
-    return this.names.length;
+    return this.size;
   }
 
   /** Adds the batches; returns the layouts it does not know (their deltas are dropped: resend with names). */
@@ -319,7 +386,7 @@ export class LearningHub {
     const unknown: string[] = [];
     for (const b of batches) {
       let map = this.layouts.get(b.layout);
-      if (map === undefined && b.names !== undefined) map = this.register(b.layout, b.names, b.halfLifeSec);
+      if (map === undefined && b.names !== undefined) map = this.register(b.layout, b.names, b.widths, b.halfLifeSec);
       if (map === undefined) {
         this.stats.unknownLayouts++;
         unknown.push(b.layout);
@@ -348,19 +415,19 @@ export class LearningHub {
     return unknown;
   }
 
-  /** The totals in a layout's order (null when the layout is unknown). */
-  totalsFor(layoutId: string): Float64Array | null {
+  /** The totals in a layout's order (null when the layout is unknown), into `into` when it has the right size. */
+  totalsFor(layoutId: string, into?: Float64Array): Float64Array | null {
     const map = this.layouts.get(layoutId);
     if (map === undefined) return null;
-    const out = new Float64Array(map.length);
+    const out = into !== undefined && into.length === map.length ? into : new Float64Array(map.length);
     for (let i = 0; i < map.length; i++) out[i] = this.totals[map[i]];
     return out;
   }
 
-  /** A field's total (tests, reports); 0 when unknown. */
+  /** A field's total by its name (tests, reports); 0 when unknown. */
   total(name: string): number {
-    const i = this.index.get(name);
-    return i === undefined ? 0 : this.totals[i];
+    const f = this.find(name);
+    return f < 0 ? 0 : this.totals[f];
   }
 
   /** Applies the half-life to decaying fields, in steps of at least a minute (as ShadingTable does). */
@@ -372,7 +439,7 @@ export class LearningHub {
     const dt = (nowMs - this.lastDecayMs) / 1000;
     if (dt * 1000 < DECAY_EVERY_MS) return;
     this.lastDecayMs = nowMs;
-    for (let i = 0; i < this.names.length; i++) {
+    for (let i = 0; i < this.size; i++) {
       const h = this.halfLife[i];
       if (h > 0 && this.totals[i] !== 0) {
         const v = this.totals[i] * Math.pow(0.5, dt / h);
@@ -389,10 +456,10 @@ export class LearningHub {
     const out = new Map<string, number>();
     const u = this.unpushed;
     if (u === null) return out;
-    for (let i = 0; i < this.names.length; i++) {
+    for (let i = 0; i < this.size; i++) {
       const whole = Math.trunc(u[i]);
       if (whole === 0) continue;
-      out.set(this.names[i], whole);
+      out.set(this.fieldName(i), whole);
       u[i] -= whole;
     }
     return out;
@@ -401,7 +468,7 @@ export class LearningHub {
   /** Puts back amounts taken by takeUnpushed that could not be pushed. */
   returnUnpushed(amounts: ReadonlyMap<string, number>): void {
     if (this.unpushed === null) return;
-    for (const [name, x] of amounts) this.unpushed[this.field(name, 0)] += x;
+    for (const [name, x] of amounts) this.unpushed[this.fieldByName(name)] += x;
   }
 
   /**
@@ -410,7 +477,7 @@ export class LearningHub {
    */
   addExternal(name: string, amount: number): void {
     if (amount === 0 || !Number.isFinite(amount)) return;
-    const f = this.field(name, 0);
+    const f = this.fieldByName(name);
     const seeded = this.seeded.get(f);
     if (seeded !== undefined && amount > 0) {
       const covered = Math.min(seeded, amount);
@@ -425,24 +492,64 @@ export class LearningHub {
     this.seeded.clear();
   }
 
-  private register(layoutId: string, names: readonly string[], halfLifeSec: Float64Array | undefined): Int32Array {
-    const map = new Int32Array(names.length);
-    for (let i = 0; i < names.length; i++) map[i] = this.field(names[i], halfLifeSec?.[i] ?? 0);
+  private register(layoutId: string, names: readonly string[], widths: Int32Array | undefined, halfLifeSec: Float64Array | undefined): Int32Array {
+    let size = 0;
+    for (let e = 0; e < names.length; e++) size += widths?.[e] ?? 1;
+    const map = new Int32Array(size);
+    let i = 0;
+    for (let e = 0; e < names.length; e++) {
+      const width = widths?.[e] ?? 1;
+      const start = this.entry(names[e], width);
+      for (let k = 0; k < width; k++, i++) {
+        map[i] = start + k;
+        // A half-life of 0 = not known yet: the first layout naming the field with one sets it.
+        const h = halfLifeSec?.[i] ?? 0;
+        if (h > 0 && this.halfLife[start + k] === 0) this.halfLife[start + k] = h;
+      }
+    }
     this.layouts.set(layoutId, map);
     return map;
   }
 
-  /** The hub index of a field, created when new (a half-life of 0 = not known yet: the first layout naming it sets it). */
-  private field(name: string, halfLifeSec: number): number {
-    let i = this.index.get(name);
-    if (i === undefined) {
-      i = this.names.length;
-      if (i === this.totals.length) this.grow();
-      this.names.push(name);
-      this.index.set(name, i);
-      this.halfLife[i] = halfLifeSec;
-    } else if (halfLifeSec > 0 && this.halfLife[i] === 0) this.halfLife[i] = halfLifeSec;
-    return i;
+  /** The first field of an entry, created (zeroed, half-life unknown) when new. */
+  private entry(name: string, width: number): number {
+    const e = this.index.get(name);
+    if (e !== undefined && this.entryWidth[e] === width) return this.entryStart[e];
+    // A name reused with another width cannot happen with learningLayout's names (a block's name carries its
+    // width); should it, the new entry takes the name and the old fields keep their totals, unnamed.
+    const start = this.size;
+    while (this.size + width > this.totals.length) this.grow();
+    this.size += width;
+    const id = this.entryNames.length;
+    this.entryNames.push(name);
+    this.entryStart.push(start);
+    this.entryWidth.push(width);
+    this.index.set(name, id);
+    this.fieldEntry.fill(id, start, start + width);
+    return start;
+  }
+
+  /** The field a name denotes (an entry's counter, or a bin of a block), or -1. */
+  private find(name: string): number {
+    const e = this.index.get(name);
+    if (e !== undefined) return this.entryWidth[e] === 1 ? this.entryStart[e] : -1;
+    const cell = cellOf(name);
+    if (cell === null) return -1;
+    const b = this.index.get(cell.entry);
+    return b !== undefined && this.entryWidth[b] === cell.width ? this.entryStart[b] + cell.k : -1;
+  }
+
+  /** As find, creating the field when new (a bin creates its whole block, as a local layout would). */
+  private fieldByName(name: string): number {
+    const f = this.find(name);
+    if (f >= 0) return f;
+    const cell = cellOf(name);
+    return cell !== null ? this.entry(cell.entry, cell.width) + cell.k : this.entry(name, 1);
+  }
+
+  private fieldName(f: number): string {
+    const e = this.fieldEntry[f];
+    return fieldNameOf(this.entryNames[e], this.entryWidth[e], f - this.entryStart[e]);
   }
 
   private grow(): void {
@@ -453,6 +560,9 @@ export class LearningHub {
     const h = new Float64Array(n);
     h.set(this.halfLife);
     this.halfLife = h;
+    const fe = new Int32Array(n);
+    fe.set(this.fieldEntry);
+    this.fieldEntry = fe;
     if (this.unpushed !== null) {
       const u = new Float64Array(n);
       u.set(this.unpushed);
@@ -465,8 +575,9 @@ export class LearningHub {
 export function syncInProcess(client: LearningClient, hub: LearningHub, nowMs: number): void {
   const batches = client.collect();
   client.forget(hub.merge(batches));
+  client.recycle(batches);
   hub.decay(nowMs);
-  const totals = hub.totalsFor(client.layoutId);
+  const totals = hub.totalsFor(client.layoutId, client.scratchTotals());
   if (totals !== null) client.apply(client.layoutId, totals);
 }
 
