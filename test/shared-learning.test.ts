@@ -13,7 +13,7 @@ import { loadDecider } from '../src/bidding/load-decider.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { ARM_FIRST_PRICE } from '../src/bidding/learning.js';
 import { attachLearningClient } from '../src/bidding/shared-state.js';
-import { LearningHub, fieldNameOf, learningLayout, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
+import { LearningHub, fieldNameOf, learningLayout, syncInProcess, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
 import { mulberry32 } from '../src/common/prng.js';
 import { DEMO_DIR } from '../src/common/paths.js';
 import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
@@ -281,5 +281,28 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
     hub.decay(T0 + 3600_000 * src.plan.shading.settings.halfLifeSec / 3600);
     expect(hub.total(cell(3))).toBeCloseTo(3.5, 6);
     expect(hub.total(L.names[0])).toBe(4);
+  });
+});
+
+describe('single-threaded sync (syncInProcess)', () => {
+  it('a hub fed by one client alone is not applied back; evidence from elsewhere is', () => {
+    const w = worker();
+    const hub = new LearningHub();
+    const plan = () => w.handler.current.plan;
+    const ids = plan().strategies.ids;
+    syncInProcess(w.client, hub, T0);
+    w.handler.learning.onBill(0, 1_500_000, ctx(0, 0, T0, false));
+    w.handler.learning.onBill(0, 1_500_000, ctx(0, 0, T0, false));
+    syncInProcess(w.client, hub, T0 + 1000);
+    expect(hub.mirrors(w.client.layoutId)).toBe(true);
+    expect(hub.total(`s|${ids[0]}|imp`)).toBe(2);
+    expect(plan().strategies.impressions[0]).toBe(2);
+    // Another machine's impressions (Redis): the hub no longer mirrors, the next sync hands the totals back.
+    hub.addExternal(`s|${ids[0]}|imp`, 5);
+    expect(hub.mirrors(w.client.layoutId)).toBe(false);
+    w.handler.learning.onBill(0, 1_500_000, ctx(0, 0, T0, false));
+    syncInProcess(w.client, hub, T0 + 2000);
+    expect(hub.total(`s|${ids[0]}|imp`)).toBe(8);
+    expect(plan().strategies.impressions[0]).toBe(8);
   });
 });
