@@ -251,8 +251,8 @@ export class LearningClient implements LearningTap {
   }
 
   /**
-   * Same-thread sync only: the batches' arrays are no longer needed (the hub added them), so the next delta may
-   * reuse one. Never after a postMessage without transfer (the other side still reads its copy: it is a copy).
+   * Same-thread sync only (syncInProcess): the hub has added these batches in this thread, so the next delta may
+   * reuse one of their arrays. A worker's batches leave as structured clones and are not handed back.
    */
   recycle(batches: readonly LearningBatch[]): void {
     for (const b of batches) if (b.seed === undefined && b.delta.length === this.layout.size) this.spare = b.delta;
