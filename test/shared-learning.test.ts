@@ -47,9 +47,12 @@ function budgetedDemo(): string {
 
 const CONFIG = budgetedDemo();
 
-function worker(): { handler: BidHandler; client: LearningClient } {
+/** `sparse`: the worker threads' exchange (only what changed travels), else whole arrays. */
+function worker(sparse = false): { handler: BidHandler; client: LearningClient } {
   const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
-  return { handler, client: attachLearningClient(handler) };
+  const client = attachLearningClient(handler);
+  client.sparse = sparse;
+  return { handler, client };
 }
 
 function ctx(li: number, creative: number, nowMs: number, firstPrice: boolean): OutcomeContext {
@@ -95,20 +98,22 @@ function feed(w: { handler: BidHandler }, rnd: () => number, exp: Expected, nowM
 
 /** One worker's sync as over postMessage: the batches and the answer are cloned; the answer may be held back. */
 function send(client: LearningClient, hub: LearningHub): () => void {
+  const since = client.since;
   const batches = structuredClone(client.collect()) as LearningBatch[];
   const unknown = hub.merge(batches);
   const layout = batches[batches.length - 1].layout;
-  const totals = structuredClone(hub.totalsFor(layout));
+  // As startClusterHub answers a sparse worker (totals changed since what it applied), or whole totals.
+  const reply = structuredClone(client.sparse ? hub.totalsSince(layout, since) : { totals: hub.totalsFor(layout)!, at: undefined, version: -1 });
   return () => {
     client.forget(unknown);
-    if (totals !== null) client.apply(layout, totals);
+    if (reply !== null && reply.totals !== null) client.apply(layout, reply.totals, reply.at, reply.version);
   };
 }
 
-describe('shared learning statistics', () => {
+describe.each([false, true])('shared learning statistics (sparse exchange: %s)', (sparse) => {
   it('deltas merge exactly: every count once, in the hub and in every thread', () => {
     const hub = new LearningHub();
-    const ws = [worker(), worker()];
+    const ws = [worker(sparse), worker(sparse)];
     const plan = ws[0].handler.current.plan;
     const n = plan.strategies.size;
     const exp: Expected = {
@@ -153,8 +158,13 @@ describe('shared learning statistics', () => {
         // Shading: one trial per win notice on a first-price bid, summed over the line item's bins.
         let trials = 0;
         const per = p.shading.exchangeCount * p.shading.bandCount * p.shading.bins;
-        for (let k = li * per; k < (li + 1) * per; k++) trials += p.shading.trials[k];
+        let wins = 0;
+        for (let k = li * per; k < (li + 1) * per; k++) {
+          trials += p.shading.trials[k];
+          wins += p.shading.wins[k];
+        }
         expect(trials).toBeCloseTo(exp.shadingOutcomes[li], 6);
+        expect(wins).toBeCloseTo(exp.shadingOutcomes[li], 6); // every outcome fed is a win notice
       }
       for (let c = 0; c < exp.creativeImps.length; c++) expect(p.selector.impressions[c]).toBe(exp.creativeImps[c]);
     }
@@ -167,9 +177,25 @@ describe('shared learning statistics', () => {
     expect(ws[1].handler.current.plan.strategies.impressions[0]).toBe(exp.bills[0]);
   });
 
+  it('totals arriving after new outcomes keep them: curve = hub totals + what left since', () => {
+    const hub = new LearningHub();
+    const a = worker(sparse);
+    send(a.client, hub)();
+    const sh = () => a.handler.current.plan.shading;
+    const sum = (arr: Float32Array) => arr.reduce((x, y) => x + y, 0);
+    a.handler.learning.onWin(4, 1_000_000, ctx(4, 0, T0, true));
+    const deliver = send(a.client, hub); // the first outcome leaves
+    a.handler.learning.onWin(4, 1_000_000, ctx(4, 0, T0 + 1, true)); // a second one arrives meanwhile
+    deliver();
+    expect(sum(sh().trials)).toBeCloseTo(2, 6);
+    expect(sum(sh().wins)).toBeCloseTo(2, 6);
+    send(a.client, hub)();
+    expect(sum(sh().trials)).toBeCloseTo(2, 6);
+  });
+
   it('two workers converge: what one learns reaches the other within one sync', () => {
     const hub = new LearningHub();
-    const [a, b] = [worker(), worker()];
+    const [a, b] = [worker(sparse), worker(sparse)];
     for (const w of [a, b]) send(w.client, hub)();
     for (let i = 0; i < 50; i++) a.handler.learning.onBill(2, 1_000_000, ctx(2, 0, T0 + i, false));
     for (let i = 0; i < 7; i++) b.handler.learning.onClick(2, ctx(2, 0, T0 + i, false));
@@ -191,7 +217,9 @@ describe('shared learning statistics', () => {
     const restored = () => {
       const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
       handler.current.plan.strategies.recordImpression(1, 500); // what the state directory gave back
-      return { handler, client: attachLearningClient(handler) };
+      const client = attachLearningClient(handler);
+      client.sparse = sparse;
+      return { handler, client };
     };
     const [a, b] = [restored(), restored()];
     send(a.client, hub)();
@@ -207,7 +235,7 @@ describe('shared learning statistics', () => {
 
   it('nothing learned around a config swap is lost or counted twice', () => {
     const hub = new LearningHub();
-    const a = worker();
+    const a = worker(sparse);
     send(a.client, hub)();
     for (let i = 0; i < 10; i++) a.handler.learning.onBill(3, 1_000_000, ctx(3, 0, T0 + i, false));
     a.handler.swap(loadDecider(CONFIG)); // a reload: new plan, counters adopted by id

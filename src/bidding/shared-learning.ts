@@ -132,7 +132,9 @@ export interface LearningBatch {
   /** Fields per entry of `names` (absent: one each). */
   widths?: Int32Array;
   halfLifeSec?: Float64Array;
+  /** Dense: one value per field of the layout. With `at`: the values of fields at[j] only (the others are 0). */
   delta: Float64Array;
+  at?: Int32Array;
   /**
    * A thread's counters as it started (restored from a state directory, src/budget/state-store.ts): already
    * merged totals of an earlier run, so the hub takes the larger of it and its own totals (never the sum).
@@ -192,6 +194,20 @@ export class LearningClient implements LearningTap {
   private spare: Float64Array | null = null;
   /** Reused by syncInProcess for the totals (a large config has ~650,000 fields: 5 MB a second otherwise). */
   private totalsScratch: Float64Array | null = null;
+  /**
+   * Sparse exchange (worker threads, see startWorkerLearning): deltas carry only the non-zero fields, the shading
+   * section only for the keys with outcomes since the last delta (`touched`), and totals come back as the fields
+   * the hub changed since `appliedVersion`. A curve-heavy config (650,000 fields) then moves kilobytes a second,
+   * not 10 MB of structured clones and two passes over every field on the bid thread.
+   */
+  sparse = false;
+  private touched!: Uint8Array;
+  private touchedKeys!: Int32Array;
+  private touchedCount = 0;
+  /** Hub version of the totals last applied (-1: none yet in this layout: the next totals come whole). */
+  private appliedVersion = -1;
+  private sparseAt = new Int32Array(4096);
+  private sparseVal = new Float64Array(4096);
   private readonly announced = new Set<string>();
   /** Batches taken, totals applied, and rebinds noticed without a swap bracket (inexact: see rebind). */
   readonly stats = { batches: 0, applied: 0, stale: 0, unbracketedSwaps: 0 };
@@ -219,9 +235,19 @@ export class LearningClient implements LearningTap {
     return this.layout.id;
   }
 
+  /** The hub version the next sparse totals should build on (-1: send them whole). */
+  get since(): number {
+    return this.appliedVersion;
+  }
+
   /** LearningTap: a first-price outcome the listener just recorded on `shading` (the current plan's). */
   shadingOutcome(shading: ShadingTable, key: number, bidMicros: number, valueMicros: number, won: boolean, minToWinMicros: number): void {
-    if (shading === this.bound.plan.shading) this.shadow.recordOutcome(key, bidMicros, valueMicros, won, minToWinMicros);
+    if (shading !== this.bound.plan.shading) return;
+    this.shadow.recordOutcome(key, bidMicros, valueMicros, won, minToWinMicros);
+    if (this.touched[key] === 0) {
+      this.touched[key] = 1;
+      this.touchedKeys[this.touchedCount++] = key;
+    }
   }
 
   /** Before a config swap: queue what the serving objects learned (their layout leaves with them). */
@@ -273,12 +299,24 @@ export class LearningClient implements LearningTap {
    * Totals for a layout from the hub (they include every delta this thread has sent). False when the thread has
    * moved to another layout since (the next sync brings the right ones).
    */
-  apply(layoutId: string, totals: Float64Array): boolean {
+  apply(layoutId: string, totals: Float64Array, at?: Int32Array, version = -1): boolean {
     const L = this.layout;
-    if (layoutId !== L.id || totals.length !== L.size) {
+    if (layoutId !== L.id || (at === undefined ? totals.length !== L.size : at.length !== totals.length) || (version >= 0 && version < this.appliedVersion)) {
       this.stats.stale++;
       return false;
     }
+    if (at !== undefined) {
+      if (this.appliedVersion < 0) {
+        // Changes since a version this layout never had: not enough to rebuild from; the next totals come whole.
+        this.stats.stale++;
+        return false;
+      }
+      this.applySparse(totals, at);
+      this.appliedVersion = version;
+      this.stats.applied++;
+      return true;
+    }
+    this.appliedVersion = version;
     const cur = this.current;
     counters(this.bound, L, cur, false);
     for (let i = 0; i < L.offH; i++) cur[i] = totals[i] + (cur[i] - this.base[i]);
@@ -288,6 +326,56 @@ export class LearningClient implements LearningTap {
     this.applyShading(totals);
     this.stats.applied++;
     return true;
+  }
+
+  /**
+   * Totals of the fields the hub changed since the last applied version (the others are what `base` holds): the
+   * counters as in apply(), and the shading keys with a changed cell rebuilt from base + shadow.
+   */
+  private applySparse(totals: Float64Array, at: Int32Array): void {
+    const L = this.layout;
+    const cur = this.current;
+    const base = this.base;
+    counters(this.bound, L, cur, false);
+    const sh = this.bound.plan.shading;
+    const K = sh.bins;
+    const cells = L.shadingCells;
+    const marks = this.touchedScratch(sh.keys);
+    let marked = 0;
+    for (let j = 0; j < at.length; j++) {
+      const i = at[j];
+      const v = totals[j];
+      if (i < L.offH || i >= L.offA) {
+        cur[i] = v + (cur[i] - base[i]);
+        base[i] = v;
+      } else {
+        base[i] = v;
+        const key = Math.floor(((i - L.offH) % cells) / K);
+        if (marks.flag[key] === 0) {
+          marks.flag[key] = 1;
+          marks.list[marked++] = key;
+        }
+      }
+    }
+    counters(this.bound, L, cur, true);
+    const tOff = L.offH;
+    const wOff = tOff + cells;
+    for (let m = 0; m < marked; m++) {
+      const key = marks.list[m];
+      marks.flag[key] = 0;
+      sh.recordOutcome(key, 0, 1, false, -1); // see applyShading: the next refresh() redraws this key's curve
+      for (let k = key * K; k < key * K + K; k++) {
+        sh.trials[k] = base[tOff + k] + this.shadow.trials[k];
+        sh.wins[k] = base[wOff + k] + this.shadow.wins[k];
+      }
+    }
+  }
+
+  private marks: { flag: Uint8Array; list: Int32Array } | null = null;
+
+  private touchedScratch(keys: number): { flag: Uint8Array; list: Int32Array } {
+    if (this.marks === null || this.marks.flag.length !== keys) this.marks = { flag: new Uint8Array(keys), list: new Int32Array(keys) };
+    return this.marks;
   }
 
   private applyShading(totals: Float64Array): void {
@@ -326,9 +414,24 @@ export class LearningClient implements LearningTap {
     counters(this.bound, this.layout, this.base, false);
     const sh = this.bound.plan.shading;
     this.shadow = new ShadingTable(sh.lineItemIds, sh.settings);
+    this.touched = new Uint8Array(sh.keys);
+    this.touchedKeys = new Int32Array(sh.keys);
+    this.touchedCount = 0;
+    this.appliedVersion = -1;
   }
 
   private takeDelta(): LearningBatch {
+    const L = this.layout;
+    const batch = this.sparse ? this.takeSparseDelta() : this.takeDenseDelta();
+    if (this.announced.has(L.id)) return batch;
+    this.announced.add(L.id);
+    batch.names = L.names;
+    batch.widths = L.widths;
+    batch.halfLifeSec = L.halfLifeSec;
+    return batch;
+  }
+
+  private takeDenseDelta(): LearningBatch {
     const L = this.layout;
     // Every field is written below (both counter sections, then the whole shading section): a spare needs no zeroing.
     const delta = this.spare !== null && this.spare.length === L.size ? this.spare : new Float64Array(L.size);
@@ -343,9 +446,60 @@ export class LearningClient implements LearningTap {
     delta.set(this.shadow.wins, L.offH + L.shadingCells);
     this.shadow.trials.fill(0);
     this.shadow.wins.fill(0);
-    if (this.announced.has(L.id)) return { layout: L.id, delta };
-    this.announced.add(L.id);
-    return { layout: L.id, names: L.names, widths: L.widths, halfLifeSec: L.halfLifeSec, delta };
+    for (let t = 0; t < this.touchedCount; t++) this.touched[this.touchedKeys[t]] = 0;
+    this.touchedCount = 0;
+    return { layout: L.id, delta };
+  }
+
+  private takeSparseDelta(): LearningBatch {
+    const L = this.layout;
+    const cur = this.current;
+    const base = this.base;
+    counters(this.bound, L, cur, false);
+    let n = 0;
+    // The counter sections, before and after the shading section (which comes from the touched keys below).
+    for (let i = 0; i < L.offH; i++) {
+      const d = cur[i] - base[i];
+      if (d === 0) continue;
+      n = this.push(n, i, d);
+      base[i] = cur[i];
+    }
+    for (let i = L.offA; i < L.size; i++) {
+      const d = cur[i] - base[i];
+      if (d === 0) continue;
+      n = this.push(n, i, d);
+      base[i] = cur[i];
+    }
+    const K = this.bound.plan.shading.bins;
+    const trials = this.shadow.trials;
+    const wins = this.shadow.wins;
+    for (let t = 0; t < this.touchedCount; t++) {
+      const key = this.touchedKeys[t];
+      this.touched[key] = 0;
+      for (let k = key * K; k < key * K + K; k++) {
+        if (trials[k] !== 0) n = this.push(n, L.offH + k, trials[k]);
+        if (wins[k] !== 0) n = this.push(n, L.offH + L.shadingCells + k, wins[k]);
+        trials[k] = 0;
+        wins[k] = 0;
+      }
+    }
+    this.touchedCount = 0;
+    return { layout: L.id, at: this.sparseAt.slice(0, n), delta: this.sparseVal.slice(0, n) };
+  }
+
+  /** Appends (field, value) to the sparse scratch, growing it; returns the new count. */
+  private push(n: number, field: number, value: number): number {
+    if (n === this.sparseAt.length) {
+      const at = new Int32Array(n * 2);
+      at.set(this.sparseAt);
+      this.sparseAt = at;
+      const val = new Float64Array(n * 2);
+      val.set(this.sparseVal);
+      this.sparseVal = val;
+    }
+    this.sparseAt[n] = field;
+    this.sparseVal[n] = value;
+    return n + 1;
   }
 }
 
@@ -373,6 +527,9 @@ export class LearningHub {
   private readonly seeded = new Map<number, number>();
   /** Whether evidence from elsewhere (addExternal: another machine, through Redis) was ever added. */
   private external = false;
+  /** Bumped by every change (merge, decay, external evidence); changedAt[f] = the version of f's last change. */
+  private version = 0;
+  private changedAt = new Float64Array(1024);
   readonly stats = { batches: 0, unknownLayouts: 0 };
 
   trackUnpushed(): void {
@@ -386,6 +543,8 @@ export class LearningHub {
   /** Adds the batches; returns the layouts it does not know (their deltas are dropped: resend with names). */
   merge(batches: readonly LearningBatch[]): string[] {
     const unknown: string[] = [];
+    // (this.changedAt is read through `this`: registering a layout below may grow it.)
+    const v = ++this.version;
     for (const b of batches) {
       let map = this.layouts.get(b.layout);
       if (map === undefined && b.names !== undefined) map = this.register(b.layout, b.names, b.widths, b.halfLifeSec);
@@ -401,16 +560,22 @@ export class LearningHub {
           if (seed[i] > this.totals[f]) {
             this.seeded.set(f, (this.seeded.get(f) ?? 0) + seed[i] - this.totals[f]);
             this.totals[f] = seed[i];
+            this.changedAt[f] = v;
           }
         }
       }
       const d = b.delta;
-      const n = Math.min(d.length, map.length);
-      for (let i = 0; i < n; i++) {
-        const x = d[i];
+      const at = b.at;
+      const n = at !== undefined ? Math.min(d.length, at.length) : Math.min(d.length, map.length);
+      for (let j = 0; j < n; j++) {
+        const x = d[j];
         if (x === 0) continue;
-        this.totals[map[i]] += x;
-        if (this.unpushed !== null) this.unpushed[map[i]] += x;
+        const i = at !== undefined ? at[j] : j;
+        if (!(i >= 0 && i < map.length)) continue;
+        const f = map[i];
+        this.totals[f] += x;
+        this.changedAt[f] = v;
+        if (this.unpushed !== null) this.unpushed[f] += x;
       }
       this.stats.batches++;
     }
@@ -424,6 +589,31 @@ export class LearningHub {
     const out = into !== undefined && into.length === map.length ? into : new Float64Array(map.length);
     for (let i = 0; i < map.length; i++) out[i] = this.totals[map[i]];
     return out;
+  }
+
+  /**
+   * For a thread that applied this hub's totals as of `since` (LearningClient.since): the fields of the layout
+   * changed after it, as (layout field index, total) pairs, and the version they bring the thread to. Whole totals
+   * (no `at`) when `since` < 0, and when most fields changed (a decay step): then a dense array is smaller.
+   */
+  totalsSince(layoutId: string, since: number): { totals: Float64Array; at?: Int32Array; version: number } | null {
+    const map = this.layouts.get(layoutId);
+    if (map === undefined) return null;
+    if (since < 0) return { totals: this.totalsFor(layoutId)!, version: this.version };
+    const changed = this.changedAt;
+    let n = 0;
+    for (let i = 0; i < map.length; i++) if (changed[map[i]] > since) n++;
+    if (n > map.length / 3) return { totals: this.totalsFor(layoutId)!, version: this.version };
+    const at = new Int32Array(n);
+    const totals = new Float64Array(n);
+    let j = 0;
+    for (let i = 0; i < map.length; i++) {
+      const f = map[i];
+      if (changed[f] <= since) continue;
+      at[j] = i;
+      totals[j++] = this.totals[f];
+    }
+    return { totals, at, version: this.version };
   }
 
   /**
@@ -449,11 +639,13 @@ export class LearningHub {
     const dt = (nowMs - this.lastDecayMs) / 1000;
     if (dt * 1000 < DECAY_EVERY_MS) return;
     this.lastDecayMs = nowMs;
+    const version = ++this.version;
     for (let i = 0; i < this.size; i++) {
       const h = this.halfLife[i];
       if (h > 0 && this.totals[i] !== 0) {
         const v = this.totals[i] * Math.pow(0.5, dt / h);
         this.totals[i] = v < 1e-6 ? 0 : v;
+        this.changedAt[i] = version;
       }
     }
   }
@@ -489,6 +681,7 @@ export class LearningHub {
     if (amount === 0 || !Number.isFinite(amount)) return;
     this.external = true;
     const f = this.fieldByName(name);
+    this.changedAt[f] = ++this.version;
     const seeded = this.seeded.get(f);
     if (seeded !== undefined && amount > 0) {
       const covered = Math.min(seeded, amount);
@@ -574,6 +767,9 @@ export class LearningHub {
     const fe = new Int32Array(n);
     fe.set(this.fieldEntry);
     this.fieldEntry = fe;
+    const ch = new Float64Array(n);
+    ch.set(this.changedAt);
+    this.changedAt = ch;
     if (this.unpushed !== null) {
       const u = new Float64Array(n);
       u.set(this.unpushed);

@@ -160,12 +160,16 @@ export function startSharedStateSingle(handler: BidHandler, registry: client.Reg
 
 /* ---------------------------------------------------------------- cluster */
 
-export type LearnMessage = { type: 'learn'; seq: number; batches: LearningBatch[] };
-export type LearnedMessage = { type: 'learned'; seq: number; layout: string; totals: Float64Array | null; unknown: string[] };
+/** `since`: the hub version of the totals the worker applied last (-1: send them whole). */
+export type LearnMessage = { type: 'learn'; seq: number; batches: LearningBatch[]; since?: number };
+/** `at`: totals of those layout fields only (changed since `since`); `version`: what they bring the worker to. */
+export type LearnedMessage = { type: 'learned'; seq: number; layout: string; totals: Float64Array | null; at?: Int32Array; version?: number; unknown: string[] };
 
 /** Worker side: sends its deltas every second (one in flight at a time), applies the totals that come back. */
 export function startWorkerLearning(handler: BidHandler, registry: client.Registry, post: (m: LearnMessage) => void, redisUrl?: string | null): SharedState & { onLearned(m: LearnedMessage): void } {
   const lc = attachLearningClient(handler);
+  // Over postMessage: only what changed travels (see LearningClient.sparse).
+  lc.sparse = true;
   const parts: SharedStateParts = { client: lc, handler };
   let seq = 0;
   let inFlight = 0;
@@ -175,7 +179,7 @@ export function startWorkerLearning(handler: BidHandler, registry: client.Regist
     if (inFlight !== 0 && Date.now() - sentAt < 5 * LEARNING_SYNC_MS) return;
     inFlight = ++seq;
     sentAt = Date.now();
-    post({ type: 'learn', seq, batches: lc.collect() });
+    post({ type: 'learn', seq, batches: lc.collect(), since: lc.since });
   }, LEARNING_SYNC_MS);
   timer.unref();
   if (redisUrl) {
@@ -188,7 +192,7 @@ export function startWorkerLearning(handler: BidHandler, registry: client.Regist
     onLearned(m: LearnedMessage): void {
       if (m.seq === inFlight) inFlight = 0;
       lc.forget(m.unknown);
-      if (m.totals !== null) lc.apply(m.layout, m.totals);
+      if (m.totals !== null) lc.apply(m.layout, m.totals, m.at, m.version ?? -1);
     },
     close: () => {
       clearInterval(timer);
@@ -217,7 +221,8 @@ export function startClusterHub(registry: client.Registry, redisUrl?: string | n
       const unknown = hub.merge(m.batches);
       // The worker's current layout is the one of its last batch.
       const layout = m.batches.length > 0 ? m.batches[m.batches.length - 1].layout : '';
-      return { type: 'learned', seq: m.seq, layout, totals: hub.totalsFor(layout), unknown };
+      const t = hub.totalsSince(layout, m.since ?? -1);
+      return { type: 'learned', seq: m.seq, layout, totals: t?.totals ?? null, at: t?.at, version: t?.version, unknown };
     },
     close: () => {
       for (const s of stops) s();
