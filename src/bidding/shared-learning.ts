@@ -19,6 +19,10 @@
  *   counters never decay, so their delta is `current - base`. Shading curves decay (half-life) inside
  *   ShadingTable.refresh, so their delta is kept apart: the listener taps each outcome into a shadow table that is
  *   never refreshed; the hub applies the same half-life to its shading totals.
+ * - Sparse exchange (worker threads): a delta lists only its non-zero fields (`at`), and the hub answers with the
+ *   fields changed since the version of the totals the thread applied last (LearningClient.since, the hub's
+ *   `version`, bumped by every merge, decay step and external addition); whole totals when the thread has none in
+ *   its layout yet. Fields not listed are what the thread's base already holds.
  * - Config swaps: BidHandler brackets a swap with beforeSwap() (the old objects' delta is queued, in the old
  *   layout) and afterSwap() (the new objects become the base), so nothing learned around a swap is lost or
  *   counted twice. The hub maps every layout onto its own field list by name.
@@ -176,6 +180,26 @@ function counters(src: LearningSources, layout: LearningLayout, v: Float64Array,
   }
 }
 
+/** A set of shading keys with the list of its members in insertion order (both preallocated for every key). */
+class KeySet {
+  private readonly flag: Uint8Array;
+  readonly list: Int32Array;
+  size = 0;
+  constructor(keys: number) {
+    this.flag = new Uint8Array(keys);
+    this.list = new Int32Array(keys);
+  }
+  add(key: number): void {
+    if (this.flag[key] !== 0) return;
+    this.flag[key] = 1;
+    this.list[this.size++] = key;
+  }
+  clear(): void {
+    for (let i = 0; i < this.size; i++) this.flag[this.list[i]] = 0;
+    this.size = 0;
+  }
+}
+
 /**
  * A thread's side: takes deltas, applies totals. `sources` returns the objects currently serving (the plan of
  * the current decider, the allocator of the current budget policy).
@@ -201,9 +225,9 @@ export class LearningClient implements LearningTap {
    * not 10 MB of structured clones and two passes over every field on the bid thread.
    */
   sparse = false;
-  private touched!: Uint8Array;
-  private touchedKeys!: Int32Array;
-  private touchedCount = 0;
+  /** Shading keys with outcomes since the last delta; and, while applying sparse totals, the keys they change. */
+  private touched!: KeySet;
+  private changedKeys!: KeySet;
   /** Hub version of the totals last applied (-1: none yet in this layout: the next totals come whole). */
   private appliedVersion = -1;
   private sparseAt = new Int32Array(4096);
@@ -244,10 +268,7 @@ export class LearningClient implements LearningTap {
   shadingOutcome(shading: ShadingTable, key: number, bidMicros: number, valueMicros: number, won: boolean, minToWinMicros: number): void {
     if (shading !== this.bound.plan.shading) return;
     this.shadow.recordOutcome(key, bidMicros, valueMicros, won, minToWinMicros);
-    if (this.touched[key] === 0) {
-      this.touched[key] = 1;
-      this.touchedKeys[this.touchedCount++] = key;
-    }
+    this.touched.add(key);
   }
 
   /** Before a config swap: queue what the serving objects learned (their layout leaves with them). */
@@ -337,45 +358,18 @@ export class LearningClient implements LearningTap {
     const cur = this.current;
     const base = this.base;
     counters(this.bound, L, cur, false);
-    const sh = this.bound.plan.shading;
-    const K = sh.bins;
-    const cells = L.shadingCells;
-    const marks = this.touchedScratch(sh.keys);
-    let marked = 0;
+    const K = this.bound.plan.shading.bins;
+    const changed = this.changedKeys;
     for (let j = 0; j < at.length; j++) {
       const i = at[j];
       const v = totals[j];
-      if (i < L.offH || i >= L.offA) {
-        cur[i] = v + (cur[i] - base[i]);
-        base[i] = v;
-      } else {
-        base[i] = v;
-        const key = Math.floor(((i - L.offH) % cells) / K);
-        if (marks.flag[key] === 0) {
-          marks.flag[key] = 1;
-          marks.list[marked++] = key;
-        }
-      }
+      if (i < L.offH || i >= L.offA) cur[i] = v + (cur[i] - base[i]);
+      else changed.add(Math.floor(((i - L.offH) % L.shadingCells) / K));
+      base[i] = v;
     }
     counters(this.bound, L, cur, true);
-    const tOff = L.offH;
-    const wOff = tOff + cells;
-    for (let m = 0; m < marked; m++) {
-      const key = marks.list[m];
-      marks.flag[key] = 0;
-      sh.recordOutcome(key, 0, 1, false, -1); // see applyShading: the next refresh() redraws this key's curve
-      for (let k = key * K; k < key * K + K; k++) {
-        sh.trials[k] = base[tOff + k] + this.shadow.trials[k];
-        sh.wins[k] = base[wOff + k] + this.shadow.wins[k];
-      }
-    }
-  }
-
-  private marks: { flag: Uint8Array; list: Int32Array } | null = null;
-
-  private touchedScratch(keys: number): { flag: Uint8Array; list: Int32Array } {
-    if (this.marks === null || this.marks.flag.length !== keys) this.marks = { flag: new Uint8Array(keys), list: new Int32Array(keys) };
-    return this.marks;
+    for (let m = 0; m < changed.size; m++) this.setCurve(changed.list[m], base);
+    changed.clear();
   }
 
   private applyShading(totals: Float64Array): void {
@@ -395,14 +389,22 @@ export class LearningClient implements LearningTap {
           break;
         }
       }
-      if (!changed) continue;
-      // The table recomputes a key's factor only once it has seen an outcome there: record a neutral one (its
-      // counts are overwritten just below) so the next refresh() draws the curve from the merged counts.
-      sh.recordOutcome(key, 0, 1, false, -1);
-      for (let k = base; k < base + K; k++) {
-        sh.trials[k] = totals[tOff + k] + this.shadow.trials[k];
-        sh.wins[k] = totals[wOff + k] + this.shadow.wins[k];
-      }
+      if (changed) this.setCurve(key, totals);
+    }
+  }
+
+  /** Key `key` of the serving shading table := `totals` (a layout-ordered array) + what the shadow holds since. */
+  private setCurve(key: number, totals: Float64Array): void {
+    const sh = this.bound.plan.shading;
+    const K = sh.bins;
+    const tOff = this.layout.offH;
+    const wOff = tOff + this.layout.shadingCells;
+    // The table recomputes a key's factor only once it has seen an outcome there: record a neutral one (its
+    // counts are overwritten just below) so the next refresh() draws the curve from the merged counts.
+    sh.recordOutcome(key, 0, 1, false, -1);
+    for (let k = key * K; k < key * K + K; k++) {
+      sh.trials[k] = totals[tOff + k] + this.shadow.trials[k];
+      sh.wins[k] = totals[wOff + k] + this.shadow.wins[k];
     }
   }
 
@@ -414,9 +416,8 @@ export class LearningClient implements LearningTap {
     counters(this.bound, this.layout, this.base, false);
     const sh = this.bound.plan.shading;
     this.shadow = new ShadingTable(sh.lineItemIds, sh.settings);
-    this.touched = new Uint8Array(sh.keys);
-    this.touchedKeys = new Int32Array(sh.keys);
-    this.touchedCount = 0;
+    this.touched = new KeySet(sh.keys);
+    this.changedKeys = new KeySet(sh.keys);
     this.appliedVersion = -1;
   }
 
@@ -446,36 +447,21 @@ export class LearningClient implements LearningTap {
     delta.set(this.shadow.wins, L.offH + L.shadingCells);
     this.shadow.trials.fill(0);
     this.shadow.wins.fill(0);
-    for (let t = 0; t < this.touchedCount; t++) this.touched[this.touchedKeys[t]] = 0;
-    this.touchedCount = 0;
+    this.touched.clear();
     return { layout: L.id, delta };
   }
 
   private takeSparseDelta(): LearningBatch {
     const L = this.layout;
-    const cur = this.current;
-    const base = this.base;
-    counters(this.bound, L, cur, false);
-    let n = 0;
+    counters(this.bound, L, this.current, false);
     // The counter sections, before and after the shading section (which comes from the touched keys below).
-    for (let i = 0; i < L.offH; i++) {
-      const d = cur[i] - base[i];
-      if (d === 0) continue;
-      n = this.push(n, i, d);
-      base[i] = cur[i];
-    }
-    for (let i = L.offA; i < L.size; i++) {
-      const d = cur[i] - base[i];
-      if (d === 0) continue;
-      n = this.push(n, i, d);
-      base[i] = cur[i];
-    }
+    let n = this.pushChanges(0, L.offH, 0);
+    n = this.pushChanges(L.offA, L.size, n);
     const K = this.bound.plan.shading.bins;
     const trials = this.shadow.trials;
     const wins = this.shadow.wins;
-    for (let t = 0; t < this.touchedCount; t++) {
-      const key = this.touchedKeys[t];
-      this.touched[key] = 0;
+    for (let t = 0; t < this.touched.size; t++) {
+      const key = this.touched.list[t];
       for (let k = key * K; k < key * K + K; k++) {
         if (trials[k] !== 0) n = this.push(n, L.offH + k, trials[k]);
         if (wins[k] !== 0) n = this.push(n, L.offH + L.shadingCells + k, wins[k]);
@@ -483,8 +469,21 @@ export class LearningClient implements LearningTap {
         wins[k] = 0;
       }
     }
-    this.touchedCount = 0;
+    this.touched.clear();
     return { layout: L.id, at: this.sparseAt.slice(0, n), delta: this.sparseVal.slice(0, n) };
+  }
+
+  /** Appends the counters of [from, to) that moved since the base (and advances the base); returns the count. */
+  private pushChanges(from: number, to: number, n: number): number {
+    const cur = this.current;
+    const base = this.base;
+    for (let i = from; i < to; i++) {
+      const d = cur[i] - base[i];
+      if (d === 0) continue;
+      n = this.push(n, i, d);
+      base[i] = cur[i];
+    }
+    return n;
   }
 
   /** Appends (field, value) to the sparse scratch, growing it; returns the new count. */
