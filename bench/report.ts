@@ -265,15 +265,20 @@ const ms = (v: number) => fmt(v, 3);
 
 export const FINAL_HEADER = ['scenario', 'target', 'load', 'req/s', 'x baseline', 'p50', 'p90', 'p99', 'p99.9', 'unit', 'bid rate', 'errors', 'non-2xx', 'timeouts', 'server cpu', 'cpu µs/req', 'gen cpu', 'other cpu'];
 
+/** Server CPU per answered request, µs: its share of a core over the requests it answered per second; null unknown. */
+function cpuMicrosPerRequest(share: number | null, reqPerSec: number): number | null {
+  return share === null || !(reqPerSec > 0) ? null : (share * 1e6) / reqPerSec;
+}
+
+function cpuPerRequest(share: number | null, reqPerSec: number): string {
+  const us = cpuMicrosPerRequest(share, reqPerSec);
+  return us === null ? '-' : fmt(us, 0);
+}
+
 /**
  * The one final table: per scenario and target, the closed-loop max (median of the rounds), then the open-loop
  * rows at 50% and 80% of that max, then the in-process decision rows (µs).
  */
-/** Server CPU per answered request, µs: its share of a core over the requests it answered per second. */
-function cpuPerRequest(share: number | null, reqPerSec: number): string {
-  return share === null || !(reqPerSec > 0) ? '-' : fmt((share * 1e6) / reqPerSec, 0);
-}
-
 export function finalTable(rep: Pick<BenchReport, 'scenarios' | 'decision'>): string[][] {
   const rows: string[][] = [FINAL_HEADER];
   for (const s of rep.scenarios) {
@@ -408,7 +413,6 @@ export function goalLines(goals: readonly Goal[]): string[] {
   return goals.map((g) => `${passText(g.pass).padEnd(4)}  ${g.name}: ${g.text} (goal ${g.goal})`);
 }
 
-/** The console form: the final table, the goals, the warnings. */
 /**
  * With calibration rows (--calibrate): per scenario, the closed-loop ratio and server CPU per request of each
  * baseline+Nus copy and of segbid-1w, in CPU order, so segbid's ratio reads against what its cost allows here.
@@ -419,15 +423,18 @@ export function calibrationLines(rep: Pick<BenchReport, 'scenarios'>): string[] 
     const names = s.targets.filter((t) => t.startsWith('baseline+'));
     if (names.length === 0) continue;
     const rows = ['baseline', ...names, 'segbid-1w']
-      .map((t) => ({ t, m: s.medians[t] }))
-      .filter((r) => r.m !== undefined && r.m.serverCpu !== null && r.m.reqPerSec > 0)
-      .map((r) => ({ t: r.t, ratio: r.m.ratioToBaseline ?? 1, us: (r.m.serverCpu! * 1e6) / r.m.reqPerSec }))
+      .flatMap((t) => {
+        const m = s.medians[t];
+        const us = m === undefined ? null : cpuMicrosPerRequest(m.serverCpu, m.reqPerSec);
+        return us === null ? [] : [{ t, ratio: m.ratioToBaseline ?? 1, us }];
+      })
       .sort((a, b) => a.us - b.us);
     out.push(`calibration (${s.scenario}, closed loop): ` + rows.map((r) => `${r.t} ${fmt(r.us, 0)} µs/req -> ${fmt(r.ratio, 3)}`).join('; '));
   }
   return out;
 }
 
+/** The console form: the final table, the calibration line, the goals, the warnings. */
 export function consoleSummary(rep: BenchReport): string {
   return [
     textTable(finalTable(rep)),
