@@ -757,24 +757,18 @@ export class LearningHub {
 
   private grow(): void {
     const n = this.totals.length * 2;
-    const t = new Float64Array(n);
-    t.set(this.totals);
-    this.totals = t;
-    const h = new Float64Array(n);
-    h.set(this.halfLife);
-    this.halfLife = h;
-    const fe = new Int32Array(n);
-    fe.set(this.fieldEntry);
-    this.fieldEntry = fe;
-    const ch = new Float64Array(n);
-    ch.set(this.changedAt);
-    this.changedAt = ch;
-    if (this.unpushed !== null) {
-      const u = new Float64Array(n);
-      u.set(this.unpushed);
-      this.unpushed = u;
-    }
+    this.totals = grown(this.totals, new Float64Array(n));
+    this.halfLife = grown(this.halfLife, new Float64Array(n));
+    this.fieldEntry = grown(this.fieldEntry, new Int32Array(n));
+    this.changedAt = grown(this.changedAt, new Float64Array(n));
+    if (this.unpushed !== null) this.unpushed = grown(this.unpushed, new Float64Array(n));
   }
+}
+
+/** `into` (a larger array of the same kind) with `from` copied to its start. */
+function grown<T extends Float64Array | Int32Array>(from: T, into: T): T {
+  into.set(from);
+  return into;
 }
 
 /**
