@@ -112,6 +112,8 @@ export class Decider {
   /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
   private readonly hasDeals: Uint8Array;
   private readonly dealsOnly: Uint8Array;
+  /** Per line item: 1 when a frequency cap applies to it (its own or its campaign's), from the cap plan at load. */
+  private readonly capped: Uint8Array;
   /**
    * Which line items have a creative that can fit an imp, precomputed: banner creatives by exact size
    * (w * 65536 + h, as fitsFormat matches them), the other media types by type. Per imp, OR-ing the rows of its
@@ -165,6 +167,8 @@ export class Decider {
     this.impCand = new Uint32Array(lw);
     this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
     this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
+    const capPlan = config.plan.capPlan;
+    this.capped = Uint8Array.from(config.lineItems, (li) => (capPlan.lineItemItem[li.index] >= 0 || capPlan.campaignItem[li.index] >= 0 ? 1 : 0));
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -253,6 +257,12 @@ export class Decider {
     const checkCaps = plan.anyCaps && personal;
     if (checkCaps) primaryUserHash(req);
     const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
+    const capped = this.capped;
+    const policy = this.policy;
+    const multipliers = plan.multipliers;
+    const strategies = plan.strategies;
+    const mctx = this.mctx;
+    const value = this.value;
     let any = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -260,7 +270,7 @@ export class Decider {
         const low = x & -x;
         const li = (w << 5) + 31 - Math.clz32(low);
         x ^= low;
-        if (checkCaps && (plan.capPlan.lineItemItem[li] >= 0 || plan.capPlan.campaignItem[li] >= 0)) {
+        if (checkCaps && capped[li] === 1) {
           // A capped line item cannot count impressions of a user without a key: it does not bid.
           if (!capUser || !plan.caps.check(userHash.hi, userHash.lo, li, nowMs)) {
             cand[w] &= ~low;
@@ -268,19 +278,19 @@ export class Decider {
             continue;
           }
         }
-        if (!this.policy.eligible(li, nowMs)) {
+        if (!policy.eligible(li, nowMs)) {
           cand[w] &= ~low;
           this.note(NO_BID.paced);
           continue;
         }
-        plan.multipliers.computeMultiplier(li, this.mctx);
-        const v = plan.strategies.finalBidMicros(li, this.mctx.result[0]);
+        multipliers.computeMultiplier(li, mctx);
+        const v = strategies.finalBidMicros(li, mctx.result[0]);
         if (!(v > 0)) {
           cand[w] &= ~low;
           this.note(NO_BID.strategy_no_bid);
           continue;
         }
-        this.value[li] = v;
+        value[li] = v;
       }
       any |= cand[w];
     }
