@@ -325,12 +325,19 @@ describe('single-threaded sync (syncInProcess)', () => {
     expect(hub.mirrors(w.client.layoutId)).toBe(true);
     expect(hub.total(`s|${ids[0]}|imp`)).toBe(2);
     expect(plan().strategies.impressions[0]).toBe(2);
+    // A config swap: the new plan adopts the counts, the hub keeps mirroring the new layout, nothing doubles.
+    w.handler.swap(loadDecider(CONFIG));
+    w.handler.learning.onBill(0, 1_500_000, ctx(0, 0, T0, false));
+    syncInProcess(w.client, hub, T0 + 1500);
+    expect(hub.mirrors(w.client.layoutId)).toBe(true);
+    expect(hub.total(`s|${ids[0]}|imp`)).toBe(3);
+    expect(plan().strategies.impressions[0]).toBe(3);
     // Another machine's impressions (Redis): the hub no longer mirrors, the next sync hands the totals back.
     hub.addExternal(`s|${ids[0]}|imp`, 5);
     expect(hub.mirrors(w.client.layoutId)).toBe(false);
     w.handler.learning.onBill(0, 1_500_000, ctx(0, 0, T0, false));
     syncInProcess(w.client, hub, T0 + 2000);
-    expect(hub.total(`s|${ids[0]}|imp`)).toBe(8);
-    expect(plan().strategies.impressions[0]).toBe(8);
+    expect(hub.total(`s|${ids[0]}|imp`)).toBe(9);
+    expect(plan().strategies.impressions[0]).toBe(9);
   });
 });

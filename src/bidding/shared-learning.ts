@@ -616,11 +616,13 @@ export class LearningHub {
   }
 
   /**
-   * True while this hub has known one layout, `layoutId`, and no evidence from elsewhere: fed by a single client
-   * (the single-threaded bidder), its totals are that client's own counters, so handing them back changes nothing.
+   * For a hub fed by a single client (the single-threaded bidder, syncInProcess): true while it knows the client's
+   * layout and no evidence from elsewhere. Its totals are then that client's own counters (across config swaps too:
+   * the new plan adopts the old one's counters by id, as the hub adds them by name), so handing them back changes
+   * nothing.
    */
   mirrors(layoutId: string): boolean {
-    return !this.external && this.layouts.size === 1 && this.layouts.has(layoutId);
+    return !this.external && this.layouts.has(layoutId);
   }
 
   /** A field's total by its name (tests, reports); 0 when unknown. */
@@ -773,7 +775,7 @@ function grown<T extends Float64Array | Int32Array>(from: T, into: T): T {
 
 /**
  * One sync of a thread with a hub in the same thread (the single-threaded bidder: the hub serves this client
- * only). While the hub only mirrors the client (one layout, nothing from Redis), the totals are not handed back:
+ * only). While the hub only mirrors the client (nothing from Redis; see mirrors()), the totals are not handed back:
  * they are the client's own counters, and applying them is a pass over every field (~650,000 on a 1,000 line
  * item config, ~5 ms of the bid thread every second). The shading curves then decay in the client's own table.
  */
