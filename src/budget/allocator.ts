@@ -309,7 +309,7 @@ export abstract class Allocator {
    * most `maxCampaigns` per call and, with `budgetMs`, no new campaign once that much wall time has passed (at
    * least one always runs): with many campaigns the server spreads the work over its ticks instead of blocking
    * the event loop (about a millisecond per campaign of a dozen arms at 400 draws, 3-5 ms at 25 arms; measured on
-   * the 1,000 line item bench config, 8 campaigns in one tick held the bid thread 25-39 ms).
+   * the 1,000 line item bench config, 8 campaigns in one tick held the bid thread 23-39 ms).
    */
   reallocate(nowMs: number, force = false, maxCampaigns = Infinity, budgetMs = Infinity): void {
     const due = this.plan.campaigns.filter((c) => force || nowMs - this.lastRun[c.index] >= c.reallocateMs);
