@@ -26,7 +26,7 @@ describe('line items that need personal data', () => {
       { id: 'campaign-capped', campaign: 'c' },
     ];
     const plan = compileFrequencyCaps(lineItems, [{ id: 'c', frequencyCaps: [{ window: '1d', max: 5 }] }], []);
-    const mask = compilePersonalDataMask(lineItems, dictionary, tree, 1, (li) => plan.lineItemItem[li] >= 0 || plan.campaignItem[li] >= 0);
+    const mask = compilePersonalDataMask(lineItems, dictionary, tree, 1, (li) => plan.capped[li] === 1);
     const personal = lineItems.map((_, i) => (mask[0] >>> i) & 1);
     expect(personal).toEqual([0, 1, 1, 0, 1, 1]);
   });

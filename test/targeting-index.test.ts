@@ -24,6 +24,9 @@ function bitsetOf(held: string[]): Uint32Array {
   return bits;
 }
 
+/** The compiled program of an expression over this file's dictionary. */
+const programOf = (e: TargetingExpr | undefined) => compileTargeting(e, bitOf, WORDS, '/t', []);
+
 const holdsOne = (bits: Uint32Array, need: number[]) => need.some((b) => (bits[b >>> 5] & (1 << (b & 31))) !== 0);
 
 describe('targeting requirement (inverted index)', () => {
@@ -33,7 +36,7 @@ describe('targeting requirement (inverted index)', () => {
     fc.assert(
       fc.property(expr, heldSegments, (e, held) => {
         const bits = bitsetOf(held);
-        const program = compileTargeting(e, bitOf, WORDS, '/t', []);
+        const program = programOf(e);
         const need = targetingRequirement(program);
         const match = evalTargeting(program, bits);
         if (need !== null) {
@@ -53,13 +56,13 @@ describe('targeting requirement (inverted index)', () => {
   });
 
   it('picks one bit of an `all`, the union of an `any`, and nothing for a `none`', () => {
-    const req = (e: TargetingExpr) => targetingRequirement(compileTargeting(e, bitOf, WORDS, '/t', []));
+    const req = (e: TargetingExpr) => targetingRequirement(programOf(e));
     expect(req({ all: ['s1', 's2'] })).toHaveLength(1);
     expect(req({ any: ['s1', 's2'] })).toEqual([5, 10]);
     expect(req({ none: ['s1'] })).toBeNull();
     expect(req({ all: ['s3', { none: ['s1'] }] })).toEqual([15]);
     expect(req({ any: ['s3', { none: ['s1'] }] })).toBeNull();
-    expect(targetingRequirement(compileTargeting(undefined, bitOf, WORDS, '/t', []))).toBeNull();
+    expect(targetingRequirement(programOf(undefined))).toBeNull();
   });
 
   it('a simple form, when a program has one, matches exactly the users the program matches', () => {
@@ -68,7 +71,7 @@ describe('targeting requirement (inverted index)', () => {
     fc.assert(
       fc.property(expr, heldSegments, (e, held) => {
         const bits = bitsetOf(held);
-        const program = compileTargeting(e, bitOf, WORDS, '/t', []);
+        const program = programOf(e);
         const simple = simpleForm(program);
         if (simple === null) {
           otherSeen++;
@@ -84,7 +87,7 @@ describe('targeting requirement (inverted index)', () => {
   });
 
   it('reduces the usual shapes to masks, and refuses what masks cannot say', () => {
-    const simple = (e: TargetingExpr | undefined) => simpleForm(compileTargeting(e, bitOf, WORDS, '/t', []));
+    const simple = (e: TargetingExpr | undefined) => simpleForm(programOf(e));
     const bitsOf = (m: Uint32Array) => Array.from({ length: WORDS * 32 }, (_, b) => b).filter((b) => (m[b >>> 5] & (1 << (b & 31))) !== 0);
     const s1 = simple({ all: ['s1', { none: ['s2', 's3'] }, { any: ['s4', 's5'] }] })!;
     expect([bitsOf(s1.all), bitsOf(s1.none), bitsOf(s1.any), s1.hasAny]).toEqual([[5], [10, 15], [20, 25], true]);
@@ -105,7 +108,7 @@ describe('targeting requirement (inverted index)', () => {
         heldSegments,
         fc.integer(),
         (exprs, held, candSeed) => {
-          const programs = exprs.map((e) => compileTargeting(e, bitOf, WORDS, '/t', []));
+          const programs = exprs.map((e) => programOf(e));
           const lineWords = Math.ceil(programs.length / 32);
           const index = new TargetingIndex(programs, WORDS, lineWords);
           const user = bitsetOf(held);

@@ -52,10 +52,9 @@ export function compileBiddingPlan(
   const capPlan = compileFrequencyCaps(config.lineItems, capCampaigns, errors);
   const caps = new InProcessCapStore(capPlan, settings.capStore);
   const privacy = new PrivacyGate(resolvePrivacySettings(settings.privacy, errors));
-  const capped = (li: number) => capPlan.lineItemItem[li] >= 0 || capPlan.campaignItem[li] >= 0;
+  const capped = (li: number) => capPlan.capped[li] === 1;
   const personalMask = compilePersonalDataMask(config.lineItems, dictionary, tree, supplyWords, capped);
-  let anyCaps = false;
-  for (let li = 0; li < config.lineItems.length; li++) anyCaps ||= capped(li);
+  const anyCaps = capPlan.capped.includes(1);
   return { tree, strategies, multipliers, shading, selector, capPlan, caps, privacy, personalMask, anyCaps };
 }
 

@@ -112,8 +112,6 @@ export class Decider {
   /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
   private readonly hasDeals: Uint8Array;
   private readonly dealsOnly: Uint8Array;
-  /** Per line item: 1 when a frequency cap applies to it (its own or its campaign's), from the cap plan at load. */
-  private readonly capped: Uint8Array;
   /**
    * Which line items have a creative that can fit an imp, precomputed: banner creatives by exact size
    * (w * 65536 + h, as fitsFormat matches them), the other media types by type. Per imp, OR-ing the rows of its
@@ -167,8 +165,6 @@ export class Decider {
     this.impCand = new Uint32Array(lw);
     this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
     this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
-    const capPlan = config.plan.capPlan;
-    this.capped = Uint8Array.from(config.lineItems, (li) => (capPlan.lineItemItem[li.index] >= 0 || capPlan.campaignItem[li.index] >= 0 ? 1 : 0));
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -257,7 +253,7 @@ export class Decider {
     const checkCaps = plan.anyCaps && personal;
     if (checkCaps) primaryUserHash(req);
     const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
-    const capped = this.capped;
+    const capped = plan.capPlan.capped;
     const policy = this.policy;
     const multipliers = plan.multipliers;
     const strategies = plan.strategies;

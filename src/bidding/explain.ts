@@ -480,7 +480,7 @@ class LineItemContext {
       return out('privacy', NO_BID.privacy_restricted, `it needs personal data, not allowed for this request (${this.privacyReason})`);
     }
     if (!evalTargeting(li.targeting, this.state.bits)) return out('targeting', NO_BID.unmatched_user, "its targeting does not match the user's segments");
-    if (plan.anyCaps && this.personal && (plan.capPlan.lineItemItem[i] >= 0 || plan.capPlan.campaignItem[i] >= 0)) {
+    if (plan.anyCaps && this.personal && plan.capPlan.capped[i] === 1) {
       if (!this.capUser) return out('frequency_cap', NO_BID.frequency_capped, 'capped line item and no user key to count impressions by');
       if (!plan.caps.check(userHash.hi, userHash.lo, i, this.nowMs)) return out('frequency_cap', NO_BID.frequency_capped, 'the user reached a frequency cap');
     }

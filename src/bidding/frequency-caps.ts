@@ -47,6 +47,8 @@ export interface CapPlan {
   readonly lineItemItem: Int32Array;
   /** Per line item: its campaign's capped item, -1 = none. */
   readonly campaignItem: Int32Array;
+  /** Per line item: 1 when a cap applies to it (its own item or its campaign's), for the bid path's one read. */
+  readonly capped: Uint8Array;
   /** Item i has caps [capStart[i], capStart[i + 1]). */
   readonly capStart: Int32Array;
   readonly capWindowSec: Int32Array;
@@ -118,9 +120,11 @@ export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campa
       else campaignItem[i] = item;
     }
   });
+  const capped = Uint8Array.from(lineItemItem, (own, i) => (own >= 0 || campaignItem[i] >= 0 ? 1 : 0));
   return {
     lineItemItem,
     campaignItem,
+    capped,
     capStart: Int32Array.from(capStart),
     capWindowSec: Int32Array.from(windows),
     capMax: Int32Array.from(maxes),

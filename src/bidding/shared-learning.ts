@@ -208,7 +208,10 @@ export class LearningClient implements LearningTap {
   private readonly sources: () => LearningSources;
   private bound!: LearningSources;
   private layout!: LearningLayout;
-  /** Counter values (non-decaying sections) as of the last delta taken or totals applied. */
+  /**
+   * Counter sections: the values as of the last delta taken or totals applied. Shading section: the hub's totals
+   * as last applied (a sparse apply rebuilds a changed curve from them).
+   */
   private base!: Float64Array;
   private current!: Float64Array;
   /** Shading outcomes since the last delta, never decayed. */
@@ -489,12 +492,8 @@ export class LearningClient implements LearningTap {
   /** Appends (field, value) to the sparse scratch, growing it; returns the new count. */
   private push(n: number, field: number, value: number): number {
     if (n === this.sparseAt.length) {
-      const at = new Int32Array(n * 2);
-      at.set(this.sparseAt);
-      this.sparseAt = at;
-      const val = new Float64Array(n * 2);
-      val.set(this.sparseVal);
-      this.sparseVal = val;
+      this.sparseAt = grown(this.sparseAt, new Int32Array(n * 2));
+      this.sparseVal = grown(this.sparseVal, new Float64Array(n * 2));
     }
     this.sparseAt[n] = field;
     this.sparseVal[n] = value;

@@ -49,7 +49,7 @@ export interface PersonalDataLineItem {
 
 /**
  * The bitset of line items that need personal data. `capped(li)` says whether a line item has a frequency cap
- * (e.g. `plan.lineItemItem[li] >= 0 || plan.campaignItem[li] >= 0` with the CapPlan of frequency-caps.ts).
+ * (`capPlan.capped[li] === 1` with the CapPlan of frequency-caps.ts).
  */
 export function compilePersonalDataMask(
   lineItems: readonly PersonalDataLineItem[],
