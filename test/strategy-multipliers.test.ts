@@ -33,6 +33,9 @@ describe('multipliers (cases-strategy/multipliers.json)', () => {
       table.fillContext(ctx, c.request, Date.parse(c.now ?? '2025-03-01T12:00:00Z'), user);
       expect(table.multiplierFor(0, ctx)).toBeCloseTo(c.expect!, 12);
       expect(table.multiplierFor(1, ctx)).toBe(1);
+      // The bound the decider prices candidates by (best first) holds for this request, and is exact without factors.
+      expect(table.multiplierFor(0, ctx)).toBeLessThanOrEqual(table.upper[0]);
+      expect(table.upper[1]).toBe(1);
     });
   }
 });

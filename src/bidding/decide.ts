@@ -8,10 +8,12 @@
  *   supply tables (active & channel & device & geo)  a few word-ANDs over precomputed line-item bitsets
  *   user keys -> segment bits                        one hash + probe per key into the segment store
  *   targeting programs                               mask tests over the user's bits, only for survivors
- *   per line item: caps, budget/pacing, value        frequency caps, the BidPolicy (budgets, pacing, allocator),
- *                                                    strategy base bid x multipliers (tables refreshed off path)
- *   per imp: deals, format, creative, floor, shading the only per-imp work, on the few line items left; the
- *                                                    creative follows the user's most specific segment
+ *   per line item: caps, budget/pacing, rank bound   frequency caps, the BidPolicy (budgets, pacing, allocator),
+ *                                                    the most the line item's rank can be on any imp
+ *   per imp, best bound first: value, deals, format, strategy base bid x multipliers (tables refreshed off path),
+ *     floor, shading                                 then the imp's constraints; stops when no bound left can
+ *                                                    beat the best offer; the creative follows the user's most
+ *                                                    specific segment
  *   choice and reservation                           best rank (the policy's, default price); the budget is
  *                                                    reserved for the chosen bid, else the next best is tried
  *
@@ -44,7 +46,11 @@ type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 export interface BidPolicy {
   /** May this line item bid at all now (not paused, budget left, pacing throttle passed)? One comparison each. */
   eligible(lineItem: number, nowMs: number): boolean;
-  /** Ranking among the line items that can serve an imp; higher wins. The default ranks by price. */
+  /**
+   * Ranking among the line items that can serve an imp; higher wins. The default ranks by price. Must not
+   * decrease as the price grows: the decider bounds a line item's rank by its rank at the highest price it could
+   * offer, and never values the line items whose bound cannot beat the best offer found.
+   */
   rank(lineItem: number, priceMicros: number): number;
   /**
    * Reserves the maximum cost of a bid about to be sent (costMicros = price of one impression, bidder
@@ -130,13 +136,33 @@ export class Decider {
   readonly plan: BiddingPlan;
   /** Set once, before the decider serves (the budget policy outlives config swaps: see BidHandler). */
   policy: BidPolicy;
+  /**
+   * Tests only: price every candidate of an imp instead of stopping at the first bound that cannot beat the
+   * best offer. The same choice must come out (test/decide-best-first.test.ts): the bounds are never too low.
+   */
+  exhaustive = false;
   /** The privacy verdict of the request being decided. */
   readonly verdict = new PrivacyVerdict();
   private readonly mctx: MultiplierContext;
   /** Third-party, contextual, lookalike and group bits of a request (src/segments/request-bits.ts). */
   private readonly segmenter: RequestSegmenter;
-  /** Value (strategy x multipliers, CPM micros, bidder currency) per candidate line item of this request. */
+  /**
+   * Value (strategy x multipliers, CPM micros, bidder currency) per line item, computed on demand: valid for this
+   * request when valueGen[li] === generation (-1 = the strategy does not bid).
+   */
   private readonly value: Float64Array;
+  private readonly valueGen: Uint32Array;
+  /**
+   * Per candidate of this request, the most its value can be (response currency micros): the strategy's base
+   * bid x the multiplier table's upper bound, capped. Exact for a line item without multipliers. Per imp, the
+   * price it bounds (shaded at the imp's floor band) gives the most the line item's rank can be there.
+   */
+  private readonly mostResp: Float64Array;
+  /** Per-imp max-heap of candidates by that rank bound: the order in which they are valued and priced. */
+  private readonly heapKey: Float64Array;
+  private readonly heapItem: Int32Array;
+  /** Line item priority (the tie-break of equal ranks), copied at load so comparing reads a typed array. */
+  private readonly priority: Float64Array;
   /** Bound once: the creative selector's eligibility callback (no closure per request). */
   private readonly eligible: (creative: number) => boolean;
   /* per-request state, set by decide() for the helpers below */
@@ -148,6 +174,16 @@ export class Decider {
   private formatOk = false;
   private exchange = 0;
   private auctionType = 2;
+  /* per-imp state, set by decideImp for offer() */
+  private impDeals: Any[] | undefined = undefined;
+  private impPrivate = false;
+  private impFloor = 0;
+  private respRate = 1;
+  private eagerCreatives = false;
+  private floorMisses = 0;
+  /* what offer() found besides the price */
+  private offerCreative: CompiledCreative | null = null;
+  private offerDeal: string | null = null;
 
   constructor(config: CompiledConfig, store: SegmentStore, policy: BidPolicy = UNLIMITED_POLICY) {
     this.config = config;
@@ -158,6 +194,11 @@ export class Decider {
     const dict = config.dictionary;
     this.segmenter = new RequestSegmenter({ width: dict.words * 32, segments: [...dict.segments] }, store.header, dict);
     this.value = new Float64Array(config.lineItems.length);
+    this.valueGen = new Uint32Array(config.lineItems.length);
+    this.mostResp = new Float64Array(config.lineItems.length);
+    this.heapKey = new Float64Array(config.lineItems.length);
+    this.heapItem = new Int32Array(config.lineItems.length);
+    this.priority = Float64Array.from(config.lineItems, (li) => li.priority);
     this.eligible = (c: number) => this.creativeEligible(c);
     this.userBits = new Uint32Array(config.dictionary.words);
     this.candidates = new Uint32Array(config.supply.words);
@@ -220,14 +261,15 @@ export class Decider {
     plan.selector.prepareUser(bits);
     this.exchange = plan.shading.exchangeIndex(exchangeName(req));
     this.auctionType = req.at === 1 ? 1 : 2;
-    if (!this.lineItemValues(req, nowMs, personal)) {
+    this.generation = (this.generation + 1) >>> 0 || 1;
+    const respRate = this.config.rates.get(out.respCur)!;
+    this.respRate = respRate;
+    if (!this.lineItemGates(req, nowMs, personal, respRate)) {
       out.reason = this.deepestReason;
       return;
     }
-    this.generation = (this.generation + 1) >>> 0 || 1;
     const imps = req.imp as Any[];
     out.ensure(imps.length);
-    const respRate = this.config.rates.get(out.respCur)!;
     for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, respRate, nowMs, out);
     if (out.bidCount === 0) out.reason = this.deepestReason === NO_BID.none ? NO_BID.no_matching_format : this.deepestReason;
   }
@@ -244,10 +286,12 @@ export class Decider {
 
   /**
    * Per surviving line item, once per request (nothing here depends on the imp): frequency caps, the budget
-   * policy (pause, budget, pacing, allocation), then the value = strategy base bid x multipliers, capped.
-   * False when no line item is left.
+   * policy (pause, budget, pacing, allocation), then the value bound (see mostResp). The value itself is computed
+   * only for the line items an imp gets to (valueOf): with hundreds of candidates, an imp is decided by the few
+   * whose bound can still beat the best offer. Every candidate still passes the policy's gate here, so pacing
+   * counts the same opportunities. False when no line item is left.
    */
-  private lineItemValues(req: Any, nowMs: number, personal: boolean): boolean {
+  private lineItemGates(req: Any, nowMs: number, personal: boolean, respRate: number): boolean {
     const plan = this.plan;
     const cand = this.candidates;
     const checkCaps = plan.anyCaps && personal;
@@ -255,10 +299,9 @@ export class Decider {
     const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
     const capped = plan.capPlan.capped;
     const policy = this.policy;
-    const multipliers = plan.multipliers;
+    const upper = plan.multipliers.upper;
     const strategies = plan.strategies;
-    const mctx = this.mctx;
-    const value = this.value;
+    const mostResp = this.mostResp;
     let any = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -279,18 +322,38 @@ export class Decider {
           this.note(NO_BID.paced);
           continue;
         }
-        multipliers.computeMultiplier(li, mctx);
-        const v = strategies.finalBidMicros(li, mctx.result[0]);
-        if (!(v > 0)) {
+        const most = strategies.finalBidMicros(li, upper[li]);
+        if (!(most > 0)) {
+          // Whatever the request's multipliers, the strategy does not bid.
           cand[w] &= ~low;
           this.note(NO_BID.strategy_no_bid);
           continue;
         }
-        value[li] = v;
+        mostResp[li] = Math.floor(most / respRate);
       }
       any |= cand[w];
     }
     return any !== 0;
+  }
+
+  /**
+   * The value of a candidate for this request (strategy base bid x multipliers, capped), computed once per
+   * request. -1 when the strategy does not bid: the line item then leaves the candidates of every imp.
+   */
+  private valueOf(li: number): number {
+    if (this.valueGen[li] === this.generation) return this.value[li];
+    const mctx = this.mctx;
+    this.plan.multipliers.computeMultiplier(li, mctx);
+    let v = this.plan.strategies.finalBidMicros(li, mctx.result[0]);
+    if (!(v > 0)) {
+      v = -1;
+      this.candidates[li >>> 5] &= ~(1 << (li & 31));
+      this.impCand[li >>> 5] &= ~(1 << (li & 31));
+      this.note(NO_BID.strategy_no_bid);
+    }
+    this.valueGen[li] = this.generation;
+    this.value[li] = v;
+    return v;
   }
 
   /** Whole-request gates: test traffic, seat lists, time budget, currency. Sets out.respCur. */
@@ -366,9 +429,12 @@ export class Decider {
   }
 
   /**
-   * One imp: the best (by the policy's rank) of the candidates that can serve it, deals first. The budget is
-   * reserved for the chosen bid; when the policy refuses, that line item sits out this request and the imp is
-   * decided again among the others (bounded: each refusal removes one candidate).
+   * One imp: the best (by the policy's rank) of the candidates that can serve it, deals first. Candidates are
+   * taken best bound first (a max-heap, see fillHeap) and valued and priced one by one; once the next bound is
+   * below the best rank found, no candidate left can win and the rest are never valued. Ties are broken as a
+   * full scan would: higher priority, then the lower line item index. The budget is reserved for the chosen bid;
+   * when the policy refuses, or the winner has no creative for the imp, that line item leaves and the imp is
+   * decided again among the others (bounded: each round removes one candidate).
    */
   private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, nowMs: number, out: Decision): void {
     const rates = this.config.rates;
@@ -383,110 +449,47 @@ export class Decider {
       floorMicros = floorMicrosOf(imp.bidfloor, floorRate, respRate);
     }
     const pmp = imp.pmp;
-    const privateAuction = pmp !== undefined && pmp.private_auction === 1;
-    const deals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
+    this.impPrivate = pmp !== undefined && pmp.private_auction === 1;
+    this.impDeals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
+    this.impFloor = floorMicros;
     const cand = this.candidates;
     const impCand = this.impCand;
     impCand.set(cand);
-    const impFit = this.fitOf(imp);
+    this.fitOf(imp);
     // Creatives are picked lazily (for the winner only) until a few winners turn out to have none for this imp
-    // (sizes, block lists): then eagerly for every candidate, so a long run of misses costs one scan, not one each.
+    // (sizes, block lists): then eagerly for every candidate priced, so a run of misses costs one pass, not one each.
     let misses = 0;
-    let eager = false;
-    let floorMisses = 0;
+    this.eagerCreatives = false;
+    this.floorMisses = 0;
     const items = this.config.lineItems;
-    const plan = this.plan;
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    const priority = this.priority;
     for (;;) {
+      let n = this.fillHeap();
       let bestRank = -Infinity;
       let bestPrice = -1;
-      let bestItem: CompiledLineItem | null = null;
+      let bestIndex = -1;
       let bestCreative: CompiledCreative | null = null;
       let bestDeal: string | null = null;
-      for (let w = 0; w < impCand.length; w++) {
-        let x = impCand[w];
-        while (x !== 0) {
-          const low = x & -x;
-          const index = (w << 5) + 31 - Math.clz32(low);
-          x ^= low;
-          const valueResp = Math.floor(this.value[index] / respRate);
-          // Deals first: a line item that lists a deal the imp offers bids through it.
-          let price = -1;
-          let dealId: string | null = null;
-          let creative: CompiledCreative | null = null;
-          // The line item object is read only when its deals, creatives or tie-break are needed: most candidates
-          // are decided from the typed arrays (hasDeals, dealsOnly, value), without a cache miss on the object.
-          if (deals !== undefined && this.hasDeals[index] === 1) {
-            const li = items[index];
-            for (let d = 0; d < deals.length && price < 0; d++) {
-              const deal = deals[d];
-              if (!li.deals.has(deal.id)) continue;
-              const wseat = deal.wseat as string[] | undefined;
-              if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
-                this.note(NO_BID.deal_mismatch);
-                continue;
-              }
-              const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
-              if (c === null) continue;
-              // As for the imp floor, a rate is needed only when the deal has a floor to convert.
-              let dealFloor = 0;
-              if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
-                const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
-                if (dealRate === undefined) {
-                  this.note(NO_BID.no_floor_rate);
-                  continue;
-                }
-                dealFloor = floorMicrosOf(deal.bidfloor, dealRate, respRate);
-              }
-              if (valueResp < dealFloor || valueResp <= 0) {
-                this.note(NO_BID.below_floor);
-                continue;
-              }
-              price = dealPriceMicros(plan.shading, li.index, this.exchange, this.auctionType, deal, dealFloor, respRate, valueResp);
-              if (price <= 0) {
-                price = -1;
-                continue;
-              }
-              dealId = deal.id;
-              creative = c;
-            }
-          }
-          if (price < 0) {
-            if (privateAuction || this.dealsOnly[index] === 1) {
-              this.note(NO_BID.deal_mismatch);
-              continue;
-            }
-            if ((impFit[index >>> 5] & (1 << (index & 31))) === 0) {
-              // None of its creatives fits the imp: what pickCreative would find, for one AND.
-              this.note(NO_BID.no_matching_format);
-              continue;
-            }
-            if (eager) {
-              creative = this.pickCreative(req, imp, items[index], undefined);
-              if (creative === null) continue;
-            }
-            price = plan.shading.price(index, this.exchange, floorMicros, respRate, valueResp, this.auctionType);
-            if (price <= 0) {
-              // A line item with no creative for the imp is reported as such, not as below the floor: which of
-              // the two is found out only if the imp gets no bid at all (below), the one case the reason is read.
-              if (eager) this.note(NO_BID.below_floor);
-              else if (floorMisses < this.floorMiss.length) this.floorMiss[floorMisses++] = index;
-              continue;
-            }
-            // The creative is picked only for the line item that wins the imp (below): with many candidates,
-            // drawing a rotation for each would cost more than the rest of the imp.
-          }
-          const rank = this.policy.rank(index, price);
-          if (rank > bestRank || (rank === bestRank && bestItem !== null && items[index].priority > bestItem.priority)) {
-            bestRank = rank;
-            bestPrice = price;
-            bestItem = items[index];
-            bestCreative = creative;
-            bestDeal = dealId;
-          }
+      while (n > 0) {
+        if (bestIndex >= 0 && heapKey[0] < bestRank && !this.exhaustive) break; // nobody left can beat (or tie) the best
+        const index = heapItem[0];
+        n = heapPop(heapKey, heapItem, n);
+        const price = this.offer(req, imp, index);
+        if (price < 0) continue;
+        const rank = this.policy.rank(index, price);
+        if (rank > bestRank || (rank === bestRank && bestIndex >= 0 && (priority[index] > priority[bestIndex] || (priority[index] === priority[bestIndex] && index < bestIndex)))) {
+          bestRank = rank;
+          bestPrice = price;
+          bestIndex = index;
+          bestCreative = this.offerCreative;
+          bestDeal = this.offerDeal;
         }
       }
-      if (bestItem === null) {
-        for (let f = 0; f < floorMisses; f++) {
+      if (bestIndex < 0) {
+        // Every candidate was priced: tell "no creative for the imp" from "under the floor" (see offer()).
+        for (let f = 0; f < this.floorMisses; f++) {
           if (this.pickCreative(req, imp, items[this.floorMiss[f]], undefined) !== null) {
             this.note(NO_BID.below_floor);
             break;
@@ -494,18 +497,19 @@ export class Decider {
         }
         return;
       }
+      const bestItem = items[bestIndex];
       if (bestCreative === null) {
         bestCreative = this.pickCreative(req, imp, bestItem, undefined);
         if (bestCreative === null) {
-          impCand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
-          if (++misses >= 4) eager = true;
+          impCand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
+          if (++misses >= 4) this.eagerCreatives = true;
           continue;
         }
       }
       // One impression of a CPM bid costs price/1000, in the bidder currency for the ledger.
-      if (!this.policy.reserve(bestItem.index, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
-        cand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
-        impCand[bestItem.index >>> 5] &= ~(1 << (bestItem.index & 31));
+      if (!this.policy.reserve(bestIndex, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
+        cand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
+        impCand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
         this.note(NO_BID.budget_exhausted);
         continue;
       }
@@ -521,6 +525,121 @@ export class Decider {
       out.h[k] = bestCreative.h;
       return;
     }
+  }
+
+  /**
+   * Loads the imp's candidates into the heap; returns their count. A candidate's key is the policy's rank at the
+   * most it can offer on this imp: its value bound, shaded at the imp's floor band when it bids in the open
+   * auction (shade() grows with the value), unshaded when it may bid through one of the imp's deals. The
+   * policy's rank grows with the price (BidPolicy.rank), so no offer of the candidate can rank above its key.
+   */
+  private fillHeap(): number {
+    const impCand = this.impCand;
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    const mostResp = this.mostResp;
+    const policy = this.policy;
+    const shading = this.plan.shading;
+    const band = shading.bandOf(this.impFloor * this.respRate);
+    const floor = this.impFloor;
+    const withDeals = this.impDeals !== undefined;
+    const hasDeals = this.hasDeals;
+    let n = 0;
+    for (let w = 0; w < impCand.length; w++) {
+      let x = impCand[w];
+      while (x !== 0) {
+        const low = x & -x;
+        const li = (w << 5) + 31 - Math.clz32(low);
+        x ^= low;
+        const most = withDeals && hasDeals[li] === 1 ? mostResp[li] : shading.priceInBand(li, this.exchange, band, floor, mostResp[li], this.auctionType);
+        const key = policy.rank(li, most);
+        heapKey[n] = key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
+        heapItem[n++] = li;
+      }
+    }
+    for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
+    return n;
+  }
+
+  /**
+   * What one candidate offers on the current imp (decideImp's state): its price (response currency micros),
+   * with offerDeal / offerCreative set when it bids through a deal (or in eager mode), or -1 when it cannot bid
+   * here, the reason noted. Deals first: a line item that lists a deal the imp offers bids through it.
+   */
+  private offer(req: Any, imp: Any, index: number): number {
+    this.offerCreative = null;
+    this.offerDeal = null;
+    const value = this.valueOf(index);
+    if (value < 0) return -1;
+    const respRate = this.respRate;
+    const valueResp = Math.floor(value / respRate);
+    const plan = this.plan;
+    const deals = this.impDeals;
+    let price = -1;
+    // The line item object is read only when its deals or creatives are needed: most candidates are priced from
+    // the typed arrays (hasDeals, dealsOnly, value), without a cache miss on the object.
+    if (deals !== undefined && this.hasDeals[index] === 1) {
+      const li = this.config.lineItems[index];
+      const rates = this.config.rates;
+      for (let d = 0; d < deals.length && price < 0; d++) {
+        const deal = deals[d];
+        if (!li.deals.has(deal.id)) continue;
+        const wseat = deal.wseat as string[] | undefined;
+        if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+          this.note(NO_BID.deal_mismatch);
+          continue;
+        }
+        const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
+        if (c === null) continue;
+        // As for the imp floor, a rate is needed only when the deal has a floor to convert.
+        let dealFloor = 0;
+        if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
+          const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
+          if (dealRate === undefined) {
+            this.note(NO_BID.no_floor_rate);
+            continue;
+          }
+          dealFloor = floorMicrosOf(deal.bidfloor, dealRate, respRate);
+        }
+        if (valueResp < dealFloor || valueResp <= 0) {
+          this.note(NO_BID.below_floor);
+          continue;
+        }
+        price = dealPriceMicros(plan.shading, index, this.exchange, this.auctionType, deal, dealFloor, respRate, valueResp);
+        if (price <= 0) {
+          price = -1;
+          continue;
+        }
+        this.offerDeal = deal.id;
+        this.offerCreative = c;
+      }
+      if (price >= 0) return price;
+    }
+    if (this.impPrivate || this.dealsOnly[index] === 1) {
+      this.note(NO_BID.deal_mismatch);
+      return -1;
+    }
+    if ((this.impFit[index >>> 5] & (1 << (index & 31))) === 0) {
+      // None of its creatives fits the imp: what pickCreative would find, for one AND.
+      this.note(NO_BID.no_matching_format);
+      return -1;
+    }
+    const eager = this.eagerCreatives;
+    if (eager) {
+      this.offerCreative = this.pickCreative(req, imp, this.config.lineItems[index], undefined);
+      if (this.offerCreative === null) return -1;
+    }
+    price = plan.shading.price(index, this.exchange, this.impFloor, respRate, valueResp, this.auctionType);
+    if (price <= 0) {
+      // A line item with no creative for the imp is reported as such, not as below the floor: which of the two
+      // is found out only if the imp gets no bid at all (decideImp), the one case the reason is read.
+      if (eager) this.note(NO_BID.below_floor);
+      else if (this.floorMisses < this.floorMiss.length) this.floorMiss[this.floorMisses++] = index;
+      return -1;
+    }
+    // Otherwise the creative is picked only for the line item that wins the imp (decideImp): with many
+    // candidates, drawing a rotation for each would cost more than the rest of the imp.
+    return price;
   }
 
   /** The line items with a creative of the imp's sizes and media types (see fitBySize). */
@@ -681,4 +800,30 @@ function blockedByImp(imp: Any, cr: CompiledCreative): boolean {
   const media = cr.format === FORMAT_BANNER ? imp.banner : cr.format === FORMAT_VIDEO ? imp.video : cr.format === FORMAT_AUDIO ? imp.audio : imp.native;
   const battr = media === undefined ? undefined : (media.battr as number[] | undefined);
   return battr !== undefined && intersectsInt(cr.attr, battr);
+}
+
+/** Max-heap on (key, item) pairs kept in two typed arrays: restores the heap below position i. */
+function siftDown(key: Float64Array, item: Int32Array, i: number, n: number): void {
+  const k = key[i];
+  const it = item[i];
+  for (;;) {
+    let c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && key[c + 1] > key[c]) c++;
+    if (!(key[c] > k)) break;
+    key[i] = key[c];
+    item[i] = item[c];
+    i = c;
+  }
+  key[i] = k;
+  item[i] = it;
+}
+
+/** Removes the top of the heap of n entries; returns the new count. */
+function heapPop(key: Float64Array, item: Int32Array, n: number): number {
+  const last = n - 1;
+  key[0] = key[last];
+  item[0] = item[last];
+  if (last > 1) siftDown(key, item, 0, last);
+  return last;
 }

@@ -109,8 +109,14 @@ export class MultiplierTable {
   /** Shared all-zero rows for "no list matched" and "no personal data". */
   readonly noLists: Uint32Array;
   readonly noUser: Uint32Array;
+  /**
+   * Per line item, the most computeMultiplier can return for any request: the product of each used dimension's
+   * largest factor (1 where a dimension may not apply), clamped like the result. Exact (1) for a line item
+   * without multipliers. The decider values line items lazily and uses it to bound what an unvalued one can bid.
+   */
+  readonly upper: Float64Array;
 
-  constructor(parts: Omit<MultiplierTable, 'multiplierFor' | 'computeMultiplier' | 'fillContext' | 'usesPersonalData' | 'noLists' | 'noUser'> & { userWords: number }) {
+  constructor(parts: Omit<MultiplierTable, 'multiplierFor' | 'computeMultiplier' | 'fillContext' | 'usesPersonalData' | 'noLists' | 'noUser' | 'upper'> & { userWords: number }) {
     this.size = parts.size;
     this.flags = parts.flags;
     this.max = parts.max;
@@ -135,6 +141,28 @@ export class MultiplierTable {
     this.lalFactor = parts.lalFactor;
     this.noLists = new Uint32Array(Math.max(1, parts.listWords));
     this.noUser = new Uint32Array(Math.max(1, parts.userWords));
+    this.upper = new Float64Array(this.size);
+    for (let li = 0; li < this.size; li++) this.upper[li] = this.upperBound(li);
+  }
+
+  /** See `upper`. Factors are >= 0 (schema), so the product of the maxima bounds every product. */
+  private upperBound(li: number): number {
+    const f = this.flags[li];
+    if (f === 0) return 1;
+    const maxOf = (values: Float64Array, from: number, to: number): number => {
+      let m = 1; // the dimension may not apply to a request (unknown country, no list matched, no CRM tier)
+      for (let k = from; k < to; k++) if (values[k] > m) m = values[k];
+      return m;
+    };
+    let m = 1;
+    if ((f & F_COUNTRY) !== 0) m *= maxOf(this.countryFactor, li * this.countries, (li + 1) * this.countries);
+    if ((f & F_DEVICE) !== 0) m *= maxOf(this.deviceFactor, li * DEVICE_SLOTS, (li + 1) * DEVICE_SLOTS);
+    if ((f & F_DAYPART) !== 0) m *= maxOf(this.dayFactor, this.dayRow[li] * DAY_SLOTS, (this.dayRow[li] + 1) * DAY_SLOTS);
+    if ((f & F_CHANNEL) !== 0) m *= maxOf(this.channelFactor, li * CHANNELS, (li + 1) * CHANNELS);
+    if ((f & F_LIST) !== 0) m *= maxOf(this.listRuleFactor, this.listRuleStart[li], this.listRuleStart[li + 1]);
+    if ((f & F_CRM) !== 0) m *= maxOf(this.crmFactor, this.crmStart[li], this.crmStart[li + 1]);
+    if ((f & F_LOOKALIKE) !== 0) m *= maxOf(this.lalFactor, this.lalStart[li], this.lalStart[li + 1]);
+    return m < this.max[li] ? m : this.max[li];
   }
 
   /** Whether some factor of this line item depends on the user's segments (CRM tier, lookalike band). */

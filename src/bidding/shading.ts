@@ -119,10 +119,23 @@ export class ShadingTable {
 
   /** HOT PATH. Key of (line item, exchange index, floor in CPM micros). */
   keyOf(li: number, exchange: number, floorMicros: number): number {
+    return (li * this.exchangeCount + exchange) * this.bandCount + this.bandOf(floorMicros);
+  }
+
+  /** HOT PATH. The floor band of a floor in CPM micros (bidder currency): the same for every line item. */
+  bandOf(floorMicros: number): number {
     let band = 0;
     const edges = this.bandEdges;
     while (band < edges.length && floorMicros >= edges[band]) band++;
-    return (li * this.exchangeCount + exchange) * this.bandCount + band;
+    return band;
+  }
+
+  /**
+   * HOT PATH. price() with the floor band already known (bandOf(floorMicros x respRate)). shade() never
+   * decreases as the value grows, so at the most a line item's value can be this bounds its price.
+   */
+  priceInBand(li: number, exchange: number, band: number, floorMicros: number, valueMicros: number, at: number): number {
+    return this.shade((li * this.exchangeCount + exchange) * this.bandCount + band, valueMicros, floorMicros, at);
   }
 
   /**
