@@ -16,6 +16,10 @@
  * Throughput: `--iterations` calls in batches of 1000 timed with performance.now() (calls/s, and p50/p99 of the
  * per-batch mean). Latency: a separate pass of `--per-call` calls each timed with process.hrtime.bigint()
  * (p50/p99/p99.9/max per call; includes the timer's own cost, printed as "timer").
+ * Budgets are live, as in the server: before anything is timed, WARM_SECONDS simulated seconds of the mix each end
+ * with a budget tick (the server's one-second timer), so pacing has seen the budgeted line items' opportunities
+ * and lets them bid. Without it every budgeted line item (half of the large config) would be paced out and the
+ * decision would be measured on the other half. The share of bids won by budgeted line items is printed.
  * Also prints the outcome share of each reason (`BidResult.reason`) over one pass of the distinct requests, and the
  * bytes one decide() call allocates (V8 new-space growth over windows without a scavenge; the hot path aims at 0).
  * Writes the results as JSON to `--out` when given (bench/bid-path.ts uses that). Exit code 0 unless it crashes.
@@ -74,7 +78,12 @@ export interface DecisionBenchResult {
   segments: number;
   /** Bytes allocated per decide() call (new-space growth over short windows without a GC; the hot path aims at 0). */
   decideBytes: number;
+  /** Share of the decide stage's bids made by line items of a budgeted campaign (after the warm-up ticks). */
+  budgetedBidShare: number;
 }
+
+/** Simulated seconds of traffic, each ended by a budget tick, before the stages are timed. */
+const WARM_SECONDS = 5;
 
 const BATCH = 1000;
 
@@ -187,6 +196,25 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
     if (problem !== null) throw new Error(`request mix body ${i} is invalid: ${problem}`);
   }
 
+  const decision = new Decision();
+  // Live budgets (see the header): simulated seconds of the mix, each ended by the server's budget tick.
+  const start = performance.timeOrigin + performance.now();
+  for (let second = 0; second < WARM_SECONDS; second++) {
+    for (let i = 0; i < n; i++) decider.decide(parsed[i], start + second * 1000 + (i * 1000) / n, decision);
+    handler.budget?.tick(start + (second + 1) * 1000);
+  }
+  const nowMs = start + WARM_SECONDS * 1000;
+  const campaignOf = handler.budget?.plan.campaignOf;
+  let bidsMade = 0;
+  let budgetedBids = 0;
+  for (let i = 0; i < n; i++) {
+    decider.decide(parsed[i], nowMs + i / 1000, decision);
+    for (let k = 0; k < decision.bidCount; k++) {
+      bidsMade++;
+      if (campaignOf !== undefined && campaignOf[decision.lineItem[k]!.index] >= 0) budgetedBids++;
+    }
+  }
+
   // Outcomes over one pass of the distinct requests: what the mix asks of the decision.
   const counts: Record<string, number> = {};
   let bids = 0;
@@ -198,8 +226,6 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
   const reasons: Record<string, number> = {};
   for (const [reason, c] of Object.entries(counts).sort((a, b) => b[1] - a[1])) reasons[reason] = c / n;
 
-  const decision = new Decision();
-  const nowMs = performance.timeOrigin + performance.now();
   const stages: StageResult[] = [
     timeStage('parse', options.iterations, options.perCall, options.seconds, (i) => {
       sink += (JSON.parse(bodies[i % n]) as { imp: unknown[] }).imp.length;
@@ -208,7 +234,8 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
       sink += validateBidRequest(parsed[i % n]) === null ? 1 : 0;
     }),
     timeStage('decide', options.iterations, options.perCall, options.seconds, (i) => {
-      decider.decide(parsed[i % n], nowMs, decision);
+      // A new clock reading per call, 1 µs apart: the budget policy takes a new Thompson draw per request.
+      decider.decide(parsed[i % n], nowMs + i / 1000, decision);
       sink += decision.bidCount;
     }),
     timeStage('handle', options.iterations, options.perCall, options.seconds, (i) => {
@@ -226,9 +253,10 @@ export function runDecisionBench(options: DecisionBenchOptions): DecisionBenchRe
     lineItems: decider.config.lineItems.length,
     segments: decider.config.dictionary.segments.length,
     decideBytes: allocatedPerCall((i) => {
-      decider.decide(parsed[i % n], nowMs, decision);
+      decider.decide(parsed[i % n], nowMs + i / 1000, decision);
       sink += decision.bidCount;
     }),
+    budgetedBidShare: bidsMade === 0 ? 0 : budgetedBids / bidsMade,
   };
 }
 
@@ -255,7 +283,7 @@ export function formatDecisionBench(r: DecisionBenchResult): string {
       `handle - the three), handle ${fmt(p50('handle'), 2)}`,
     `timer cost (empty hrtime.bigint pair, included in call figures): ${fmt(r.timerUs, 3)} µs`,
     `allocated per decide (new-space growth between scavenges): ${fmt(r.decideBytes, 0)} bytes`,
-    `bid rate over the distinct requests: ${fmt(100 * r.bidRate, 1)}%`,
+    `bid rate over the distinct requests: ${fmt(100 * r.bidRate, 1)}%; bids by budgeted line items (pacing live, ${WARM_SECONDS} ticks): ${fmt(100 * r.budgetedBidShare, 1)}%`,
     textTable(reasonRows),
   ].join('\n');
 }

@@ -123,6 +123,39 @@ describe('first-price shading', () => {
     expect(next.factor[next.keyOf(0, 0, 0)]).toBe(old.factor[key]);
   });
 
+  it('prices from the context layout exactly as from the key layout, after feedback, decay and a reload (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {
+        const rand = mulberry32(seed);
+        const ids = ['a', 'b', 'c', 'd'];
+        const settings = resolveShadingSettings({ exchanges: ['x1', 'x2'], floorBandsCpm: [0.5, 1, 2] });
+        const t = new ShadingTable(ids, settings);
+        for (let i = 0; i < 300; i++) {
+          const key = Math.floor(rand() * t.keys);
+          t.recordOutcome(key, Math.floor(rand() * V), V, rand() < 0.4, rand() < 0.5 ? Math.floor(rand() * V) : -1);
+        }
+        t.refresh(T0);
+        if (rand() < 0.5) t.refresh(T0 + Math.floor(rand() * 30) * 3600_000);
+        const reloaded = new ShadingTable(['c', 'x', 'a'], settings);
+        reloaded.adoptFrom(t);
+        for (const table of [t, reloaded]) {
+          for (let li = 0; li < table.lineItemIds.length; li++) {
+            for (let ex = 0; ex < table.exchangeCount; ex++) {
+              for (const floorCpm of [0, 0.7, 1.5, 3]) {
+                const floor = floorCpm * 1e6;
+                const value = Math.floor(rand() * 5 * V);
+                const viaKey = table.shade(table.keyOf(li, ex, floor), value, floor, 1);
+                expect(table.price(li, ex, floor, 1, value, 1)).toBe(viaKey);
+                expect(table.priceInBand(li, ex, table.bandOf(floor), floor, value, 1)).toBe(viaKey);
+              }
+            }
+          }
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('bad feedback is a typed error', () => {
     const t = table();
     expect(() => t.recordOutcome(-1, 1, 1, true)).toThrow(SegbidError);

@@ -178,6 +178,8 @@ export class Decider {
   private impDeals: Any[] | undefined = undefined;
   private impPrivate = false;
   private impFloor = 0;
+  /** The shading floor band of the imp's floor (ShadingTable.bandOf, bidder currency). */
+  private impBand = 0;
   private respRate = 1;
   private eagerCreatives = false;
   private floorMisses = 0;
@@ -452,6 +454,7 @@ export class Decider {
     this.impPrivate = pmp !== undefined && pmp.private_auction === 1;
     this.impDeals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
     this.impFloor = floorMicros;
+    this.impBand = this.plan.shading.bandOf(floorMicros * respRate);
     const cand = this.candidates;
     const impCand = this.impCand;
     impCand.set(cand);
@@ -540,7 +543,7 @@ export class Decider {
     const mostResp = this.mostResp;
     const policy = this.policy;
     const shading = this.plan.shading;
-    const band = shading.bandOf(this.impFloor * this.respRate);
+    const band = this.impBand;
     const floor = this.impFloor;
     const withDeals = this.impDeals !== undefined;
     const hasDeals = this.hasDeals;
@@ -629,7 +632,7 @@ export class Decider {
       this.offerCreative = this.pickCreative(req, imp, this.config.lineItems[index], undefined);
       if (this.offerCreative === null) return -1;
     }
-    price = plan.shading.price(index, this.exchange, this.impFloor, respRate, valueResp, this.auctionType);
+    price = plan.shading.priceInBand(index, this.exchange, this.impBand, this.impFloor, valueResp, this.auctionType);
     if (price <= 0) {
       // A line item with no creative for the imp is reported as such, not as below the floor: which of the two
       // is found out only if the imp gets no bid at all (decideImp), the one case the reason is read.

@@ -13,8 +13,10 @@
  *   no Map.
  *
  * Layout, chosen for ~1,000 line items:
- * - Small closed key spaces are dense rows: country (only countries some line item names, interned: C of them)
- *   n x C, device type n x 32, channel n x 3. 1,000 line items x 50 countries = 400 KB; one indexed read each.
+ * - Small closed key spaces are dense tables, one row per key of n line items: country (only countries some line
+ *   item names, interned: C of them) C x n, device type 32 x n, channel 3 x n. 1,000 line items x 50 countries =
+ *   400 KB; one indexed read each, and a request reads one row of each (its country, device type, channel), so the
+ *   line items it values read neighbouring memory.
  *   A Map per country of Float64Array(n) would cost the same memory but one Map lookup per (request, dimension)
  *   AND per-line-item indexing; interning once per request and indexing a flat array is cheaper and simpler.
  * - Day parts: only line items that use them get a 96-slot row (UTC quarter-hours, their timezone offset
@@ -149,16 +151,17 @@ export class MultiplierTable {
   private upperBound(li: number): number {
     const f = this.flags[li];
     if (f === 0) return 1;
-    const maxOf = (values: Float64Array, from: number, to: number): number => {
+    const maxOf = (values: Float64Array, from: number, to: number, step = 1): number => {
       let m = 1; // the dimension may not apply to a request (unknown country, no list matched, no CRM tier)
-      for (let k = from; k < to; k++) if (values[k] > m) m = values[k];
+      for (let k = from; k < to; k += step) if (values[k] > m) m = values[k];
       return m;
     };
+    const n = this.size;
     let m = 1;
-    if ((f & F_COUNTRY) !== 0) m *= maxOf(this.countryFactor, li * this.countries, (li + 1) * this.countries);
-    if ((f & F_DEVICE) !== 0) m *= maxOf(this.deviceFactor, li * DEVICE_SLOTS, (li + 1) * DEVICE_SLOTS);
+    if ((f & F_COUNTRY) !== 0) m *= maxOf(this.countryFactor, li, this.countries * n, n);
+    if ((f & F_DEVICE) !== 0) m *= maxOf(this.deviceFactor, li, DEVICE_SLOTS * n, n);
     if ((f & F_DAYPART) !== 0) m *= maxOf(this.dayFactor, this.dayRow[li] * DAY_SLOTS, (this.dayRow[li] + 1) * DAY_SLOTS);
-    if ((f & F_CHANNEL) !== 0) m *= maxOf(this.channelFactor, li * CHANNELS, (li + 1) * CHANNELS);
+    if ((f & F_CHANNEL) !== 0) m *= maxOf(this.channelFactor, li, CHANNELS * n, n);
     if ((f & F_LIST) !== 0) m *= maxOf(this.listRuleFactor, this.listRuleStart[li], this.listRuleStart[li + 1]);
     if ((f & F_CRM) !== 0) m *= maxOf(this.crmFactor, this.crmStart[li], this.crmStart[li + 1]);
     if ((f & F_LOOKALIKE) !== 0) m *= maxOf(this.lalFactor, this.lalStart[li], this.lalStart[li + 1]);
@@ -217,10 +220,10 @@ export class MultiplierTable {
     const f = this.flags[li];
     let m = 1;
     if (f !== 0) {
-      if ((f & F_COUNTRY) !== 0 && ctx.countryIndex >= 0) m *= this.countryFactor[li * this.countries + ctx.countryIndex];
-      if ((f & F_DEVICE) !== 0) m *= this.deviceFactor[li * DEVICE_SLOTS + ctx.deviceType];
+      if ((f & F_COUNTRY) !== 0 && ctx.countryIndex >= 0) m *= this.countryFactor[ctx.countryIndex * this.size + li];
+      if ((f & F_DEVICE) !== 0) m *= this.deviceFactor[ctx.deviceType * this.size + li];
       if ((f & F_DAYPART) !== 0) m *= this.dayFactor[this.dayRow[li] * DAY_SLOTS + ctx.quarter];
-      if ((f & F_CHANNEL) !== 0) m *= this.channelFactor[li * CHANNELS + ctx.channel];
+      if ((f & F_CHANNEL) !== 0) m *= this.channelFactor[ctx.channel * this.size + li];
       if ((f & F_LIST) !== 0) {
         const bits = ctx.listBits;
         for (let r = this.listRuleStart[li], end = this.listRuleStart[li + 1]; r < end; r++) {
@@ -340,7 +343,7 @@ export function compileMultipliers(lineItems: readonly MultiplierLineItemDef[], 
     let f = 0;
     if (m.max !== undefined) max[i] = m.max;
     for (const [c, v] of Object.entries(m.countries ?? {})) {
-      countryFactor[i * countries + countryIndex.get(c)!] = v;
+      countryFactor[countryIndex.get(c)! * n + i] = v;
       f |= F_COUNTRY;
     }
     for (const [d, v] of Object.entries(m.deviceTypes ?? {})) {
@@ -349,11 +352,11 @@ export function compileMultipliers(lineItems: readonly MultiplierLineItemDef[], 
         errors.push({ path: `${path}/deviceTypes/${d}`, message: 'device type must be an integer 1..31' });
         continue;
       }
-      deviceFactor[i * DEVICE_SLOTS + dt] = v;
+      deviceFactor[dt * n + i] = v;
       f |= F_DEVICE;
     }
     for (const [ch, v] of Object.entries(m.channels ?? {})) {
-      channelFactor[i * CHANNELS + CHANNEL_INDEX[ch as keyof typeof CHANNEL_INDEX]] = v as number;
+      channelFactor[CHANNEL_INDEX[ch as keyof typeof CHANNEL_INDEX] * n + i] = v as number;
       f |= F_CHANNEL;
     }
     if (m.dayParts !== undefined) {

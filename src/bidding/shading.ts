@@ -64,8 +64,15 @@ export class ShadingTable {
   readonly bandCount: number;
   readonly keys: number;
   readonly bins: number;
-  /** HOT PATH: shading factor per key, in [minFactor, 1]. */
+  /** Shading factor per key, in [minFactor, 1]. Written through setFactor only (see factorByContext). */
   readonly factor: Float64Array;
+  /**
+   * HOT PATH: the same factors laid out by context, [(exchange x bands + band) x lineItems + li]: a request
+   * prices many line items on one exchange and one floor band, so their factors sit side by side instead of one
+   * cache line apart each (key order puts a line item's exchanges and bands together).
+   */
+  private readonly factorByContext: Float64Array;
+  private readonly lineItems: number;
   /** Floor band upper edges, CPM micros. */
   private readonly bandEdges: Float64Array;
   private readonly exchangeIndexOf: ReadonlyMap<string, number>;
@@ -105,6 +112,8 @@ export class ShadingTable {
     this.blockEnd = new Int32Array(K);
     this.priorFactor = this.optimum(this.priorCurve);
     this.factor = new Float64Array(this.keys).fill(this.priorFactor);
+    this.factorByContext = new Float64Array(this.keys).fill(this.priorFactor);
+    this.lineItems = lineItemIds.length;
     this.trials = new Float32Array(this.keys * K);
     this.wins = new Float32Array(this.keys * K);
     this.state = new Uint8Array(this.keys);
@@ -131,11 +140,25 @@ export class ShadingTable {
   }
 
   /**
-   * HOT PATH. price() with the floor band already known (bandOf(floorMicros x respRate)). shade() never
-   * decreases as the value grows, so at the most a line item's value can be this bounds its price.
+   * HOT PATH. price() with the floor band already known (bandOf(floorMicros x respRate)), reading the factor
+   * from its context row. The price never decreases as the value grows (see shade), so the price at the most a
+   * line item's value can be bounds its price.
    */
   priceInBand(li: number, exchange: number, band: number, floorMicros: number, valueMicros: number, at: number): number {
-    return this.shade((li * this.exchangeCount + exchange) * this.bandCount + band, valueMicros, floorMicros, at);
+    return shadeWith(this.factorByContext, (exchange * this.bandCount + band) * this.lineItems + li, valueMicros, floorMicros, at);
+  }
+
+  /** A line item's factors, in key order (exchanges x bands), as `factor` holds them (restore, reload). */
+  setLineItemFactors(li: number, factors: ArrayLike<number>): void {
+    const per = this.exchangeCount * this.bandCount;
+    for (let k = 0; k < per; k++) this.setFactor(li * per + k, factors[k]);
+  }
+
+  private setFactor(key: number, f: number): void {
+    this.factor[key] = f;
+    const perLineItem = this.exchangeCount * this.bandCount;
+    const li = Math.floor(key / perLineItem);
+    this.factorByContext[(key - li * perLineItem) * this.lineItems + li] = f;
   }
 
   /**
@@ -143,7 +166,7 @@ export class ShadingTable {
    * is keyed by the floor in the bidder currency (floor x respRate), as the win and loss feedback records it.
    */
   price(li: number, exchange: number, floorMicros: number, respRate: number, valueMicros: number, at: number): number {
-    return this.shade(this.keyOf(li, exchange, floorMicros * respRate), valueMicros, floorMicros, at);
+    return this.priceInBand(li, exchange, this.bandOf(floorMicros * respRate), floorMicros, valueMicros, at);
   }
 
   /**
@@ -151,12 +174,7 @@ export class ShadingTable {
    * after strategy, multipliers and caps), or -1 for no bid. `at` is the auction type of the imp/deal.
    */
   shade(key: number, valueMicros: number, floorMicros: number, at: number): number {
-    const value = Math.floor(valueMicros);
-    if (value <= 0 || value < floorMicros) return -1;
-    if (at !== 1) return value; // second price (default): bidding the true value is optimal
-    let bid = Math.floor(value * this.factor[key]);
-    if (bid < floorMicros) bid = Math.ceil(floorMicros); // the value covers the floor (checked above)
-    return bid > value ? value : bid;
+    return shadeWith(this.factor, key, valueMicros, floorMicros, at);
   }
 
   /**
@@ -212,11 +230,11 @@ export class ShadingTable {
           this.trials.fill(0, key * K, key * K + K);
           this.wins.fill(0, key * K, key * K + K);
           this.state[key] = 0;
-          this.factor[key] = this.priorFactor;
+          this.setFactor(key, this.priorFactor);
           continue;
         }
       } else if (s === 2) continue; // nothing new, nothing decayed
-      this.factor[key] = this.curveOptimum(key);
+      this.setFactor(key, this.curveOptimum(key));
       this.state[key] = 2;
     }
   }
@@ -267,7 +285,7 @@ export class ShadingTable {
       const K = this.bins;
       this.trials.set(previous.trials.subarray(j * per * K, (j + 1) * per * K), i * per * K);
       this.wins.set(previous.wins.subarray(j * per * K, (j + 1) * per * K), i * per * K);
-      this.factor.set(previous.factor.subarray(j * per, (j + 1) * per), i * per);
+      this.setLineItemFactors(i, previous.factor.subarray(j * per, (j + 1) * per));
       for (let k = 0; k < per; k++) this.state[i * per + k] = previous.state[j * per + k];
     });
   }
@@ -340,4 +358,14 @@ export function isotonic(p: Float64Array, w: Float64Array, blockEnd: Int32Array,
     for (let i = s + 1; i < e; i++) p[i] = p[s];
     s = e;
   }
+}
+
+/** shade() with the factor at factors[index], read only for a first-price auction. Never decreases as the value grows. */
+function shadeWith(factors: Float64Array, index: number, valueMicros: number, floorMicros: number, at: number): number {
+  const value = Math.floor(valueMicros);
+  if (value <= 0 || value < floorMicros) return -1;
+  if (at !== 1) return value; // second price (default): bidding the true value is optimal
+  let bid = Math.floor(value * factors[index]);
+  if (bid < floorMicros) bid = Math.ceil(floorMicros); // the value covers the floor (checked above)
+  return bid > value ? value : bid;
 }

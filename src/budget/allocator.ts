@@ -148,9 +148,14 @@ export abstract class Allocator {
   readonly priority: Float64Array;
   /** Written by the pacer: share of the campaign's desired rate the arm can absorb; Infinity = unknown. */
   readonly capacity: Float64Array;
-  /** rank table: rankTable[li * RANK_DRAWS + j], a price-like score (see rank()). */
-  protected readonly rankTable: Float64Array;
+  /**
+   * rank table: rankTable[j * lineItems + li], a price-like score (see rank()); written through setRank. One
+   * row per draw: a request reads one draw for many line items, side by side.
+   */
+  private readonly rankTable: Float64Array;
   private draw = 0;
+  /** draw x lineItems: where the current draw's row starts. */
+  private drawRow = 0;
   protected readonly rng: Rng;
   private readonly lastRun: Float64Array;
   private readonly history: AllocationEntry[] = [];
@@ -214,7 +219,7 @@ export abstract class Allocator {
         const li = c.arms[k];
         this.share[li] = 1 / c.arms.length;
         this.reason[li] = REASON.explore;
-        this.rankTable.fill(plan.maxCostMicros[li] * 1000, li * RANK_DRAWS, (li + 1) * RANK_DRAWS);
+        for (let j = 0; j < RANK_DRAWS; j++) this.setRank(li, j, plan.maxCostMicros[li] * 1000);
       }
     }
   }
@@ -289,6 +294,7 @@ export abstract class Allocator {
   /** Next joint draw: call once per request (BudgetPolicy does it when the request clock changes). */
   beginRequest(): void {
     this.draw = this.draw + 1 === RANK_DRAWS ? 0 : this.draw + 1;
+    this.drawRow = this.draw * this.plan.lineItemCount;
   }
 
   /**
@@ -299,7 +305,12 @@ export abstract class Allocator {
    */
   rank(li: number, priceMicros: number): number {
     if (li < 0 || li >= this.plan.lineItemCount || this.plan.campaignOf[li] < 0) return priceMicros;
-    return this.rankTable[li * RANK_DRAWS + this.draw];
+    return this.rankTable[this.drawRow + li];
+  }
+
+  /** Draw j of an arm's rank (reallocation, off the hot path). */
+  protected setRank(li: number, j: number, score: number): void {
+    this.rankTable[j * this.plan.lineItemCount + li] = score;
   }
 
   /* ------------------------------------------------------------ reallocation */
@@ -820,8 +831,7 @@ export class ThompsonAllocator extends Allocator {
   protected fillRankTable(c: CompiledCampaign): void {
     const scale = this.rankScale(c);
     for (let k = 0; k < c.arms.length; k++) {
-      const row = c.arms[k] * RANK_DRAWS;
-      for (let j = 0; j < RANK_DRAWS; j++) this.rankTable[row + j] = this.lastRanks[k * RANK_DRAWS + j] * scale;
+      for (let j = 0; j < RANK_DRAWS; j++) this.setRank(c.arms[k], j, this.lastRanks[k * RANK_DRAWS + j] * scale);
     }
   }
 }

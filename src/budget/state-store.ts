@@ -542,7 +542,7 @@ export class BudgetStateStore {
         if (trials === null || wins === null || factor === null) return;
         sh.trials.set(trials, li * per * K);
         sh.wins.set(wins, li * per * K);
-        sh.factor.set(factor, li * per);
+        sh.setLineItemFactors(li, factor);
       });
     }
   }

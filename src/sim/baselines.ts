@@ -30,7 +30,7 @@ export class UniformAllocator extends Allocator {
   }
   protected fillRankTable(c: CompiledCampaign): void {
     const scale = campaignPriceScale(this, c);
-    for (const li of c.arms) for (let j = 0; j < RANK_DRAWS; j++) this.rankTable[li * RANK_DRAWS + j] = this.rng.uniform() * scale;
+    for (const li of c.arms) for (let j = 0; j < RANK_DRAWS; j++) this.setRank(li, j, this.rng.uniform() * scale);
   }
 }
 
@@ -52,7 +52,7 @@ abstract class PointAllocator extends Allocator {
       const random = this.rng.uniform() < randomShare;
       for (let k = 0; k < c.arms.length; k++) {
         const score = random ? this.rng.uniform() : this.surplus(k, this.values[k], this.pointLambda) * scale;
-        this.rankTable[c.arms[k] * RANK_DRAWS + j] = score;
+        this.setRank(c.arms[k], j, score);
       }
     }
   }
