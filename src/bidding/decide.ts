@@ -113,8 +113,6 @@ export class Decider {
   private readonly userKeys = new UserKeys();
   /** The targeting stage (src/bidding/targeting-index.ts): inverted index, flat masks, programs. */
   private readonly targeting: TargetingIndex;
-  /** Per imp: the candidates still in the running for this imp (a line item without a fitting creative leaves). */
-  private readonly impCand: Uint32Array;
   /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
   private readonly hasDeals: Uint8Array;
   private readonly dealsOnly: Uint8Array;
@@ -181,11 +179,16 @@ export class Decider {
   /** The shading floor band of the imp's floor (ShadingTable.bandOf, bidder currency). */
   private impBand = 0;
   private respRate = 1;
-  private eagerCreatives = false;
   private floorMisses = 0;
   /* what offer() found besides the price */
   private offerCreative: CompiledCreative | null = null;
   private offerDeal: string | null = null;
+  /** The offers priced on the current imp (decideImp): line item, rank, price, creative (deals), deal id. */
+  private readonly offerItem: Int32Array;
+  private readonly offerRank: Float64Array;
+  private readonly offerPrice: Float64Array;
+  private readonly offerCreatives: (CompiledCreative | null)[];
+  private readonly offerDeals: (string | null)[];
 
   constructor(config: CompiledConfig, store: SegmentStore, policy: BidPolicy = UNLIMITED_POLICY) {
     this.config = config;
@@ -201,11 +204,15 @@ export class Decider {
     this.heapKey = new Float64Array(config.lineItems.length);
     this.heapItem = new Int32Array(config.lineItems.length);
     this.priority = Float64Array.from(config.lineItems, (li) => li.priority);
+    this.offerItem = new Int32Array(config.lineItems.length);
+    this.offerRank = new Float64Array(config.lineItems.length);
+    this.offerPrice = new Float64Array(config.lineItems.length);
+    this.offerCreatives = new Array<CompiledCreative | null>(config.lineItems.length).fill(null);
+    this.offerDeals = new Array<string | null>(config.lineItems.length).fill(null);
     this.eligible = (c: number) => this.creativeEligible(c);
     this.userBits = new Uint32Array(config.dictionary.words);
     this.candidates = new Uint32Array(config.supply.words);
     const lw = config.supply.words;
-    this.impCand = new Uint32Array(lw);
     this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
     this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
     this.fitBySize = new Map();
@@ -350,7 +357,6 @@ export class Decider {
     if (!(v > 0)) {
       v = -1;
       this.candidates[li >>> 5] &= ~(1 << (li & 31));
-      this.impCand[li >>> 5] &= ~(1 << (li & 31));
       this.note(NO_BID.strategy_no_bid);
     }
     this.valueGen[li] = this.generation;
@@ -432,11 +438,12 @@ export class Decider {
 
   /**
    * One imp: the best (by the policy's rank) of the candidates that can serve it, deals first. Candidates are
-   * taken best bound first (a max-heap, see fillHeap) and valued and priced one by one; once the next bound is
-   * below the best rank found, no candidate left can win and the rest are never valued. Ties are broken as a
-   * full scan would: higher priority, then the lower line item index. The budget is reserved for the chosen bid;
-   * when the policy refuses, or the winner has no creative for the imp, that line item leaves and the imp is
-   * decided again among the others (bounded: each round removes one candidate).
+   * taken best bound first (a max-heap, see fillHeap) and valued and priced one by one into a short list of
+   * offers; once the next bound is below the best offer, no candidate left can win and the rest are never valued.
+   * Ties are broken as a full scan would: higher priority, then the lower line item index. The creative is picked
+   * for the best offer only; the budget is reserved for it. When it has no creative for the imp, or the policy
+   * refuses, it leaves and the next best offer (or a candidate still in the heap) takes its place: each candidate
+   * is priced at most once per imp.
    */
   private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, nowMs: number, out: Decision): void {
     const rates = this.config.rates;
@@ -456,41 +463,34 @@ export class Decider {
     this.impFloor = floorMicros;
     this.impBand = this.plan.shading.bandOf(floorMicros * respRate);
     const cand = this.candidates;
-    const impCand = this.impCand;
-    impCand.set(cand);
     this.fitOf(imp);
-    // Creatives are picked lazily (for the winner only) until a few winners turn out to have none for this imp
-    // (sizes, block lists): then eagerly for every candidate priced, so a run of misses costs one pass, not one each.
-    let misses = 0;
-    this.eagerCreatives = false;
     this.floorMisses = 0;
     const items = this.config.lineItems;
     const heapKey = this.heapKey;
     const heapItem = this.heapItem;
-    const priority = this.priority;
+    const offerItem = this.offerItem;
+    const offerRank = this.offerRank;
+    const offerPrice = this.offerPrice;
+    let n = this.fillHeap();
+    let offers = 0;
     for (;;) {
-      let n = this.fillHeap();
-      let bestRank = -Infinity;
-      let bestPrice = -1;
-      let bestIndex = -1;
-      let bestCreative: CompiledCreative | null = null;
-      let bestDeal: string | null = null;
+      let best = this.bestOffer(offers);
       while (n > 0) {
-        if (bestIndex >= 0 && heapKey[0] < bestRank && !this.exhaustive) break; // nobody left can beat (or tie) the best
+        if (best >= 0 && heapKey[0] < offerRank[best] && !this.exhaustive) break; // nobody left can beat (or tie) it
         const index = heapItem[0];
         n = heapPop(heapKey, heapItem, n);
         const price = this.offer(req, imp, index);
         if (price < 0) continue;
-        const rank = this.policy.rank(index, price);
-        if (rank > bestRank || (rank === bestRank && bestIndex >= 0 && (priority[index] > priority[bestIndex] || (priority[index] === priority[bestIndex] && index < bestIndex)))) {
-          bestRank = rank;
-          bestPrice = price;
-          bestIndex = index;
-          bestCreative = this.offerCreative;
-          bestDeal = this.offerDeal;
-        }
+        const o = offers++;
+        offerItem[o] = index;
+        offerRank[o] = this.policy.rank(index, price);
+        offerPrice[o] = price;
+        this.offerCreatives[o] = this.offerCreative;
+        this.offerDeals[o] = this.offerDeal;
+        const r = offerRank[o];
+        if (r === r && r !== -Infinity && (best < 0 || this.beats(o, best))) best = o; // a NaN rank never wins
       }
-      if (bestIndex < 0) {
+      if (best < 0) {
         // Every candidate was priced: tell "no creative for the imp" from "under the floor" (see offer()).
         for (let f = 0; f < this.floorMisses; f++) {
           if (this.pickCreative(req, imp, items[this.floorMiss[f]], undefined) !== null) {
@@ -500,19 +500,17 @@ export class Decider {
         }
         return;
       }
+      const bestIndex = offerItem[best];
       const bestItem = items[bestIndex];
-      if (bestCreative === null) {
-        bestCreative = this.pickCreative(req, imp, bestItem, undefined);
-        if (bestCreative === null) {
-          impCand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
-          if (++misses >= 4) this.eagerCreatives = true;
-          continue;
-        }
-      }
+      const bestPrice = offerPrice[best];
+      const bestDeal = this.offerDeals[best];
+      const bestCreative = this.offerCreatives[best] ?? this.pickCreative(req, imp, bestItem, undefined);
+      // Out of this imp's running whatever happens next: the list keeps the other offers.
+      offers = this.dropOffer(best, offers);
+      if (bestCreative === null) continue;
       // One impression of a CPM bid costs price/1000, in the bidder currency for the ledger.
       if (!this.policy.reserve(bestIndex, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
         cand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
-        impCand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
         this.note(NO_BID.budget_exhausted);
         continue;
       }
@@ -530,14 +528,49 @@ export class Decider {
     }
   }
 
+  /** Whether offer a ranks before offer b: higher rank, then higher priority, then the lower line item index. */
+  private beats(a: number, b: number): boolean {
+    const ra = this.offerRank[a];
+    const rb = this.offerRank[b];
+    if (ra !== rb) return ra > rb;
+    const ia = this.offerItem[a];
+    const ib = this.offerItem[b];
+    const pa = this.priority[ia];
+    const pb = this.priority[ib];
+    return pa > pb || (pa === pb && ia < ib);
+  }
+
+  /** The best of the first `offers` offers (see beats), -1 when there is none. A NaN rank never wins. */
+  private bestOffer(offers: number): number {
+    let best = -1;
+    for (let o = 0; o < offers; o++) {
+      const r = this.offerRank[o];
+      if (r !== r || r === -Infinity) continue;
+      if (best < 0 || this.beats(o, best)) best = o;
+    }
+    return best;
+  }
+
+  /** Removes offer o (the last one takes its slot); returns the new count. */
+  private dropOffer(o: number, offers: number): number {
+    const last = offers - 1;
+    this.offerItem[o] = this.offerItem[last];
+    this.offerRank[o] = this.offerRank[last];
+    this.offerPrice[o] = this.offerPrice[last];
+    this.offerCreatives[o] = this.offerCreatives[last];
+    this.offerDeals[o] = this.offerDeals[last];
+    this.offerCreatives[last] = null;
+    return last;
+  }
+
   /**
-   * Loads the imp's candidates into the heap; returns their count. A candidate's key is the policy's rank at the
+   * Loads the request's candidates into the heap (every imp starts from them); returns their count. A key is the policy's rank at the
    * most it can offer on this imp: its value bound, shaded at the imp's floor band when it bids in the open
    * auction (shade() grows with the value), unshaded when it may bid through one of the imp's deals. The
    * policy's rank grows with the price (BidPolicy.rank), so no offer of the candidate can rank above its key.
    */
   private fillHeap(): number {
-    const impCand = this.impCand;
+    const cand = this.candidates;
     const heapKey = this.heapKey;
     const heapItem = this.heapItem;
     const mostResp = this.mostResp;
@@ -548,8 +581,8 @@ export class Decider {
     const withDeals = this.impDeals !== undefined;
     const hasDeals = this.hasDeals;
     let n = 0;
-    for (let w = 0; w < impCand.length; w++) {
-      let x = impCand[w];
+    for (let w = 0; w < cand.length; w++) {
+      let x = cand[w];
       while (x !== 0) {
         const low = x & -x;
         const li = (w << 5) + 31 - Math.clz32(low);
@@ -566,7 +599,7 @@ export class Decider {
 
   /**
    * What one candidate offers on the current imp (decideImp's state): its price (response currency micros),
-   * with offerDeal / offerCreative set when it bids through a deal (or in eager mode), or -1 when it cannot bid
+   * with offerDeal / offerCreative set when it bids through a deal, or -1 when it cannot bid
    * here, the reason noted. Deals first: a line item that lists a deal the imp offers bids through it.
    */
   private offer(req: Any, imp: Any, index: number): number {
@@ -627,17 +660,11 @@ export class Decider {
       this.note(NO_BID.no_matching_format);
       return -1;
     }
-    const eager = this.eagerCreatives;
-    if (eager) {
-      this.offerCreative = this.pickCreative(req, imp, this.config.lineItems[index], undefined);
-      if (this.offerCreative === null) return -1;
-    }
     price = plan.shading.priceInBand(index, this.exchange, this.impBand, this.impFloor, valueResp, this.auctionType);
     if (price <= 0) {
       // A line item with no creative for the imp is reported as such, not as below the floor: which of the two
       // is found out only if the imp gets no bid at all (decideImp), the one case the reason is read.
-      if (eager) this.note(NO_BID.below_floor);
-      else if (this.floorMisses < this.floorMiss.length) this.floorMiss[this.floorMisses++] = index;
+      if (this.floorMisses < this.floorMiss.length) this.floorMiss[this.floorMisses++] = index;
       return -1;
     }
     // Otherwise the creative is picked only for the line item that wins the imp (decideImp): with many
