@@ -580,6 +580,9 @@ export class Decider {
     const floor = this.impFloor;
     const withDeals = this.impDeals !== undefined;
     const hasDeals = this.hasDeals;
+    const dealsOnly = this.dealsOnly;
+    const impFit = this.impFit;
+    const openShut = this.impPrivate;
     let n = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -587,7 +590,19 @@ export class Decider {
         const low = x & -x;
         const li = (w << 5) + 31 - Math.clz32(low);
         x ^= low;
-        const most = withDeals && hasDeals[li] === 1 ? mostResp[li] : shading.priceInBand(li, this.exchange, band, floor, mostResp[li], this.auctionType);
+        const viaDeal = withDeals && hasDeals[li] === 1;
+        if (!viaDeal) {
+          // Without a deal of this imp to bid through, what offer() would find out whatever the value: no heap slot.
+          if (openShut || dealsOnly[li] === 1) {
+            this.note(NO_BID.deal_mismatch);
+            continue;
+          }
+          if ((impFit[w] & low) === 0) {
+            this.note(NO_BID.no_matching_format);
+            continue;
+          }
+        }
+        const most = viaDeal ? mostResp[li] : shading.priceInBand(li, this.exchange, band, floor, mostResp[li], this.auctionType);
         const key = policy.rank(li, most);
         heapKey[n] = key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
         heapItem[n++] = li;
