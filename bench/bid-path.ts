@@ -164,6 +164,7 @@ async function measureClosed(scenario: Scenario, target: Target, round: number, 
     serverCpu: c.server,
     generatorCpu: c.generator,
     otherCpu: c.other,
+    stealCpu: c.steal,
   };
 }
 
@@ -180,7 +181,7 @@ async function measureOpen(scenario: Scenario, target: Target, share: number, ma
   });
   const c = cpu();
   const outcomes = target.adminUrl !== null && before !== null ? diffCounts(before, await scrapeOutcomes(target.adminUrl)) : null;
-  return openRunOf(scenario, target.name, share, r, { serverCpu: c.server, generatorCpu: c.generator, otherCpu: c.other }, outcomes);
+  return openRunOf(scenario, target.name, share, r, { serverCpu: c.server, generatorCpu: c.generator, otherCpu: c.other, stealCpu: c.steal }, outcomes);
 }
 
 /* ---------- scenarios ---------- */

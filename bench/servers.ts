@@ -193,6 +193,16 @@ export function processCpuSeconds(pid: number | undefined): number | null {
 }
 
 /** User + nice + system time of all cpus, in seconds, from /proc/stat (Linux); null elsewhere. */
+/** Cumulative time the hypervisor gave this VM's CPUs to others (steal, /proc/stat), in CPU-seconds; null off Linux. */
+export function stealCpuSeconds(): number | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+    return fields.length > 8 ? Number(fields[8]) / 100 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function systemCpuSeconds(): number | null {
   try {
     const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
@@ -227,9 +237,10 @@ export function diffCounts(before: Record<string, number>, after: Record<string,
  * CPU readings around a run: call it before, then call the function it returns after. Shares of one core over the
  * wall time; `other` is every other process (/proc/stat minus server and generator; loopback softirq not counted).
  */
-export function cpuMeter(serverPid: number | undefined): () => { server: number | null; generator: number; other: number | null; wallS: number } {
+export function cpuMeter(serverPid: number | undefined): () => { server: number | null; generator: number; other: number | null; steal: number | null; wallS: number } {
   const s0 = processCpuSeconds(serverPid);
   const sys0 = systemCpuSeconds();
+  const st0 = stealCpuSeconds();
   const g0 = process.cpuUsage();
   const t0 = performance.now();
   return () => {
@@ -240,6 +251,8 @@ export function cpuMeter(serverPid: number | undefined): () => { server: number 
     const server = s0 !== null && s1 !== null ? (s1 - s0) / wallS : null;
     const generator = (g.user + g.system) / 1e6 / wallS;
     const other = server !== null && sys0 !== null && sys1 !== null ? Math.max(0, (sys1 - sys0) / wallS - server - generator) : null;
-    return { server, generator, other, wallS };
+    const st1 = stealCpuSeconds();
+    const steal = st0 !== null && st1 !== null ? (st1 - st0) / wallS : null;
+    return { server, generator, other, steal, wallS };
   };
 }

@@ -26,7 +26,7 @@ import {
   type ScenarioReport,
 } from '../bench/report.js';
 import { DEFAULT_MIX_PARAMS, LARGE_MIX_PARAMS, generateRequestMix, summarizeMix } from '../bench/request-mix.js';
-import { machineInfo } from '../bench/stats.js';
+import { fmt, machineInfo } from '../bench/stats.js';
 import { validateBidRequest } from '../src/openrtb/validate.js';
 import { deciderFromDocument } from '../src/bidding/load-decider.js';
 import { LARGE_LINE_ITEMS, LARGE_SEGMENTS, largeConfig, writeLargeConfig } from '../src/fixtures/large-config.js';
@@ -133,6 +133,16 @@ describe('open-loop driver and report', () => {
     const md = markdown(rep);
     expect(md).toContain('| scenario | target | load |');
     expect(md).toContain('## Goals');
+
+    // The p99 goal is read against the bare server at the same share, and a late driver is called out.
+    const bareHalf = openRunOf('demo', 'baseline', 0.5, runs[0], { ...cpu, stealCpu: 0.03 }, null);
+    const lateRun = { ...openRunOf('demo', 'segbid-1w', 0.5, runs[0], { ...cpu, stealCpu: 0.031 }, null), maxSchedulerLagMs: 7.5 };
+    const withBare: ScenarioReport = { ...scenario, open: [bareHalf, lateRun] };
+    expect(evaluateGoals([withBare], [])[1].text).toContain(`the bare baseline at its own 50%: p99 ${fmt(bareHalf.latencyMs.p99, 3)} ms`);
+    const late = warningsOf([withBare]).filter((w) => w.includes("open-loop driver's own timer"));
+    expect(late.length).toBe(1);
+    expect(late[0]).toContain('segbid-1w @50% (7.5 ms, host steal 3.1%)');
+    expect(warningsOf([{ ...scenario, open: [{ ...lateRun, maxSchedulerLagMs: 1.5 }] }]).some((w) => w.includes('driver'))).toBe(false);
 
     const dir = mkdtempSync(join(tmpdir(), 'segbid-bench-report-'));
     try {
