@@ -51,6 +51,8 @@ import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { DAY_MS, type CompiledBudgetPlan } from './types.js';
 
 export const SLOT_BITS = 22;
+const SLOT_SPACE = 1 << SLOT_BITS;
+const MAX_GEN = 0x7fffffff;
 
 /** ES2024 resizable ArrayBuffer (Node 20 has it; TypeScript's ES2022 lib does not declare it). */
 interface ResizableBuffer extends ArrayBuffer {
@@ -62,8 +64,6 @@ const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, 
 function resizable(bytes: number, maxBytes: number): ResizableBuffer {
   return new ResizableArrayBuffer(bytes, { maxByteLength: maxBytes });
 }
-const SLOT_SPACE = 1 << SLOT_BITS;
-const MAX_GEN = 0x7fffffff;
 
 /** Negative results of reserve(). */
 export const RESERVE_FAIL = {
@@ -586,8 +586,10 @@ export class Ledger {
     for (const s of open) this.ringPush(this.slotCampaign[s], this.gen[s] * SLOT_SPACE + s);
   }
 
-  /** Doubles the slot table (off the common path: only when every slot is in use). */
-  /** Doubles the slots, in place (the arrays are views over resizable buffers: see the constructor). */
+  /**
+   * Doubles the slot table (off the common path: only when every slot is in use), in place: the arrays are views
+   * over resizable buffers (see the constructor).
+   */
   private grow(): boolean {
     if (this.capacity >= this.maxCapacity) return false;
     const old = this.capacity;
