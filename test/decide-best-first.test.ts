@@ -3,7 +3,8 @@
  * best offer (src/bidding/decide.ts decideImp). These tests check that the stop never changes the choice: on the
  * 1,000 line item config (every strategy kind, multipliers, first-price shading, deals, budgeted campaigns) and
  * the bench's request mix, a decider that stops early and one that prices every candidate (`exhaustive`) bid the
- * same line items at the same prices through the same deals, or give the same no-bid reason.
+ * same line items at the same prices through the same deals, or give the same no-bid reason; the exhaustive
+ * decider also does without the per-imp creative mask (a candidate without a usable creative dropped unpriced).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { loadDecider } from '../src/bidding/load-decider.js';
 import { BidHandler } from '../src/bidding/bid-handler.js';
 import { Decision, type Decider } from '../src/bidding/decide.js';
 import { Metrics } from '../src/metrics/metrics.js';
+import { NO_BID } from '../src/openrtb/reasons.js';
 import { LARGE_MIX_PARAMS, generateRequestMix } from '../bench/request-mix.js';
 
 interface Pair {
@@ -78,6 +80,7 @@ describe('best-first pricing of an imp', () => {
     let budgetedWins = 0;
     let openWins = 0;
     let dealWins = 0;
+    let blocked = 0;
     // Simulated seconds of traffic with a budget tick after each: pacing opens the budgeted line items' throttles
     // once it has seen their opportunities, so their price-independent ranks compete with the others' prices.
     const perSecond = 150;
@@ -89,6 +92,7 @@ describe('best-first pricing of an imp', () => {
         early.decide(req, t, a);
         full.decide(req, t, b);
         expect(outcome(a), `request ${i}`).toBe(outcome(b));
+        if (a.bidCount === 0 && a.reason === NO_BID.creative_blocked) blocked++;
         for (let k = 0; k < a.bidCount; k++) {
           bids++;
           if (budgeted[a.lineItem[k]!.index] >= 0) budgetedWins++;
@@ -104,5 +108,7 @@ describe('best-first pricing of an imp', () => {
     expect(budgetedWins).toBeGreaterThan(50);
     expect(openWins).toBeGreaterThan(50);
     expect(dealWins).toBeGreaterThan(0);
+    // No-bids where the block lists rule out every creative: the per-imp creative mask at work.
+    expect(blocked).toBeGreaterThan(20);
   });
 });

@@ -131,12 +131,31 @@ export class Decider {
   private readonly creativeGen: Uint32Array;
   private readonly creativeBlocked: Uint8Array;
   private generation = 0;
+  /**
+   * Per-imp creative verdict memo (format fit, request and imp blocks; the deal's wadomain is checked apart):
+   * verdictGen[c] === impGeneration means creativeVerdictOf[c] holds 0 = no format fit, 1 = fits but blocked,
+   * 2 = eligible. Line items share creatives, so an imp whose creatives are all blocked costs one check per
+   * creative, not one per line item and creative.
+   */
+  private readonly verdictGen: Uint32Array;
+  private readonly creativeVerdictOf: Uint8Array;
+  private impGeneration = 0;
+  /**
+   * Which line items use each creative: row c (lineWords words) of creativeUsers. After an imp's first creative
+   * miss, OR-ing the rows of its eligible creatives (and of those that fit but are blocked) tells, for one pass over
+   * the creatives, which candidates cannot find a creative on this imp: they are dropped unpriced. Null when the
+   * table would be too large (creatives x line items / 32 over MAX_CREATIVE_USER_WORDS).
+   */
+  private readonly creativeUsers: Uint32Array | null;
+  private readonly impCreativeOk: Uint32Array;
+  private readonly impCreativeFits: Uint32Array;
   readonly plan: BiddingPlan;
   /** Set once, before the decider serves (the budget policy outlives config swaps: see BidHandler). */
   policy: BidPolicy;
   /**
    * Tests only: price every candidate of an imp instead of stopping at the first bound that cannot beat the
-   * best offer. The same choice must come out (test/decide-best-first.test.ts): the bounds are never too low.
+   * best offer, and without the per-imp creative mask. The same choice and the same no-bid reason must come out
+   * (test/decide-best-first.test.ts): the bounds are never too low, the mask drops only hopeless candidates.
    */
   exhaustive = false;
   /** The privacy verdict of the request being decided. */
@@ -230,9 +249,17 @@ export class Decider {
         if (row !== undefined) row[li.index >>> 5] |= 1 << (li.index & 31);
       }
     }
+    this.creativeUsers = config.creatives.length * lw <= MAX_CREATIVE_USER_WORDS ? new Uint32Array(config.creatives.length * lw) : null;
+    if (this.creativeUsers !== null) {
+      for (const li of config.lineItems) for (const cr of li.creatives) this.creativeUsers[cr.index * lw + (li.index >>> 5)] |= 1 << (li.index & 31);
+    }
+    this.impCreativeOk = new Uint32Array(lw);
+    this.impCreativeFits = new Uint32Array(lw);
     this.targeting = new TargetingIndex(config.lineItems.map((li) => li.targeting), config.dictionary.words, lw);
     this.creativeGen = new Uint32Array(config.creatives.length);
     this.creativeBlocked = new Uint8Array(config.creatives.length);
+    this.verdictGen = new Uint32Array(config.creatives.length);
+    this.creativeVerdictOf = new Uint8Array(config.creatives.length);
   }
 
   private note(reason: number): void {
@@ -462,6 +489,7 @@ export class Decider {
     this.impDeals = pmp !== undefined && Array.isArray(pmp.deals) ? (pmp.deals as Any[]) : undefined;
     this.impFloor = floorMicros;
     this.impBand = this.plan.shading.bandOf(floorMicros * respRate);
+    this.impGeneration = (this.impGeneration + 1) >>> 0 || 1; // a new creative verdict memo
     const cand = this.candidates;
     this.fitOf(imp);
     this.floorMisses = 0;
@@ -473,12 +501,14 @@ export class Decider {
     const offerPrice = this.offerPrice;
     let n = this.fillHeap();
     let offers = 0;
+    let creativeMask = false; // impCreativeOk / impCreativeFits computed for this imp
     for (;;) {
       let best = this.bestOffer(offers);
       while (n > 0) {
         if (best >= 0 && heapKey[0] < offerRank[best] && !this.exhaustive) break; // nobody left can beat (or tie) it
         const index = heapItem[0];
         n = heapPop(heapKey, heapItem, n);
+        if (creativeMask && !this.mayHaveCreative(index)) continue;
         const price = this.offer(req, imp, index);
         if (price < 0) continue;
         const o = offers++;
@@ -507,7 +537,18 @@ export class Decider {
       const bestCreative = this.offerCreatives[best] ?? this.pickCreative(req, imp, bestItem, undefined);
       // Out of this imp's running whatever happens next: the list keeps the other offers.
       offers = this.dropOffer(best, offers);
-      if (bestCreative === null) continue;
+      if (bestCreative === null) {
+        // Often the block lists (bcat, badv, battr...) rule out creatives many line items share: once per imp,
+        // find which line items keep one, and drop the offers and candidates that do not, unpriced.
+        if (!creativeMask && this.creativeUsers !== null && !this.exhaustive) {
+          creativeMask = true;
+          this.maskCreatives();
+          for (let o = offers - 1; o >= 0; o--) {
+            if (this.offerCreatives[o] === null && !this.mayHaveCreative(offerItem[o])) offers = this.dropOffer(o, offers);
+          }
+        }
+        continue;
+      }
       // One impression of a CPM bid costs price/1000, in the bidder currency for the ledger.
       if (!this.policy.reserve(bestIndex, Math.ceil((bestPrice * respRate) / 1000), nowMs)) {
         cand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
@@ -549,6 +590,42 @@ export class Decider {
       if (best < 0 || this.beats(o, best)) best = o;
     }
     return best;
+  }
+
+  /**
+   * Fills impCreativeOk (line items with a creative that fits the imp and passes the blocks) and impCreativeFits
+   * (with one that fits the imp's formats) from this imp's verdict of every creative.
+   */
+  private maskCreatives(): void {
+    const users = this.creativeUsers!;
+    const ok = this.impCreativeOk;
+    const fits = this.impCreativeFits;
+    const lw = ok.length;
+    ok.fill(0);
+    fits.fill(0);
+    this.formatOk = false;
+    this.curWadomain = undefined;
+    for (let c = 0; c < this.verdictGen.length; c++) {
+      this.creativeEligible(c); // fills the memo
+      const v = this.creativeVerdictOf[c];
+      if (v === 0) continue;
+      const into = v === 2 ? ok : fits;
+      for (let w = 0, base = c * lw; w < lw; w++) into[w] |= users[base + w];
+    }
+    for (let w = 0; w < lw; w++) fits[w] |= ok[w];
+  }
+
+  /**
+   * After maskCreatives: false (and the reason noted, as pickCreative would) when no creative of the line item
+   * can serve this imp through the open auction. Deal candidates keep their chance (the deal path picks per deal).
+   */
+  private mayHaveCreative(li: number): boolean {
+    const w = li >>> 5;
+    const bit = 1 << (li & 31);
+    if ((this.impCreativeOk[w] & bit) !== 0) return true;
+    if (this.impDeals !== undefined && this.hasDeals[li] === 1) return true;
+    this.note((this.impCreativeFits[w] & bit) !== 0 ? NO_BID.creative_blocked : NO_BID.no_matching_format);
+    return false;
   }
 
   /** Removes offer o (the last one takes its slot); returns the new count. */
@@ -731,12 +808,20 @@ export class Decider {
 
   /** The selector's eligibility test: format fit, then request and imp block lists, then the deal's wadomain. */
   private creativeEligible(c: number): boolean {
-    const cr = this.config.creatives[c];
-    if (!fitsFormat(this.curImp, cr)) return false;
+    let v: number;
+    if (this.verdictGen[c] === this.impGeneration) {
+      v = this.creativeVerdictOf[c];
+    } else {
+      const cr = this.config.creatives[c];
+      v = !fitsFormat(this.curImp, cr) ? 0 : this.blockedByRequest(this.curReq, cr) || blockedByImp(this.curImp, cr) ? 1 : 2;
+      this.verdictGen[c] = this.impGeneration;
+      this.creativeVerdictOf[c] = v;
+    }
+    if (v === 0) return false;
     this.formatOk = true;
-    if (this.blockedByRequest(this.curReq, cr) || blockedByImp(this.curImp, cr)) return false;
+    if (v === 1) return false;
     const wadomain = this.curWadomain;
-    return wadomain === undefined || wadomain.length === 0 || intersects(cr.adomain, wadomain);
+    return wadomain === undefined || wadomain.length === 0 || intersects(this.config.creatives[c].adomain, wadomain);
   }
 
   /**
@@ -746,6 +831,7 @@ export class Decider {
    */
   creativeVerdict(req: Any, imp: Any, c: number, wadomain: string[] | undefined): number {
     this.generation = (this.generation + 1) >>> 0 || 1;
+    this.impGeneration = (this.impGeneration + 1) >>> 0 || 1;
     this.curReq = req;
     this.curImp = imp;
     this.curWadomain = wadomain;
@@ -775,6 +861,9 @@ export class Decider {
     return blocked;
   }
 }
+
+/** Largest creative x line-item table (32-bit words) the decider keeps for the per-imp creative mask: 16 MB. */
+const MAX_CREATIVE_USER_WORDS = 1 << 22;
 
 function intersects(a: readonly string[], b: readonly string[]): boolean {
   for (let i = 0; i < a.length; i++) if (b.indexOf(a[i]) !== -1) return true;
