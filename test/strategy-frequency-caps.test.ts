@@ -35,7 +35,11 @@ describe('frequency caps (cases-strategy/frequency-caps.json)', () => {
         const [hi, lo] = user(e.user);
         const now = T0 + e.t * 1000;
         if (e.op === 'record') store.record(hi, lo, e.li, now);
-        else expect(store.check(hi, lo, e.li, now), `event ${i} at t=${e.t}`).toBe(e.expect);
+        else {
+          expect(store.check(hi, lo, e.li, now), `event ${i} at t=${e.t}`).toBe(e.expect);
+          // The bid path's form (the user key as an object) answers the same.
+          expect(store.checkUser({ hi, lo }, e.li, now), `event ${i} at t=${e.t} (checkUser)`).toBe(e.expect);
+        }
       });
     });
   }

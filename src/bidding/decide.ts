@@ -347,7 +347,7 @@ export class Decider {
         x ^= low;
         if (checkCaps && capped[li] === 1) {
           // A capped line item cannot count impressions of a user without a key: it does not bid.
-          if (!capUser || !plan.caps.check(userHash.hi, userHash.lo, li, nowMs)) {
+          if (!capUser || !plan.caps.checkUser(userHash, li, nowMs)) {
             cand[w] &= ~low;
             this.note(NO_BID.frequency_capped);
             continue;

@@ -33,8 +33,14 @@ import type { CampaignDef, CapStoreSettingsDef, FrequencyCapDef } from './strate
 import { fmix32Masked } from '../segments/key-hash.js';
 
 export interface CapStore {
-  /** HOT PATH. true = the user is under every cap of the line item and of its campaign (may bid). */
+  /** true = the user is under every cap of the line item and of its campaign (may bid). */
   check(userHi: number, userLo: number, lineItem: number, nowMs: number): boolean;
+  /**
+   * HOT PATH. check() with the user key as an object (the bid path's one per request): the halves of a 64-bit
+   * hash are rarely small integers, and passed as arguments to a call V8 does not inline each becomes a heap
+   * number, two per capped line item (~500 bytes a decision on the 1,000 line item config).
+   */
+  checkUser(user: { readonly hi: number; readonly lo: number }, lineItem: number, nowMs: number): boolean;
   /** One billed impression of the line item for the user (counts for the line item and its campaign). */
   record(userHi: number, userLo: number, lineItem: number, nowMs: number): void;
   /** Optional warm-up hint for stores with a remote back end; the in-process store ignores it. */
@@ -223,12 +229,20 @@ export class InProcessCapStore implements CapStore {
   }
 
   check(userHi: number, userLo: number, lineItem: number, nowMs: number): boolean {
+    return this.checkHash(userHi | 0, userLo | 0, lineItem, nowMs);
+  }
+
+  checkUser(user: { readonly hi: number; readonly lo: number }, lineItem: number, nowMs: number): boolean {
+    return this.checkHash(user.hi | 0, user.lo | 0, lineItem, nowMs);
+  }
+
+  private checkHash(userHi: number, userLo: number, lineItem: number, nowMs: number): boolean {
     const own = this.plan.lineItemItem[lineItem];
     const camp = this.plan.campaignItem[lineItem];
     if (own < 0 && camp < 0) return true;
     const now = Math.floor(nowMs / 1000);
-    if (own >= 0 && !this.underCaps(userHi | 0, userLo | 0, own, now)) return false;
-    return camp < 0 || this.underCaps(userHi | 0, userLo | 0, camp, now);
+    if (own >= 0 && !this.underCaps(userHi, userLo, own, now)) return false;
+    return camp < 0 || this.underCaps(userHi, userLo, camp, now);
   }
 
   record(userHi: number, userLo: number, lineItem: number, nowMs: number): void {
