@@ -517,8 +517,7 @@ export class Decider {
         offerPrice[o] = price;
         this.offerCreatives[o] = this.offerCreative;
         this.offerDeals[o] = this.offerDeal;
-        const r = offerRank[o];
-        if (r === r && r !== -Infinity && (best < 0 || this.beats(o, best))) best = o; // a NaN rank never wins
+        if (this.canWin(o) && (best < 0 || this.beats(o, best))) best = o;
       }
       if (best < 0) {
         // Every candidate was priced: tell "no creative for the imp" from "under the floor" (see offer()).
@@ -542,7 +541,7 @@ export class Decider {
         // find which line items keep one, and drop the offers and candidates that do not, unpriced.
         if (!creativeMask && this.creativeUsers !== null && !this.exhaustive) {
           creativeMask = true;
-          this.maskCreatives();
+          this.maskCreatives(req, imp);
           for (let o = offers - 1; o >= 0; o--) {
             if (this.offerCreatives[o] === null && !this.mayHaveCreative(offerItem[o])) offers = this.dropOffer(o, offers);
           }
@@ -581,29 +580,32 @@ export class Decider {
     return pa > pb || (pa === pb && ia < ib);
   }
 
-  /** The best of the first `offers` offers (see beats), -1 when there is none. A NaN rank never wins. */
+  /** The best of the first `offers` offers (see beats), -1 when there is none. */
   private bestOffer(offers: number): number {
     let best = -1;
-    for (let o = 0; o < offers; o++) {
-      const r = this.offerRank[o];
-      if (r !== r || r === -Infinity) continue;
-      if (best < 0 || this.beats(o, best)) best = o;
-    }
+    for (let o = 0; o < offers; o++) if (this.canWin(o) && (best < 0 || this.beats(o, best))) best = o;
     return best;
+  }
+
+  /** A NaN or -Infinity rank never wins (a full scan starting from -Infinity and comparing with > would not take it). */
+  private canWin(o: number): boolean {
+    const r = this.offerRank[o];
+    return r === r && r !== -Infinity;
   }
 
   /**
    * Fills impCreativeOk (line items with a creative that fits the imp and passes the blocks) and impCreativeFits
    * (with one that fits the imp's formats) from this imp's verdict of every creative.
    */
-  private maskCreatives(): void {
+  private maskCreatives(req: Any, imp: Any): void {
     const users = this.creativeUsers!;
     const ok = this.impCreativeOk;
     const fits = this.impCreativeFits;
     const lw = ok.length;
     ok.fill(0);
     fits.fill(0);
-    this.formatOk = false;
+    this.curReq = req;
+    this.curImp = imp;
     this.curWadomain = undefined;
     for (let c = 0; c < this.verdictGen.length; c++) {
       this.creativeEligible(c); // fills the memo
@@ -641,10 +643,10 @@ export class Decider {
   }
 
   /**
-   * Loads the request's candidates into the heap (every imp starts from them); returns their count. A key is the policy's rank at the
-   * most it can offer on this imp: its value bound, shaded at the imp's floor band when it bids in the open
-   * auction (shade() grows with the value), unshaded when it may bid through one of the imp's deals. The
-   * policy's rank grows with the price (BidPolicy.rank), so no offer of the candidate can rank above its key.
+   * Loads the request's candidates into the heap (every imp starts from them); returns their count. A key is the
+   * policy's rank at the most the candidate can offer on this imp: its value bound, shaded at the imp's floor band
+   * when it bids in the open auction (shade() grows with the value), unshaded when it may bid through one of the
+   * imp's deals. The policy's rank grows with the price (BidPolicy.rank), so no offer can rank above its key.
    */
   private fillHeap(): number {
     const cand = this.candidates;
@@ -743,6 +745,7 @@ export class Decider {
       }
       if (price >= 0) return price;
     }
+    // Only a deal candidate whose deals all failed gets here unchecked (fillHeap filtered the others).
     if (this.impPrivate || this.dealsOnly[index] === 1) {
       this.note(NO_BID.deal_mismatch);
       return -1;
