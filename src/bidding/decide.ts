@@ -8,12 +8,12 @@
  *   supply tables (active & channel & device & geo)  a few word-ANDs over precomputed line-item bitsets
  *   user keys -> segment bits                        one hash + probe per key into the segment store
  *   targeting programs                               mask tests over the user's bits, only for survivors
- *   per line item: caps, budget/pacing, rank bound   frequency caps, the BidPolicy (budgets, pacing, allocator),
- *                                                    the most the line item's rank can be on any imp
+ *   per line item: caps, budget/pacing, value bound  frequency caps, the BidPolicy (budgets, pacing, allocator),
+ *                                                    the most the line item's value can be on any imp
  *   per imp, best bound first: value, deals, format, strategy base bid x multipliers (tables refreshed off path),
- *     floor, shading                                 then the imp's constraints; stops when no bound left can
- *                                                    beat the best offer; the creative follows the user's most
- *                                                    specific segment
+ *     floor, shading                                 then the imp's constraints; stops when no rank bound left
+ *                                                    can beat the best offer; the creative follows the user's
+ *                                                    most specific segment
  *   choice and reservation                           best rank (the policy's, default price); the budget is
  *                                                    reserved for the chosen bid, else the next best is tried
  *
@@ -191,13 +191,14 @@ export class Decider {
   private formatOk = false;
   private exchange = 0;
   private auctionType = 2;
+  /** Bidder currency units per unit of the response currency (out.respCur). */
+  private respRate = 1;
   /* per-imp state, set by decideImp for offer() */
   private impDeals: Any[] | undefined = undefined;
   private impPrivate = false;
   private impFloor = 0;
   /** The shading floor band of the imp's floor (ShadingTable.bandOf, bidder currency). */
   private impBand = 0;
-  private respRate = 1;
   private floorMisses = 0;
   /* what offer() found besides the price */
   private offerCreative: CompiledCreative | null = null;
@@ -298,15 +299,14 @@ export class Decider {
     this.exchange = plan.shading.exchangeIndex(exchangeName(req));
     this.auctionType = req.at === 1 ? 1 : 2;
     this.generation = (this.generation + 1) >>> 0 || 1;
-    const respRate = this.config.rates.get(out.respCur)!;
-    this.respRate = respRate;
-    if (!this.lineItemGates(req, nowMs, personal, respRate)) {
+    this.respRate = this.config.rates.get(out.respCur)!;
+    if (!this.lineItemGates(req, nowMs, personal)) {
       out.reason = this.deepestReason;
       return;
     }
     const imps = req.imp as Any[];
     out.ensure(imps.length);
-    for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, respRate, nowMs, out);
+    for (let i = 0; i < imps.length; i++) this.decideImp(req, imps[i], i, nowMs, out);
     if (out.bidCount === 0) out.reason = this.deepestReason === NO_BID.none ? NO_BID.no_matching_format : this.deepestReason;
   }
 
@@ -327,7 +327,7 @@ export class Decider {
    * whose bound can still beat the best offer. Every candidate still passes the policy's gate here, so pacing
    * counts the same opportunities. False when no line item is left.
    */
-  private lineItemGates(req: Any, nowMs: number, personal: boolean, respRate: number): boolean {
+  private lineItemGates(req: Any, nowMs: number, personal: boolean): boolean {
     const plan = this.plan;
     const cand = this.candidates;
     const checkCaps = plan.anyCaps && personal;
@@ -338,6 +338,7 @@ export class Decider {
     const upper = plan.multipliers.upper;
     const strategies = plan.strategies;
     const mostResp = this.mostResp;
+    const respRate = this.respRate;
     let any = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -472,8 +473,9 @@ export class Decider {
    * refuses, it leaves and the next best offer (or a candidate still in the heap) takes its place: each candidate
    * is priced at most once per imp.
    */
-  private decideImp(req: Any, imp: Any, impIdx: number, respRate: number, nowMs: number, out: Decision): void {
+  private decideImp(req: Any, imp: Any, impIdx: number, nowMs: number, out: Decision): void {
     const rates = this.config.rates;
+    const respRate = this.respRate;
     // A rate is needed only to convert a floor: an imp without one (absent or 0) bids in any currency.
     let floorMicros = 0;
     if (imp.bidfloor !== undefined && imp.bidfloor > 0) {
@@ -659,9 +661,6 @@ export class Decider {
     const floor = this.impFloor;
     const withDeals = this.impDeals !== undefined;
     const hasDeals = this.hasDeals;
-    const dealsOnly = this.dealsOnly;
-    const impFit = this.impFit;
-    const openShut = this.impPrivate;
     let n = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -670,17 +669,8 @@ export class Decider {
         const li = (w << 5) + 31 - Math.clz32(low);
         x ^= low;
         const viaDeal = withDeals && hasDeals[li] === 1;
-        if (!viaDeal) {
-          // Without a deal of this imp to bid through, what offer() would find out whatever the value: no heap slot.
-          if (openShut || dealsOnly[li] === 1) {
-            this.note(NO_BID.deal_mismatch);
-            continue;
-          }
-          if ((impFit[w] & low) === 0) {
-            this.note(NO_BID.no_matching_format);
-            continue;
-          }
-        }
+        // Without a deal of this imp to bid through, what offer() would find out whatever the value: no heap slot.
+        if (!viaDeal && !this.openAuctionAdmits(li)) continue;
         const most = viaDeal ? mostResp[li] : shading.priceInBand(li, this.exchange, band, floor, mostResp[li], this.auctionType);
         const key = policy.rank(li, most);
         heapKey[n] = key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
@@ -689,6 +679,23 @@ export class Decider {
     }
     for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
     return n;
+  }
+
+  /**
+   * Whether the line item may bid in the imp's open auction, whatever its value: not a private auction, not a
+   * deals-only line item, a creative of the imp's formats (what pickCreative would find, for one AND). Notes
+   * why not.
+   */
+  private openAuctionAdmits(li: number): boolean {
+    if (this.impPrivate || this.dealsOnly[li] === 1) {
+      this.note(NO_BID.deal_mismatch);
+      return false;
+    }
+    if ((this.impFit[li >>> 5] & (1 << (li & 31))) === 0) {
+      this.note(NO_BID.no_matching_format);
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -745,16 +752,8 @@ export class Decider {
       }
       if (price >= 0) return price;
     }
-    // Only a deal candidate whose deals all failed gets here unchecked (fillHeap filtered the others).
-    if (this.impPrivate || this.dealsOnly[index] === 1) {
-      this.note(NO_BID.deal_mismatch);
-      return -1;
-    }
-    if ((this.impFit[index >>> 5] & (1 << (index & 31))) === 0) {
-      // None of its creatives fits the imp: what pickCreative would find, for one AND.
-      this.note(NO_BID.no_matching_format);
-      return -1;
-    }
+    // Only a deal candidate whose deals all failed gets here unchecked (fillHeap checked the others).
+    if (!this.openAuctionAdmits(index)) return -1;
     price = plan.shading.priceInBand(index, this.exchange, this.impBand, this.impFloor, valueResp, this.auctionType);
     if (price <= 0) {
       // A line item with no creative for the imp is reported as such, not as below the floor: which of the two
