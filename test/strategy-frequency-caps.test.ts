@@ -39,6 +39,9 @@ describe('frequency caps (cases-strategy/frequency-caps.json)', () => {
           expect(store.check(hi, lo, e.li, now), `event ${i} at t=${e.t}`).toBe(e.expect);
           // The bid path's form (the user key as an object) answers the same.
           expect(store.checkUser({ hi, lo }, e.li, now), `event ${i} at t=${e.t} (checkUser)`).toBe(e.expect);
+          // The bid path skips a user's checks when the store says it holds none of its impressions: never for a
+          // capped user.
+          if (e.expect === false) expect(store.userMayBeCapped({ hi, lo }), `event ${i} at t=${e.t} (userMayBeCapped)`).toBe(true);
         }
       });
     });
@@ -113,6 +116,50 @@ describe('in-process cap store', () => {
     next.adoptFrom(old);
     expect(next.check(hi, lo, 0, T0 + 2000)).toBe(false);
     expect(next.check(hi, lo, 0, T0 + 3600_000)).toBe(true);
+  });
+
+  it('counts the entries per user bucket through eviction, merges, adoption and clear', () => {
+    // White box: userEntries must equal, per bucket, the slots whose owner falls in it, or a user with
+    // impressions could be skipped (a count too low) or the filter would decay (too high).
+    const two = compileFrequencyCaps(
+      [
+        { id: 'a', frequencyCaps: [{ window: '1h', max: 1 }] },
+        { id: 'b', frequencyCaps: [{ window: '1d', max: 3 }] },
+      ],
+      undefined,
+      [],
+    );
+    type Inside = { keyItem: Int32Array; keyLo: Int32Array; userEntries: Int32Array; userMask: number };
+    const expectCounts = (store: InProcessCapStore) => {
+      const inside = store as unknown as Inside;
+      const expected = new Int32Array(inside.userEntries.length);
+      for (let slot = 0; slot < inside.keyItem.length; slot++) if (inside.keyItem[slot] !== 0) expected[inside.keyLo[slot] & inside.userMask]++;
+      expect(Array.from(inside.userEntries)).toEqual(Array.from(expected));
+    };
+    const store = new InProcessCapStore(two, { capacity: 64 });
+    const [fh, fl] = user('fresh');
+    expect(store.userMayBeCapped({ hi: fh, lo: fl })).toBe(false);
+    let t = T0;
+    for (let u = 0; u < 3000; u++) {
+      const [hi, lo] = user(`churn-${u % 700}`);
+      t += 37_000; // entries of item a leave their 1h horizon, those of b stay a day: both reuse paths
+      store.record(hi, lo, u % 2, t);
+      expect(store.userMayBeCapped({ hi, lo })).toBe(true);
+      if (u % 500 === 0) expectCounts(store);
+    }
+    expect(store.evictions).toBeGreaterThan(0);
+    expectCounts(store);
+    const [mh, ml] = user('merged');
+    store.mergeTimes(mh, ml, 1, [Math.floor(t / 1000)]);
+    expect(store.userMayBeCapped({ hi: mh, lo: ml })).toBe(true);
+    expectCounts(store);
+    const next = new InProcessCapStore(two, { capacity: 128 });
+    next.adoptFrom(store);
+    expectCounts(next);
+    expect(next.userMayBeCapped({ hi: mh, lo: ml })).toBe(true);
+    store.clear();
+    expectCounts(store);
+    expect(store.userMayBeCapped({ hi: mh, lo: ml })).toBe(false);
   });
 
   it('worker threads can share one table over a SharedArrayBuffer', () => {

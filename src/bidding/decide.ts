@@ -8,8 +8,9 @@
  *   supply tables (active & channel & device & geo)  a few word-ANDs over precomputed line-item bitsets
  *   user keys -> segment bits                        one hash + probe per key into the segment store
  *   targeting programs                               mask tests over the user's bits, only for survivors
- *   per line item: caps, budget/pacing, value bound  frequency caps, the BidPolicy (budgets, pacing, allocator),
- *                                                    the most the line item's value can be on any imp
+ *   per line item: caps, budget/pacing, bounds       frequency caps (skipped for a user the cap store holds
+ *                                                    nothing of), the BidPolicy (budgets, pacing, allocator),
+ *                                                    the most the value and the rank can be on any imp
  *   per imp, best bound first: value, deals, format, strategy base bid x multipliers (tables refreshed off path),
  *     floor, shading                                 then the imp's constraints; stops when no rank bound left
  *                                                    can beat the best offer; the creative follows the user's
@@ -116,6 +117,11 @@ export class Decider {
   /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
   private readonly hasDeals: Uint8Array;
   private readonly dealsOnly: Uint8Array;
+  /** The same as line-item bitsets, so an imp's open-auction admission is one word-AND (impAdmit). */
+  private readonly hasDealsMask: Uint32Array;
+  private readonly dealsOnlyMask: Uint32Array;
+  /** Per imp: the line items openAuctionAdmits accepts (impFit minus deals-only, none in a private auction). */
+  private readonly impAdmit: Uint32Array;
   /**
    * Which line items have a creative that can fit an imp, precomputed: banner creatives by exact size
    * (w * 65536 + h, as fitsFormat matches them), the other media types by type. Per imp, OR-ing the rows of its
@@ -175,7 +181,19 @@ export class Decider {
    * price it bounds (shaded at the imp's floor band) gives the most the line item's rank can be there.
    */
   private readonly mostResp: Float64Array;
-  /** Per-imp max-heap of candidates by that rank bound: the order in which they are valued and priced. */
+  /**
+   * Per candidate of this request, the policy's rank at mostResp: a bound of its rank on every imp of the
+   * request (a shaded price is at most the value, and the rank never decreases as the price grows). NaN is
+   * stored as -Infinity.
+   */
+  private readonly looseKey: Float64Array;
+  /**
+   * Per-imp max-heap of candidates by rank bound: the order in which they are valued and priced. An entry is
+   * (line item << 1) | tight: it enters with its loose key (looseKey) and gets its imp's key (shaded at the imp's
+   * floor band, see tightKey) only when it reaches the top; a key that drops is sifted down again. The entry at
+   * the top with a tight key therefore has the highest imp key of all: candidates are priced in the same order as
+   * if every imp key had been computed up front, for the few that reach the top instead of all of them.
+   */
   private readonly heapKey: Float64Array;
   private readonly heapItem: Int32Array;
   /** Line item priority (the tie-break of equal ranks), copied at load so comparing reads a typed array. */
@@ -221,6 +239,7 @@ export class Decider {
     this.value = new Float64Array(config.lineItems.length);
     this.valueGen = new Uint32Array(config.lineItems.length);
     this.mostResp = new Float64Array(config.lineItems.length);
+    this.looseKey = new Float64Array(config.lineItems.length);
     this.heapKey = new Float64Array(config.lineItems.length);
     this.heapItem = new Int32Array(config.lineItems.length);
     this.priority = Float64Array.from(config.lineItems, (li) => li.priority);
@@ -235,6 +254,13 @@ export class Decider {
     const lw = config.supply.words;
     this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
     this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
+    this.hasDealsMask = new Uint32Array(lw);
+    this.dealsOnlyMask = new Uint32Array(lw);
+    for (const li of config.lineItems) {
+      if (li.deals.size > 0) this.hasDealsMask[li.index >>> 5] |= 1 << (li.index & 31);
+      if (li.dealsOnly) this.dealsOnlyMask[li.index >>> 5] |= 1 << (li.index & 31);
+    }
+    this.impAdmit = new Uint32Array(lw);
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -333,11 +359,14 @@ export class Decider {
     const checkCaps = plan.anyCaps && personal;
     if (checkCaps) primaryUserHash(req);
     const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
+    // A user the cap store holds no impression of is under every cap: no probe per capped line item.
+    const capProbe = capUser && plan.caps.userMayBeCapped(userHash);
     const capped = plan.capPlan.capped;
     const policy = this.policy;
     const upper = plan.multipliers.upper;
     const strategies = plan.strategies;
     const mostResp = this.mostResp;
+    const looseKey = this.looseKey;
     const respRate = this.respRate;
     let any = 0;
     for (let w = 0; w < cand.length; w++) {
@@ -348,7 +377,7 @@ export class Decider {
         x ^= low;
         if (checkCaps && capped[li] === 1) {
           // A capped line item cannot count impressions of a user without a key: it does not bid.
-          if (!capUser || !plan.caps.checkUser(userHash, li, nowMs)) {
+          if (!capUser || (capProbe && !plan.caps.checkUser(userHash, li, nowMs))) {
             cand[w] &= ~low;
             this.note(NO_BID.frequency_capped);
             continue;
@@ -366,7 +395,10 @@ export class Decider {
           this.note(NO_BID.strategy_no_bid);
           continue;
         }
-        mostResp[li] = Math.floor(most / respRate);
+        const m = Math.floor(most / respRate);
+        mostResp[li] = m;
+        const key = policy.rank(li, m);
+        looseKey[li] = key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
       }
       any |= cand[w];
     }
@@ -494,6 +526,9 @@ export class Decider {
     this.impGeneration = (this.impGeneration + 1) >>> 0 || 1; // a new creative verdict memo
     const cand = this.candidates;
     this.fitOf(imp);
+    const admit = this.impAdmit;
+    if (this.impPrivate) admit.fill(0);
+    else for (let w = 0; w < admit.length; w++) admit[w] = this.impFit[w] & ~this.dealsOnlyMask[w];
     this.floorMisses = 0;
     const items = this.config.lineItems;
     const heapKey = this.heapKey;
@@ -508,7 +543,18 @@ export class Decider {
       let best = this.bestOffer(offers);
       while (n > 0) {
         if (best >= 0 && heapKey[0] < offerRank[best] && !this.exhaustive) break; // nobody left can beat (or tie) it
-        const index = heapItem[0];
+        const top = heapItem[0];
+        const index = top >> 1;
+        if ((top & 1) === 0) {
+          // A loose key at the top: its imp key decides whether it is still the highest.
+          const key = this.tightKey(index);
+          heapItem[0] = top | 1;
+          if (key < heapKey[0]) {
+            heapKey[0] = key;
+            siftDown(heapKey, heapItem, 0, n);
+            continue;
+          }
+        }
         n = heapPop(heapKey, heapItem, n);
         if (creativeMask && !this.mayHaveCreative(index)) continue;
         const price = this.offer(req, imp, index);
@@ -645,40 +691,52 @@ export class Decider {
   }
 
   /**
-   * Loads the request's candidates into the heap (every imp starts from them); returns their count. A key is the
-   * policy's rank at the most the candidate can offer on this imp: its value bound, shaded at the imp's floor band
-   * when it bids in the open auction (shade() grows with the value), unshaded when it may bid through one of the
-   * imp's deals. The policy's rank grows with the price (BidPolicy.rank), so no offer can rank above its key.
+   * Loads the request's candidates that may bid on this imp into the heap (every imp starts from them) with their
+   * loose keys (looseKey); returns their count. The others, which offer() would turn down whatever their value
+   * (no deal of this imp to bid through, and no open-auction admission: see openAuctionAdmits), take no slot:
+   * one word-AND finds them, and only they go through openAuctionAdmits, to note why.
    */
   private fillHeap(): number {
     const cand = this.candidates;
     const heapKey = this.heapKey;
     const heapItem = this.heapItem;
-    const mostResp = this.mostResp;
-    const policy = this.policy;
-    const shading = this.plan.shading;
-    const band = this.impBand;
-    const floor = this.impFloor;
-    const withDeals = this.impDeals !== undefined;
-    const hasDeals = this.hasDeals;
+    const looseKey = this.looseKey;
+    const admit = this.impAdmit;
+    const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
     let n = 0;
     for (let w = 0; w < cand.length; w++) {
-      let x = cand[w];
-      while (x !== 0) {
-        const low = x & -x;
+      const x = cand[w];
+      if (x === 0) continue;
+      let ok = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
+      let out = x & ~ok;
+      while (out !== 0) {
+        const low = out & -out;
+        out ^= low;
+        this.openAuctionAdmits((w << 5) + 31 - Math.clz32(low)); // notes the reason
+      }
+      while (ok !== 0) {
+        const low = ok & -ok;
         const li = (w << 5) + 31 - Math.clz32(low);
-        x ^= low;
-        const viaDeal = withDeals && hasDeals[li] === 1;
-        // Without a deal of this imp to bid through, what offer() would find out whatever the value: no heap slot.
-        if (!viaDeal && !this.openAuctionAdmits(li)) continue;
-        const most = viaDeal ? mostResp[li] : shading.priceInBand(li, this.exchange, band, floor, mostResp[li], this.auctionType);
-        const key = policy.rank(li, most);
-        heapKey[n] = key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
-        heapItem[n++] = li;
+        ok ^= low;
+        heapKey[n] = looseKey[li];
+        heapItem[n++] = li << 1;
       }
     }
     for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
     return n;
+  }
+
+  /**
+   * A candidate's key on this imp: the policy's rank at the most it can offer here, its value bound shaded at
+   * the imp's floor band when it bids in the open auction (shade() grows with the value), unshaded when it may
+   * bid through one of the imp's deals. The policy's rank grows with the price (BidPolicy.rank), so no offer can
+   * rank above it, and it is at most the loose key.
+   */
+  private tightKey(li: number): number {
+    if (this.impDeals !== undefined && this.hasDeals[li] === 1) return this.looseKey[li];
+    const most = this.plan.shading.priceInBand(li, this.exchange, this.impBand, this.impFloor, this.mostResp[li], this.auctionType);
+    const key = this.policy.rank(li, most);
+    return key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
   }
 
   /**
