@@ -556,7 +556,6 @@ export class Decider {
           }
         }
         n = heapPop(heapKey, heapItem, n);
-        if (creativeMask && !this.mayHaveCreative(index)) continue;
         const price = this.offer(req, imp, index);
         if (price < 0) continue;
         const o = offers++;
@@ -593,6 +592,7 @@ export class Decider {
           for (let o = offers - 1; o >= 0; o--) {
             if (this.offerCreatives[o] === null && !this.mayHaveCreative(offerItem[o])) offers = this.dropOffer(o, offers);
           }
+          n = this.pruneHeap(n);
         }
         continue;
       }
@@ -724,6 +724,25 @@ export class Decider {
     }
     for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
     return n;
+  }
+
+  /**
+   * After maskCreatives: drops from the heap, in one pass, the candidates left without a creative for the imp
+   * (mayHaveCreative notes why), and rebuilds it over the others; returns their count. When the block lists rule
+   * out most creatives, the imp is decided by a few deal candidates or by none: popping the hopeless ones one by
+   * one would cost a sift each.
+   */
+  private pruneHeap(n: number): number {
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      if (!this.mayHaveCreative(heapItem[i] >> 1)) continue;
+      heapKey[m] = heapKey[i];
+      heapItem[m++] = heapItem[i];
+    }
+    for (let i = (m >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, m);
+    return m;
   }
 
   /**
