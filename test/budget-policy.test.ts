@@ -40,6 +40,38 @@ describe('budget policy', () => {
     expect(UNLIMITED_POLICY.reserve(0, 1, 0)).toBe(true);
   });
 
+  it('eligibleAll makes the draws and the counts of eligible() on each set bit, in ascending order', () => {
+    const bulk = setup().policy;
+    const single = setup().policy;
+    const throttles = [0.3, 0.7, 0, 1];
+    for (const p of [bulk, single]) {
+      p.tick(T0);
+      throttles.forEach((t, li) => (p.pacer.throttle[li] = t));
+    }
+    let rng = 7;
+    for (let r = 0; r < 500; r++) {
+      rng = (Math.imul(rng, 1103515245) + 12345) >>> 0;
+      const bits = (rng >>> 8) & 0b11111; // line item 4 is outside the plan: always let through
+      const now = T0 + 1000 + r;
+      const candidates = new Uint32Array([bits]);
+      const lastRefused = bulk.eligibleAll(candidates, now);
+      let passed = 0;
+      let expectedLast = -1;
+      for (let li = 0; li < 5; li++) {
+        if ((bits & (1 << li)) === 0) continue;
+        if (single.eligible(li, now)) passed |= 1 << li;
+        else expectedLast = li;
+      }
+      expect(candidates[0], `request ${r}`).toBe(passed);
+      expect(lastRefused, `request ${r}`).toBe(expectedLast);
+    }
+    expect(Array.from(bulk.pacer.opportunities)).toEqual(Array.from(single.pacer.opportunities));
+    expect(Array.from(bulk.pacer.passes)).toEqual(Array.from(single.pacer.passes));
+    expect(Array.from(bulk.refusals)).toEqual(Array.from(single.refusals));
+    expect(bulk.refusals.reduce((a, b) => a + b, 0)).toBeGreaterThan(100);
+    expect(bulk.pacer.passes.reduce((a, b) => a + b, 0)).toBeGreaterThan(100);
+  });
+
   it('lets unbudgeted line items through, ranked by price, with no reservation', () => {
     const { policy } = setup();
     policy.tick(T0);

@@ -4,7 +4,9 @@
  * 1,000 line item config (every strategy kind, multipliers, first-price shading, deals, budgeted campaigns) and
  * the bench's request mix, a decider that stops early and one that prices every candidate (`exhaustive`) bid the
  * same line items at the same prices through the same deals, or give the same no-bid reason; the exhaustive
- * decider also does without the per-imp creative mask (a candidate without a usable creative dropped unpriced).
+ * decider also does without the per-imp creative mask (a candidate without a usable creative dropped unpriced),
+ * and asks its budget policy line item by line item (eligible()) where the other makes the same draws in one call
+ * (eligibleAll()). Impressions are recorded for some bids, so that the frequency caps drop some candidates too.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeLargeConfig } from '../src/fixtures/large-config.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { BidHandler } from '../src/bidding/bid-handler.js';
-import { Decision, type Decider } from '../src/bidding/decide.js';
+import { Decision, type BidPolicy, type Decider } from '../src/bidding/decide.js';
+import { primaryUserHash, userHash } from '../src/events/bid-context.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { NO_BID } from '../src/openrtb/reasons.js';
 import { LARGE_MIX_PARAMS, generateRequestMix } from '../bench/request-mix.js';
@@ -43,6 +46,17 @@ function pair(nowMs: number): Pair {
   const fullHandler = new BidHandler(full, new Metrics({ defaultMetrics: false }));
   earlyHandler.budget!.tick(nowMs);
   fullHandler.budget!.tick(nowMs);
+  // The same policy without eligibleAll: the decider falls back to one eligible() call per candidate.
+  const inner = fullHandler.budget!;
+  const perLineItem: BidPolicy = {
+    eligible: (li, t) => inner.eligible(li, t),
+    rank: (li, price) => inner.rank(li, price),
+    reserve: (li, cost, t) => inner.reserve(li, cost, t),
+    get lastReservation() {
+      return inner.lastReservation;
+    },
+  };
+  full.policy = perLineItem;
   return { early, full, earlyHandler, fullHandler };
 }
 
@@ -81,6 +95,9 @@ describe('best-first pricing of an imp', () => {
     let openWins = 0;
     let dealWins = 0;
     let blocked = 0;
+    let capped = 0;
+    let recorded = 0;
+    let capReached = 0;
     // Simulated seconds of traffic with a budget tick after each: pacing opens the budgeted line items' throttles
     // once it has seen their opportunities, so their price-independent ranks compete with the others' prices.
     const perSecond = 150;
@@ -93,6 +110,22 @@ describe('best-first pricing of an imp', () => {
         full.decide(req, t, b);
         expect(outcome(a), `request ${i}`).toBe(outcome(b));
         if (a.bidCount === 0 && a.reason === NO_BID.creative_blocked) blocked++;
+        if (a.bidCount === 0 && a.reason === NO_BID.frequency_capped) capped++;
+        if (a.bidCount > 0 && i % 3 === 0 && early.verdict.personalData) {
+          // A billed impression of the first bid, in both deciders' cap stores.
+          primaryUserHash(req);
+          if (userHash.hi !== 0 || userHash.lo !== 0) {
+            const li = a.lineItem[0]!.index;
+            // Three at once on a capped line item, so that caps (3 or 5 an hour) are reached within the run.
+            const times = early.plan.capPlan.capped[li] === 1 ? 3 : 1;
+            for (let k = 0; k < times; k++) {
+              early.plan.caps.record(userHash.hi, userHash.lo, li, t);
+              full.plan.caps.record(userHash.hi, userHash.lo, li, t);
+              recorded++;
+            }
+            if (!early.plan.caps.check(userHash.hi, userHash.lo, li, t)) capReached++; // its next request drops it
+          }
+        }
         for (let k = 0; k < a.bidCount; k++) {
           bids++;
           if (budgeted[a.lineItem[k]!.index] >= 0) budgetedWins++;
@@ -110,5 +143,38 @@ describe('best-first pricing of an imp', () => {
     expect(dealWins).toBeGreaterThan(0);
     // No-bids where the block lists rule out every creative: the per-imp creative mask at work.
     expect(blocked).toBeGreaterThan(20);
+    expect(recorded).toBeGreaterThan(100);
+    expect(capReached).toBeGreaterThan(10);
+    // The same draws, counted the same: pacing sees the same opportunities through either gate.
+    const e = earlyHandler.budget!;
+    const f = fullHandler.budget!;
+    expect(Array.from(e.pacer.opportunities)).toEqual(Array.from(f.pacer.opportunities));
+    expect(Array.from(e.refusals)).toEqual(Array.from(f.refusals));
+    expect(e.refusals.reduce((x, y) => x + y, 0)).toBeGreaterThan(0);
+    console.log(`[measure] best-first equivalence: ${bids} bids, ${blocked} creative-blocked and ${capped} frequency-capped no-bids, ${recorded} impressions recorded (${capReached} reaching a cap)`);
+  });
+});
+
+describe('the per-line-item gates', () => {
+  it('note their reasons in line item order (the reason of the last line item dropped is kept)', () => {
+    // White box: lineItemGates runs caps, pacing and the strategy bound as three passes and notes each reason with
+    // the last line item it dropped; a loop over the line items noting as it goes keeps the reason of the last one.
+    const d = loadDecider(configPath) as unknown as {
+      deepest: number;
+      deepestReason: number;
+      noteGates(lastCapped: number, lastPaced: number, lastNoBid: number): void;
+    };
+    const run = (capped: number, paced: number, noBid: number): number => {
+      d.deepest = 0;
+      d.deepestReason = NO_BID.none;
+      d.noteGates(capped, paced, noBid);
+      return d.deepestReason;
+    };
+    expect(run(7, 3, -1)).toBe(NO_BID.frequency_capped);
+    expect(run(3, 7, -1)).toBe(NO_BID.paced);
+    expect(run(3, 7, 9)).toBe(NO_BID.strategy_no_bid);
+    expect(run(12, 7, 9)).toBe(NO_BID.frequency_capped);
+    expect(run(-1, 40, 2)).toBe(NO_BID.paced);
+    expect(run(-1, -1, -1)).toBe(NO_BID.none);
   });
 });

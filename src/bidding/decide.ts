@@ -48,6 +48,12 @@ export interface BidPolicy {
   /** May this line item bid at all now (not paused, budget left, pacing throttle passed)? One comparison each. */
   eligible(lineItem: number, nowMs: number): boolean;
   /**
+   * Optional: eligible() for every set bit of `candidates`, in ascending order (the same draws), clearing the bits
+   * of the line items refused; returns the highest line item refused, -1 when none. A policy that lets most line
+   * items through without a draw skips them with one word-AND instead of a call each.
+   */
+  eligibleAll?(candidates: Uint32Array, nowMs: number): number;
+  /**
    * Ranking among the line items that can serve an imp; higher wins. The default ranks by price. Must not
    * decrease as the price grows: the decider bounds a line item's rank by its rank at the highest price it could
    * offer, and never values the line items whose bound cannot beat the best offer found.
@@ -182,6 +188,14 @@ export class Decider {
    */
   private readonly mostResp: Float64Array;
   /**
+   * Per line item, the most its value can be in the bidder currency (strategy base bid x the multipliers' upper
+   * bound, capped): mostResp before the currency. It changes only when the strategies refresh (their version).
+   */
+  private readonly mostBidder: Float64Array;
+  private mostVersion = -1;
+  /** The capped line items (plan.capPlan.capped) as a bitset: one word-AND finds a request's capped candidates. */
+  private readonly cappedMask: Uint32Array;
+  /**
    * Per candidate of this request, the policy's rank at mostResp: a bound of its rank on every imp of the
    * request (a shaded price is at most the value, and the rank never decreases as the price grows). NaN is
    * stored as -Infinity.
@@ -240,6 +254,7 @@ export class Decider {
     this.valueGen = new Uint32Array(config.lineItems.length);
     this.mostResp = new Float64Array(config.lineItems.length);
     this.looseKey = new Float64Array(config.lineItems.length);
+    this.mostBidder = new Float64Array(config.lineItems.length);
     this.heapKey = new Float64Array(config.lineItems.length);
     this.heapItem = new Int32Array(config.lineItems.length);
     this.priority = Float64Array.from(config.lineItems, (li) => li.priority);
@@ -261,6 +276,9 @@ export class Decider {
       if (li.dealsOnly) this.dealsOnlyMask[li.index >>> 5] |= 1 << (li.index & 31);
     }
     this.impAdmit = new Uint32Array(lw);
+    this.cappedMask = new Uint32Array(lw);
+    const capped = config.plan.capPlan.capped;
+    for (let li = 0; li < capped.length && li < config.lineItems.length; li++) if (capped[li] === 1) this.cappedMask[li >>> 5] |= 1 << (li & 31);
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -351,23 +369,59 @@ export class Decider {
    * policy (pause, budget, pacing, allocation), then the value bound (see mostResp). The value itself is computed
    * only for the line items an imp gets to (valueOf): with hundreds of candidates, an imp is decided by the few
    * whose bound can still beat the best offer. Every candidate still passes the policy's gate here, so pacing
-   * counts the same opportunities. False when no line item is left.
+   * counts the same opportunities. Three passes over the candidates, each reading its own tables (the policy's
+   * draws in the order a single loop would make them); the reasons, which share a stage, are noted in the order
+   * that loop would have noted them. False when no line item is left.
    */
   private lineItemGates(req: Any, nowMs: number, personal: boolean): boolean {
     const plan = this.plan;
     const cand = this.candidates;
-    const checkCaps = plan.anyCaps && personal;
-    if (checkCaps) primaryUserHash(req);
-    const capUser = checkCaps && (userHash.hi !== 0 || userHash.lo !== 0);
-    // A user the cap store holds no impression of is under every cap: no probe per capped line item.
-    const capProbe = capUser && plan.caps.userMayBeCapped(userHash);
-    const capped = plan.capPlan.capped;
+    let lastCapped = -1;
+    if (plan.anyCaps && personal) {
+      primaryUserHash(req);
+      const capUser = userHash.hi !== 0 || userHash.lo !== 0;
+      // A capped line item cannot count impressions of a user without a key: it does not bid. A user the cap
+      // store holds no impression of is under every cap: no probe per capped line item.
+      if (!capUser || plan.caps.userMayBeCapped(userHash)) {
+        const cappedMask = this.cappedMask;
+        for (let w = 0; w < cand.length; w++) {
+          let x = cand[w] & cappedMask[w];
+          while (x !== 0) {
+            const low = x & -x;
+            const li = (w << 5) + 31 - Math.clz32(low);
+            x ^= low;
+            if (!capUser || !plan.caps.checkUser(userHash, li, nowMs)) {
+              cand[w] &= ~low;
+              lastCapped = li;
+            }
+          }
+        }
+      }
+    }
     const policy = this.policy;
-    const upper = plan.multipliers.upper;
-    const strategies = plan.strategies;
+    let lastPaced = -1;
+    if (policy.eligibleAll !== undefined) {
+      lastPaced = policy.eligibleAll(cand, nowMs);
+    } else {
+      for (let w = 0; w < cand.length; w++) {
+        let x = cand[w];
+        while (x !== 0) {
+          const low = x & -x;
+          const li = (w << 5) + 31 - Math.clz32(low);
+          x ^= low;
+          if (!policy.eligible(li, nowMs)) {
+            cand[w] &= ~low;
+            lastPaced = li;
+          }
+        }
+      }
+    }
+    if (plan.strategies.version !== this.mostVersion) this.refreshMostBidder();
+    const mostBidder = this.mostBidder;
     const mostResp = this.mostResp;
     const looseKey = this.looseKey;
     const respRate = this.respRate;
+    let lastNoBid = -1;
     let any = 0;
     for (let w = 0; w < cand.length; w++) {
       let x = cand[w];
@@ -375,24 +429,11 @@ export class Decider {
         const low = x & -x;
         const li = (w << 5) + 31 - Math.clz32(low);
         x ^= low;
-        if (checkCaps && capped[li] === 1) {
-          // A capped line item cannot count impressions of a user without a key: it does not bid.
-          if (!capUser || (capProbe && !plan.caps.checkUser(userHash, li, nowMs))) {
-            cand[w] &= ~low;
-            this.note(NO_BID.frequency_capped);
-            continue;
-          }
-        }
-        if (!policy.eligible(li, nowMs)) {
-          cand[w] &= ~low;
-          this.note(NO_BID.paced);
-          continue;
-        }
-        const most = strategies.finalBidMicros(li, upper[li]);
+        const most = mostBidder[li];
         if (!(most > 0)) {
           // Whatever the request's multipliers, the strategy does not bid.
           cand[w] &= ~low;
-          this.note(NO_BID.strategy_no_bid);
+          lastNoBid = li;
           continue;
         }
         const m = Math.floor(most / respRate);
@@ -402,7 +443,44 @@ export class Decider {
       }
       any |= cand[w];
     }
+    if (lastCapped >= 0 || lastPaced >= 0 || lastNoBid >= 0) this.noteGates(lastCapped, lastPaced, lastNoBid);
     return any !== 0;
+  }
+
+  /**
+   * The gates' reasons, each with the last line item it dropped (-1: none; a line item drops at one gate only),
+   * noted in line item order: they share a stage, so the one noted last is kept, as by a loop noting per item.
+   */
+  private noteGates(lastCapped: number, lastPaced: number, lastNoBid: number): void {
+    for (;;) {
+      let li = Infinity;
+      let reason = -1;
+      if (lastCapped >= 0 && lastCapped < li) {
+        li = lastCapped;
+        reason = NO_BID.frequency_capped;
+      }
+      if (lastPaced >= 0 && lastPaced < li) {
+        li = lastPaced;
+        reason = NO_BID.paced;
+      }
+      if (lastNoBid >= 0 && lastNoBid < li) {
+        li = lastNoBid;
+        reason = NO_BID.strategy_no_bid;
+      }
+      if (reason < 0) return;
+      this.note(reason);
+      if (li === lastCapped) lastCapped = -1;
+      else if (li === lastPaced) lastPaced = -1;
+      else lastNoBid = -1;
+    }
+  }
+
+  /** mostBidder = the strategy's bid at the multipliers' upper bound, capped; redone when the strategies refresh. */
+  private refreshMostBidder(): void {
+    const strategies = this.plan.strategies;
+    const upper = this.plan.multipliers.upper;
+    for (let li = 0; li < this.mostBidder.length; li++) this.mostBidder[li] = strategies.finalBidMicros(li, upper[li]);
+    this.mostVersion = strategies.version;
   }
 
   /**

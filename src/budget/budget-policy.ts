@@ -4,6 +4,8 @@
  *
  * Hot path (allocation-free, answers from precomputed typed arrays):
  *   eligible(li, now)  budgeted line item: count the opportunity, draw u ~ U[0,1), pass iff u < throttle[li].
+ *                      eligibleAll(bits, now): the same for every set bit, in ascending order, in one loop over
+ *                      the budgeted ones (a word-AND with their bitset passes the others).
  *                      The throttle folds every gate: paused, out of flight, budget exhausted, segment at its
  *                      guard-rail max (all 0), the pacing rate and the arm's allocation share. Only a refusal
  *                      looks further, to count its reason.
@@ -98,6 +100,8 @@ export class BudgetPolicy implements BudgetBidPolicy {
    * is above 2^30 (half the draws), one allocation per budgeted line item per request; a typed array holds it raw.
    */
   private readonly rngState = new Uint32Array(1);
+  /** The budgeted line items (in a campaign) as a bitset: eligibleAll passes the others with one word-AND. */
+  private readonly budgetedMask: Uint32Array;
   private readonly afterTick: (() => void) | null;
 
   constructor(plan: CompiledBudgetPlan, options: BudgetPolicyOptions = {}) {
@@ -106,6 +110,8 @@ export class BudgetPolicy implements BudgetBidPolicy {
     this.allocator = options.allocator ?? new ThompsonAllocator(plan, options.seed ?? 1);
     this.pacer = new Pacer(plan);
     this.refusals = new Float64Array(plan.lineItemCount * NR);
+    this.budgetedMask = new Uint32Array(Math.ceil(plan.lineItemCount / 32));
+    for (let li = 0; li < plan.lineItemCount; li++) if (plan.campaignOf[li] >= 0) this.budgetedMask[li >>> 5] |= 1 << (li & 31);
     this.rngState[0] = ((options.seed ?? 1) * 0x9e3779b1) >>> 0 || 0x2545f491;
     this.afterTick = options.afterTick ?? null;
   }
@@ -121,6 +127,31 @@ export class BudgetPolicy implements BudgetBidPolicy {
     if (nowMs !== this.lastRequestMs) this.beginRequest(nowMs);
     const plan = this.plan;
     if (lineItem < 0 || lineItem >= plan.lineItemCount || plan.campaignOf[lineItem] < 0) return true;
+    return this.draw(lineItem);
+  }
+
+  eligibleAll(candidates: Uint32Array, nowMs: number): number {
+    if (nowMs !== this.lastRequestMs) this.beginRequest(nowMs);
+    const budgeted = this.budgetedMask;
+    const words = candidates.length < budgeted.length ? candidates.length : budgeted.length;
+    let lastRefused = -1;
+    for (let w = 0; w < words; w++) {
+      let x = candidates[w] & budgeted[w];
+      while (x !== 0) {
+        const low = x & -x;
+        const li = (w << 5) + 31 - Math.clz32(low);
+        x ^= low;
+        if (!this.draw(li)) {
+          candidates[w] &= ~low;
+          lastRefused = li;
+        }
+      }
+    }
+    return lastRefused;
+  }
+
+  /** A budgeted line item's opportunity: counted, then the throttle draw; a refusal is counted with its reason. */
+  private draw(lineItem: number): boolean {
     const pacer = this.pacer;
     pacer.opportunities[lineItem]++;
     // xorshift32: a uniform draw with no allocation and no call.

@@ -151,8 +151,12 @@ export class StrategyTable {
     this.orderValueMicros[li] += orderValueMicros;
   }
 
+  /** Bumped by refresh(): a reader caching values derived from baseBidMicros (the decider's bounds) redoes them. */
+  version = 0;
+
   /** Recomputes every base bid from counters and priors. Off the hot path; allocation-free. */
   refresh(): void {
+    this.version++;
     for (let li = 0; li < this.size; li++) {
       let value: number;
       switch (this.kind[li]) {
