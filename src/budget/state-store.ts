@@ -12,15 +12,28 @@
  *   ledger.journal        FileJournal records (48 bytes, seq-numbered) since state.snap; flushed every second
  *                         by tick() and on close().
  *   ledger.journal.prev   the records between state.snap.prev and state.snap.
+ *   ledger.journal.pending  while a periodic checkpoint is being written: the records between state.snap and
+ *                         the snapshot being written (ledger.journal then holds the ones after it).
  *
- * Checkpoint (every `snapshotIntervalMs`, after every budget attach, and on close), synchronous and therefore
- * at one sequence number: close the journal, write state.snap.tmp (fsync), rename state.snap -> .prev,
- * ledger.journal -> .prev, state.snap.tmp -> state.snap, fsync the directory, open a new journal. A crash at
- * any step leaves a snapshot and the journals that follow it (replay skips records at or below the snapshot's
- * seq, so a journal that is older than its snapshot is harmless).
+ * Checkpoint after every budget attach and on close: synchronous, at one sequence number: close the journal,
+ * write state.snap.tmp (fsync), rename state.snap -> .prev, ledger.journal -> .prev, state.snap.tmp ->
+ * state.snap, fsync the directory, open a new journal. A crash at any step leaves a snapshot and the journals that
+ * follow it (replay skips records at or below the snapshot's seq, so a journal older than its snapshot is
+ * harmless). When ledger.journal.pending is there (a periodic checkpoint failed or is still being written), .prev
+ * becomes pending + journal, written whole before any rename (a rare path: it reads both files).
+ *
+ * Periodic checkpoint (every `snapshotIntervalMs`, from the 1-second tick), so that the bid thread does not wait for
+ * the disk: on the thread, close the journal, rename it to ledger.journal.pending, open a new ledger.journal, and
+ * encode the image (seq S); then write state.snap.async.tmp and fsync it off the thread (fs promises); back on
+ * the thread, rename state.snap -> .prev, ledger.journal.pending -> ledger.journal.prev, the tmp file ->
+ * state.snap, and fsync the directory. A crash before those renames leaves state.snap (S0) and the journals
+ * .prev, .pending (S0..S) and ledger.journal (from S), replayed in that order; after any of them, the same as the
+ * synchronous checkpoint. A failed write leaves .pending in place (counted, logged); the next checkpoint is then a
+ * synchronous one. A synchronous checkpoint while a write is in flight supersedes it: the write's completion
+ * only removes its tmp file.
  *
  * Restore (open + initialLedger + attached + start): the newest snapshot that decodes, then the records of
- * ledger.journal.prev and ledger.journal above its seq (a gap or a record that does not apply stops the replay:
+ * ledger.journal.prev, .pending and ledger.journal above its seq (a gap or a record that does not apply stops the replay:
  * what applied before is kept, and it is logged); then the ledger is re-mapped onto the current config by
  * campaign id and line-item id (Ledger.reconfigure), ids no longer configured are dropped with a log line.
  * A corrupt snapshot is rejected (log + segbid_state_snapshot_rejected_total) and the previous one is tried;
@@ -36,7 +49,8 @@
  * Not restored: the shading tables' internal "has evidence" flags (private): restored curves keep their factor
  * and decay again once new feedback reaches them; recent-click buckets of the allocator; frequency caps.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -58,7 +72,10 @@ export const STATE_FILES = {
   previousSnapshot: 'state.snap.prev',
   journal: 'ledger.journal',
   previousJournal: 'ledger.journal.prev',
+  pendingJournal: 'ledger.journal.pending',
 } as const;
+/** The periodic checkpoint's snapshot while it is written (apart from the synchronous one's state.snap.tmp). */
+const ASYNC_TMP = 'state.snap.async.tmp';
 export const DEFAULT_SNAPSHOT_INTERVAL_MS = 15_000;
 const HEADER_BYTES = 16;
 const MAGIC = 'SGBS';
@@ -224,6 +241,12 @@ export class BudgetStateStore {
   private timer: NodeJS.Timeout | null = null;
   private lastAttemptMs = 0;
   private closed = false;
+  /** Bumped by every checkpoint: a periodic write that completes under another number was superseded. */
+  private checkpointNumber = 0;
+  /** A periodic checkpoint's write is in flight. */
+  private writing = false;
+  /** Settles when the periodic write in flight (if any) has completed (tests, shutdown). */
+  settled: Promise<void> = Promise.resolve();
 
   private constructor(options: StateStoreOptions) {
     this.dir = options.dir;
@@ -262,7 +285,7 @@ export class BudgetStateStore {
         this.logger.error({ file, err: (e as Error).message }, 'state snapshot rejected; trying the previous state');
       }
     }
-    for (const name of [STATE_FILES.previousJournal, STATE_FILES.journal]) {
+    for (const name of [STATE_FILES.previousJournal, STATE_FILES.pendingJournal, STATE_FILES.journal]) {
       const file = this.path(name);
       try {
         if (existsSync(file)) this.journals.push(readFileSync(file));
@@ -423,7 +446,7 @@ export class BudgetStateStore {
   tick(nowMs: number): void {
     if (this.closed) return;
     if (this.journal !== null) this.journal.flush();
-    if (nowMs - this.lastAttemptMs >= this.snapshotIntervalMs) this.checkpoint(nowMs);
+    if (nowMs - this.lastAttemptMs >= this.snapshotIntervalMs && !this.writing) this.checkpointInBackground(nowMs);
   }
 
   /** Journal write errors so far (all journals of this store). */
@@ -455,6 +478,7 @@ export class BudgetStateStore {
    */
   checkpoint(nowMs: number): boolean {
     this.lastAttemptMs = nowMs;
+    this.checkpointNumber++; // a periodic write in flight is superseded
     const start = performance.now();
     if (this.journal !== null) {
       this.journal.close();
@@ -474,9 +498,21 @@ export class BudgetStateStore {
       } finally {
         closeSync(fd);
       }
-      if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
       const journal = this.path(STATE_FILES.journal);
-      if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
+      const pending = this.path(STATE_FILES.pendingJournal);
+      const hasPending = existsSync(pending);
+      if (hasPending) {
+        // .prev must hold every record after state.snap (soon .prev): pending, then journal. Written whole first.
+        const joined = `${this.path(STATE_FILES.previousJournal)}.tmp`;
+        writeFileSync(joined, Buffer.concat([readFileSync(pending), existsSync(journal) ? readFileSync(journal) : Buffer.alloc(0)]));
+        if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
+        renameSync(joined, this.path(STATE_FILES.previousJournal));
+        unlinkSync(pending);
+        if (existsSync(journal)) unlinkSync(journal);
+      } else {
+        if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
+        if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
+      }
       renameSync(tmp, snap);
       syncDir(this.dir);
       ok = true;
@@ -491,6 +527,73 @@ export class BudgetStateStore {
     }
     this.stats.lastSnapshotSeconds = (performance.now() - start) / 1000;
     return ok;
+  }
+
+  /**
+   * The periodic checkpoint (see the contract): the journal rotation and the image on the bid thread, the write
+   * and its fsync off it. Falls back to the synchronous checkpoint when a previous write left .pending behind.
+   */
+  checkpointInBackground(nowMs: number): void {
+    if (this.closed || this.writing) return;
+    const pending = this.path(STATE_FILES.pendingJournal);
+    if (existsSync(pending)) {
+      this.checkpoint(nowMs);
+      return;
+    }
+    this.lastAttemptMs = nowMs;
+    const number = ++this.checkpointNumber;
+    const start = performance.now();
+    let buf: Buffer;
+    try {
+      if (this.journal !== null) {
+        this.journal.close();
+        this.stats.journalWriteErrors += this.journal.writeErrors;
+        this.journal = null;
+      }
+      const journal = this.path(STATE_FILES.journal);
+      if (existsSync(journal)) renameSync(journal, pending);
+      buf = encodeState(this.image(nowMs));
+    } catch (e) {
+      // The records stay in .pending (if the rename happened), which the next checkpoint takes in.
+      this.stats.snapshotFailures++;
+      this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+      return;
+    } finally {
+      if (this.journal === null && this.policy !== null && !this.closed) this.openJournal(this.policy.ledger);
+    }
+    const blockedMs = performance.now() - start;
+    const tmp = this.path(ASYNC_TMP);
+    this.writing = true;
+    this.settled = writeDurably(tmp, buf).then(
+      () => {
+        this.writing = false;
+        if (number !== this.checkpointNumber) {
+          removeQuietly(tmp); // a synchronous checkpoint came after this image
+          return;
+        }
+        const t0 = performance.now();
+        try {
+          const snap = this.path(STATE_FILES.snapshot);
+          if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
+          if (existsSync(pending)) renameSync(pending, this.path(STATE_FILES.previousJournal));
+          renameSync(tmp, snap);
+          syncDir(this.dir);
+          this.stats.snapshotsWritten++;
+          this.stats.lastSnapshotMs = nowMs;
+          this.stats.lastSnapshotBytes = buf.length;
+        } catch (e) {
+          this.stats.snapshotFailures++;
+          this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+        }
+        this.stats.lastSnapshotSeconds = (blockedMs + performance.now() - t0) / 1000;
+      },
+      (e: unknown) => {
+        this.writing = false;
+        removeQuietly(tmp);
+        this.stats.snapshotFailures++;
+        this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot write failed; the journal keeps every change');
+      },
+    );
   }
 
   private openJournal(ledger: Ledger): void {
@@ -588,6 +691,26 @@ export function exportLearning(plan: BiddingPlan): LearningImage {
 }
 
 /** fsync of a directory, so that the renames are durable too (best effort: not every platform allows it). */
+/** Removes a leftover file; never throws (a cleanup that fails leaves a file the next write truncates). */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    /* kept: harmless */
+  }
+}
+
+/** Writes a file and fsyncs it, off the event loop (libuv's thread pool). */
+async function writeDurably(path: string, data: Buffer): Promise<void> {
+  const fh = await fsp.open(path, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 function syncDir(dir: string): void {
   let fd = -1;
   try {
