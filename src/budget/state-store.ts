@@ -132,13 +132,21 @@ export function fingerprintOf(campaigns: readonly string[], lineItems: readonly 
 
 /** Frames a state image: header (magic, version, crc32, length) + msgpackr body. */
 export function encodeState(image: StateImage): Buffer {
+  return Buffer.concat(encodeStateParts(image));
+}
+
+/**
+ * The two parts of encodeState, written one after the other: joining them would copy the body (megabytes with
+ * many open reservations) into a fresh buffer, page faults included, on the bid thread.
+ */
+export function encodeStateParts(image: StateImage): [Buffer, Buffer] {
   const body = pack(image);
   const head = Buffer.alloc(HEADER_BYTES);
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(STATE_VERSION, 4);
   head.writeUInt32LE(crc32(body) >>> 0, 8);
   head.writeUInt32LE(body.length, 12);
-  return Buffer.concat([head, body]);
+  return [head, body];
 }
 
 /** Reads a framed state image; throws SegbidError LEDGER_SNAPSHOT_CORRUPT saying why. */
@@ -487,13 +495,15 @@ export class BudgetStateStore {
     }
     let ok = false;
     try {
-      const buf = encodeState(this.image(nowMs));
+      const [head, body] = encodeStateParts(this.image(nowMs));
       const snap = this.path(STATE_FILES.snapshot);
       const tmp = `${snap}.tmp`;
       const fd = openSync(tmp, 'w');
       try {
-        let off = 0;
-        while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+        for (const part of [head, body]) {
+          let off = 0;
+          while (off < part.length) off += writeSync(fd, part, off, part.length - off);
+        }
         fsyncSync(fd);
       } finally {
         closeSync(fd);
@@ -518,7 +528,7 @@ export class BudgetStateStore {
       ok = true;
       this.stats.snapshotsWritten++;
       this.stats.lastSnapshotMs = nowMs;
-      this.stats.lastSnapshotBytes = buf.length;
+      this.stats.lastSnapshotBytes = head.length + body.length;
     } catch (e) {
       this.stats.snapshotFailures++;
       this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
@@ -543,7 +553,7 @@ export class BudgetStateStore {
     this.lastAttemptMs = nowMs;
     const number = ++this.checkpointNumber;
     const start = performance.now();
-    let buf: Buffer;
+    let parts: [Buffer, Buffer];
     try {
       if (this.journal !== null) {
         this.journal.close();
@@ -552,7 +562,7 @@ export class BudgetStateStore {
       }
       const journal = this.path(STATE_FILES.journal);
       if (existsSync(journal)) renameSync(journal, pending);
-      buf = encodeState(this.image(nowMs));
+      parts = encodeStateParts(this.image(nowMs));
     } catch (e) {
       // The records stay in .pending (if the rename happened), which the next checkpoint takes in.
       this.stats.snapshotFailures++;
@@ -564,7 +574,7 @@ export class BudgetStateStore {
     const blockedMs = performance.now() - start;
     const tmp = this.path(ASYNC_TMP);
     this.writing = true;
-    this.settled = writeDurably(tmp, buf).then(
+    this.settled = writeDurably(tmp, parts).then(
       () => {
         this.writing = false;
         if (number !== this.checkpointNumber) {
@@ -580,7 +590,7 @@ export class BudgetStateStore {
           syncDir(this.dir);
           this.stats.snapshotsWritten++;
           this.stats.lastSnapshotMs = nowMs;
-          this.stats.lastSnapshotBytes = buf.length;
+          this.stats.lastSnapshotBytes = parts[0].length + parts[1].length;
         } catch (e) {
           this.stats.snapshotFailures++;
           this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
@@ -701,10 +711,10 @@ function removeQuietly(path: string): void {
 }
 
 /** Writes a file and fsyncs it, off the event loop (libuv's thread pool). */
-async function writeDurably(path: string, data: Buffer): Promise<void> {
+async function writeDurably(path: string, parts: readonly Buffer[]): Promise<void> {
   const fh = await fsp.open(path, 'w');
   try {
-    await fh.writeFile(data);
+    for (const part of parts) await fh.writeFile(part); // whole, from the handle's current position
     await fh.sync();
   } finally {
     await fh.close();
