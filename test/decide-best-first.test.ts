@@ -113,7 +113,7 @@ describe('best-first pricing of an imp', () => {
         if (a.bidCount === 0 && a.reason === NO_BID.frequency_capped) capped++;
         if (a.bidCount > 0 && i % 3 === 0 && early.verdict.personalData) {
           // A billed impression of the first bid, in both deciders' cap stores.
-          primaryUserHash(req);
+          primaryUserHash(req as Parameters<typeof primaryUserHash>[0]);
           if (userHash.hi !== 0 || userHash.lo !== 0) {
             const li = a.lineItem[0]!.index;
             // Three at once on a capped line item, so that caps (3 or 5 an hour) are reached within the run.

@@ -33,8 +33,8 @@
  * only removes its tmp file.
  *
  * Restore (open + initialLedger + attached + start): the newest snapshot that decodes, then the records of
- * ledger.journal.prev, .pending and ledger.journal above its seq (a gap or a record that does not apply stops the replay:
- * what applied before is kept, and it is logged); then the ledger is re-mapped onto the current config by
+ * ledger.journal.prev, .pending and ledger.journal above its seq (a gap or a record that does not apply stops the
+ * replay: what applied before is kept, and it is logged); then the ledger is re-mapped onto the current config by
  * campaign id and line-item id (Ledger.reconfigure), ids no longer configured are dropped with a log line.
  * A corrupt snapshot is rejected (log + segbid_state_snapshot_rejected_total) and the previous one is tried;
  * with none usable, a journal that starts at seq 1 is replayed onto a fresh ledger (journal-only), otherwise
@@ -49,8 +49,7 @@
  * Not restored: the shading tables' internal "has evidence" flags (private): restored curves keep their factor
  * and decay again once new feedback reaches them; recent-click buckets of the allocator; frequency caps.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { promises as fsp } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, promises as fsp, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -700,7 +699,6 @@ export function exportLearning(plan: BiddingPlan): LearningImage {
   return { strategies, creatives, shading: { shape: shadingShape(plan), lineItems } };
 }
 
-/** fsync of a directory, so that the renames are durable too (best effort: not every platform allows it). */
 /** Removes a leftover file; never throws (a cleanup that fails leaves a file the next write truncates). */
 function removeQuietly(path: string): void {
   try {
@@ -721,6 +719,7 @@ async function writeDurably(path: string, parts: readonly Buffer[]): Promise<voi
   }
 }
 
+/** fsync of a directory, so that the renames are durable too (best effort: not every platform allows it). */
 function syncDir(dir: string): void {
   let fd = -1;
   try {
