@@ -79,6 +79,17 @@ function restoredFromPrevious(copy: string, from: 'previous_snapshot' | 'journal
   return state;
 }
 
+/**
+ * A crash now, restarted twice: from the directory as it stands and with state.snap unreadable; both must give
+ * the live ledger. Returns the crash copy.
+ */
+function expectCrashRestores(store: BudgetStateStore, stateDir: string, name: string, live: string, previous: 'previous_snapshot' | 'journal' = 'previous_snapshot'): string {
+  const copy = crashCopy(store, stateDir, name);
+  expect(restored(copy), name).toBe(live);
+  expect(restoredFromPrevious(copy, previous), `${name}, state.snap unreadable`).toBe(live);
+  return copy;
+}
+
 describe('periodic state checkpoint off the bid thread', () => {
   it('restores the ledger from a crash at every point of the checkpoint', async () => {
     const stateDir = join(dir, 'live');
@@ -108,11 +119,8 @@ describe('periodic state checkpoint off the bid thread', () => {
     // 1. The write in flight: the journal was rotated to .pending, the bid thread went on.
     store.checkpointInBackground(t);
     traffic(600);
-    const live1 = ledgerState(ledger);
-    const inFlight = crashCopy(store, stateDir, 'crash-in-flight');
+    const inFlight = expectCrashRestores(store, stateDir, 'crash-in-flight', ledgerState(ledger), 'journal');
     expect(existsSync(join(inFlight, STATE_FILES.pendingJournal))).toBe(true);
-    expect(restored(inFlight)).toBe(live1);
-    expect(restoredFromPrevious(inFlight, 'journal')).toBe(live1);
 
     // 2. Written: .pending became .prev, the new snapshot is state.snap.
     await store.settled;
@@ -120,10 +128,7 @@ describe('periodic state checkpoint off the bid thread', () => {
     expect(existsSync(join(stateDir, STATE_FILES.pendingJournal))).toBe(false);
     expect(existsSync(join(stateDir, STATE_FILES.previousJournal))).toBe(true);
     traffic(600);
-    const live2 = ledgerState(ledger);
-    const after = crashCopy(store, stateDir, 'crash-after');
-    expect(restored(after)).toBe(live2);
-    expect(restoredFromPrevious(after)).toBe(live2);
+    expectCrashRestores(store, stateDir, 'crash-after', ledgerState(ledger));
 
     // 3. A synchronous checkpoint (a config swap, shutdown) while a write is in flight supersedes it.
     store.checkpointInBackground(t);
@@ -133,10 +138,7 @@ describe('periodic state checkpoint off the bid thread', () => {
     expect(readdirSync(stateDir).filter((f) => f.includes('tmp'))).toEqual([]);
     expect(existsSync(join(stateDir, STATE_FILES.pendingJournal))).toBe(false);
     traffic(300);
-    const live3 = ledgerState(ledger);
-    const superseded = crashCopy(store, stateDir, 'crash-superseded');
-    expect(restored(superseded)).toBe(live3);
-    expect(restoredFromPrevious(superseded)).toBe(live3);
+    expectCrashRestores(store, stateDir, 'crash-superseded', ledgerState(ledger));
 
     // 4. A write that fails (its path taken by a directory): counted, .pending kept, nothing lost; the next
     //    checkpoint is synchronous and takes .pending in.
@@ -148,18 +150,12 @@ describe('periodic state checkpoint off the bid thread', () => {
     expect(store.stats.snapshotFailures).toBe(failuresBefore + 1);
     expect(existsSync(join(stateDir, STATE_FILES.pendingJournal))).toBe(true);
     traffic(300);
-    const live4 = ledgerState(ledger);
-    const failed = crashCopy(store, stateDir, 'crash-failed');
-    expect(restored(failed)).toBe(live4);
-    expect(restoredFromPrevious(failed)).toBe(live4);
+    expectCrashRestores(store, stateDir, 'crash-failed', ledgerState(ledger));
     rmSync(join(stateDir, 'state.snap.async.tmp'), { recursive: true });
     store.checkpointInBackground(t); // falls back to the synchronous checkpoint
     expect(existsSync(join(stateDir, STATE_FILES.pendingJournal))).toBe(false);
     traffic(300);
-    const live5 = ledgerState(ledger);
-    const recovered = crashCopy(store, stateDir, 'crash-recovered');
-    expect(restored(recovered)).toBe(live5);
-    expect(restoredFromPrevious(recovered)).toBe(live5);
+    expectCrashRestores(store, stateDir, 'crash-recovered', ledgerState(ledger));
 
     store.close();
     expect(restored(stateDir)).toBe(ledgerState(ledger));
