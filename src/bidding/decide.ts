@@ -120,10 +120,10 @@ export class Decider {
   private readonly userKeys = new UserKeys();
   /** The targeting stage (src/bidding/targeting-index.ts): inverted index, flat masks, programs. */
   private readonly targeting: TargetingIndex;
-  /** Per line item, copied from it at load so the per-imp loop reads typed arrays: lists deals, bids on deals only. */
-  private readonly hasDeals: Uint8Array;
-  private readonly dealsOnly: Uint8Array;
-  /** The same as line-item bitsets, so an imp's open-auction admission is one word-AND (impAdmit). */
+  /**
+   * Line-item bitsets copied from the line items at load, so the per-imp loop reads typed arrays (isSet): lists
+   * deals, bids on deals only. As bitsets, an imp's open-auction admission is one word-AND (impAdmit).
+   */
   private readonly hasDealsMask: Uint32Array;
   private readonly dealsOnlyMask: Uint32Array;
   /** Per imp: the line items openAuctionAdmits accepts (impFit minus deals-only, none in a private auction). */
@@ -267,8 +267,6 @@ export class Decider {
     this.userBits = new Uint32Array(config.dictionary.words);
     this.candidates = new Uint32Array(config.supply.words);
     const lw = config.supply.words;
-    this.hasDeals = Uint8Array.from(config.lineItems, (li) => (li.deals.size > 0 ? 1 : 0));
-    this.dealsOnly = Uint8Array.from(config.lineItems, (li) => (li.dealsOnly ? 1 : 0));
     this.hasDealsMask = new Uint32Array(lw);
     this.dealsOnlyMask = new Uint32Array(lw);
     for (const li of config.lineItems) {
@@ -748,11 +746,9 @@ export class Decider {
    * can serve this imp through the open auction. Deal candidates keep their chance (the deal path picks per deal).
    */
   private mayHaveCreative(li: number): boolean {
-    const w = li >>> 5;
-    const bit = 1 << (li & 31);
-    if ((this.impCreativeOk[w] & bit) !== 0) return true;
-    if (this.impDeals !== undefined && this.hasDeals[li] === 1) return true;
-    this.note((this.impCreativeFits[w] & bit) !== 0 ? NO_BID.creative_blocked : NO_BID.no_matching_format);
+    if (isSet(this.impCreativeOk, li)) return true;
+    if (this.impDeals !== undefined && isSet(this.hasDealsMask, li)) return true;
+    this.note(isSet(this.impCreativeFits, li) ? NO_BID.creative_blocked : NO_BID.no_matching_format);
     return false;
   }
 
@@ -830,7 +826,7 @@ export class Decider {
    * rank above it, and it is at most the loose key.
    */
   private tightKey(li: number): number {
-    if (this.impDeals !== undefined && this.hasDeals[li] === 1) return this.looseKey[li];
+    if (this.impDeals !== undefined && isSet(this.hasDealsMask, li)) return this.looseKey[li];
     const most = this.plan.shading.priceInBand(li, this.exchange, this.impBand, this.impFloor, this.mostResp[li], this.auctionType);
     const key = this.policy.rank(li, most);
     return key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
@@ -842,11 +838,11 @@ export class Decider {
    * why not.
    */
   private openAuctionAdmits(li: number): boolean {
-    if (this.impPrivate || this.dealsOnly[li] === 1) {
+    if (this.impPrivate || isSet(this.dealsOnlyMask, li)) {
       this.note(NO_BID.deal_mismatch);
       return false;
     }
-    if ((this.impFit[li >>> 5] & (1 << (li & 31))) === 0) {
+    if (!isSet(this.impFit, li)) {
       this.note(NO_BID.no_matching_format);
       return false;
     }
@@ -869,8 +865,8 @@ export class Decider {
     const deals = this.impDeals;
     let price = -1;
     // The line item object is read only when its deals or creatives are needed: most candidates are priced from
-    // the typed arrays (hasDeals, dealsOnly, value), without a cache miss on the object.
-    if (deals !== undefined && this.hasDeals[index] === 1) {
+    // the typed arrays (hasDealsMask, dealsOnlyMask, value), without a cache miss on the object.
+    if (deals !== undefined && isSet(this.hasDealsMask, index)) {
       const li = this.config.lineItems[index];
       const rates = this.config.rates;
       for (let d = 0; d < deals.length && price < 0; d++) {
@@ -1046,6 +1042,11 @@ export function dealPriceMicros(shading: ShadingTable, li: number, exchange: num
   if (deal.at === 3 && dealFloor > 0) return dealFloor;
   const at = deal.at === 1 || deal.at === 2 ? deal.at : auctionType;
   return shading.price(li, exchange, dealFloor, respRate, valueResp, at);
+}
+
+/** Whether line item li is in a line-item bitset. */
+function isSet(bits: Uint32Array, li: number): boolean {
+  return (bits[li >>> 5] & (1 << (li & 31))) !== 0;
 }
 
 function orInto(into: Uint32Array, row: Uint32Array): void {

@@ -253,7 +253,7 @@ export class InProcessCapStore implements CapStore {
   }
 
   userMayBeCapped(user: { readonly hi: number; readonly lo: number }): boolean {
-    return this.userEntries[user.lo & this.userMask] !== 0;
+    return this.userEntries[this.userBucket(user.lo)] !== 0;
   }
 
   /** The user's counter in userEntries: the key hash's low bits (setOf mixes the item in; this must not). */
