@@ -747,7 +747,7 @@ export function registerStateMetrics(store: BudgetStateStore, registry: client.R
   });
   new client.Gauge({
     name: 'segbid_state_snapshot_duration_seconds',
-    help: 'Time the last state checkpoint took (snapshot, fsync, journal rotation), blocking the event loop',
+    help: 'Time the last state checkpoint held the event loop (image, journal rotation, renames; the periodic one writes and fsyncs off it)',
     registers,
     aggregator: 'max',
     collect() {
