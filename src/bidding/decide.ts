@@ -584,15 +584,10 @@ export class Decider {
   private decideImp(req: Any, imp: Any, impIdx: number, nowMs: number, out: Decision): void {
     const rates = this.config.rates;
     const respRate = this.respRate;
-    // A rate is needed only to convert a floor: an imp without one (absent or 0) bids in any currency.
-    let floorMicros = 0;
-    if (imp.bidfloor !== undefined && imp.bidfloor > 0) {
-      const floorRate = rates.get(imp.bidfloorcur === undefined ? 'USD' : imp.bidfloorcur);
-      if (floorRate === undefined) {
-        this.note(NO_BID.no_floor_rate);
-        return;
-      }
-      floorMicros = floorMicrosOf(imp.bidfloor, floorRate, respRate);
+    const floorMicros = floorOf(imp, rates, respRate);
+    if (floorMicros < 0) {
+      this.note(NO_BID.no_floor_rate);
+      return;
     }
     const pmp = imp.pmp;
     this.impPrivate = pmp !== undefined && pmp.private_auction === 1;
@@ -879,15 +874,10 @@ export class Decider {
         }
         const c = this.pickCreative(req, imp, li, deal.wadomain as string[] | undefined);
         if (c === null) continue;
-        // As for the imp floor, a rate is needed only when the deal has a floor to convert.
-        let dealFloor = 0;
-        if (deal.bidfloor !== undefined && deal.bidfloor > 0) {
-          const dealRate = rates.get(deal.bidfloorcur === undefined ? 'USD' : deal.bidfloorcur);
-          if (dealRate === undefined) {
-            this.note(NO_BID.no_floor_rate);
-            continue;
-          }
-          dealFloor = floorMicrosOf(deal.bidfloor, dealRate, respRate);
+        const dealFloor = floorOf(deal, rates, respRate);
+        if (dealFloor < 0) {
+          this.note(NO_BID.no_floor_rate);
+          continue;
         }
         if (valueResp < dealFloor || valueResp <= 0) {
           this.note(NO_BID.below_floor);
@@ -1035,6 +1025,17 @@ function intersectsInt(a: readonly number[], b: readonly number[]): boolean {
  */
 export function floorMicrosOf(floor: number, rate: number, respRate: number): number {
   return Math.ceil((floor * 1e6 * rate) / respRate - 1e-6);
+}
+
+/**
+ * The floor of an imp or a deal (`bidfloor` in `bidfloorcur`, USD when absent) in response-currency micros: 0
+ * without a floor (absent or 0, which bids in any currency: a rate is needed only to convert a floor), -1 when
+ * the floor's currency has no rate.
+ */
+function floorOf(o: { bidfloor?: number; bidfloorcur?: string }, rates: ReadonlyMap<string, number>, respRate: number): number {
+  if (o.bidfloor === undefined || !(o.bidfloor > 0)) return 0;
+  const rate = rates.get(o.bidfloorcur === undefined ? 'USD' : o.bidfloorcur);
+  return rate === undefined ? -1 : floorMicrosOf(o.bidfloor, rate, respRate);
 }
 
 /** A deal bid's price: at=3 with a floor is that fixed price; otherwise shaded at the deal's auction type, else the request's. */
