@@ -182,9 +182,9 @@ export class Decider {
   private readonly value: Float64Array;
   private readonly valueGen: Uint32Array;
   /**
-   * Per candidate of this request, the most its value can be (response currency micros): the strategy's base
-   * bid x the multiplier table's upper bound, capped. Exact for a line item without multipliers. Per imp, the
-   * price it bounds (shaded at the imp's floor band) gives the most the line item's rank can be there.
+   * Per candidate of this request, the most its value can be in the response currency (mostBidder / respRate,
+   * rounded down). Exact for a line item without multipliers. Per imp, the price it bounds (shaded at the imp's
+   * floor band) gives the most the line item's rank can be there.
    */
   private readonly mostResp: Float64Array;
   /**
@@ -270,13 +270,13 @@ export class Decider {
     this.hasDealsMask = new Uint32Array(lw);
     this.dealsOnlyMask = new Uint32Array(lw);
     for (const li of config.lineItems) {
-      if (li.deals.size > 0) this.hasDealsMask[li.index >>> 5] |= 1 << (li.index & 31);
-      if (li.dealsOnly) this.dealsOnlyMask[li.index >>> 5] |= 1 << (li.index & 31);
+      if (li.deals.size > 0) setBit(this.hasDealsMask, li.index);
+      if (li.dealsOnly) setBit(this.dealsOnlyMask, li.index);
     }
     this.impAdmit = new Uint32Array(lw);
     this.cappedMask = new Uint32Array(lw);
     const capped = config.plan.capPlan.capped;
-    for (let li = 0; li < capped.length && li < config.lineItems.length; li++) if (capped[li] === 1) this.cappedMask[li >>> 5] |= 1 << (li & 31);
+    for (let li = 0; li < capped.length && li < config.lineItems.length; li++) if (capped[li] === 1) setBit(this.cappedMask, li);
     this.fitBySize = new Map();
     this.fitByMedia = [FORMAT_BANNER, FORMAT_VIDEO, FORMAT_AUDIO, FORMAT_NATIVE, 0].map(() => new Uint32Array(lw));
     this.impFit = new Uint32Array(lw);
@@ -289,7 +289,7 @@ export class Decider {
           row = this.fitBySize.get(key) ?? new Uint32Array(lw);
           this.fitBySize.set(key, row);
         }
-        if (row !== undefined) row[li.index >>> 5] |= 1 << (li.index & 31);
+        if (row !== undefined) setBit(row, li.index);
       }
     }
     this.creativeUsers = config.creatives.length * lw <= MAX_CREATIVE_USER_WORDS ? new Uint32Array(config.creatives.length * lw) : null;
@@ -1048,6 +1048,11 @@ export function dealPriceMicros(shading: ShadingTable, li: number, exchange: num
 /** Whether line item li is in a line-item bitset. */
 function isSet(bits: Uint32Array, li: number): boolean {
   return (bits[li >>> 5] & (1 << (li & 31))) !== 0;
+}
+
+/** Puts line item li in a line-item bitset (load time). */
+function setBit(bits: Uint32Array, li: number): void {
+  bits[li >>> 5] |= 1 << (li & 31);
 }
 
 function orInto(into: Uint32Array, row: Uint32Array): void {

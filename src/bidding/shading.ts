@@ -9,10 +9,12 @@
  *   key's counts with the prior, makes the curve non-decreasing (pool-adjacent-violators) and stores the optimal
  *   shading factor r* = argmax_r (1 - r) x P(win | r), floored at `minFactor`. Until feedback exists a key's
  *   factor is the prior's optimum (P(win | r) logistic, midpoint 0.7 by default).
- * - HOT PATH: `keyOf(li, exchange, floorMicros)` (a few comparisons) then `shade(key, valueMicros, floorMicros,
- *   at)`: one multiply. at=1 returns the shaded bid, never above the value and never below the floor (the floor
- *   itself when the optimum is under it and the value covers it; -1 = no bid when the value is under the floor).
- *   at=2 (and any other auction type) returns the true value (no shading). Allocation-free.
+ * - HOT PATH: `price(li, exchange, floorMicros, respRate, valueMicros, at)`, or `priceInBand` with the floor
+ *   band (`bandOf`, a few comparisons) found once per imp: one multiply, reading the factor from the table laid
+ *   out by (exchange, floor band) context. at=1 returns the shaded bid, never above the value and never below the
+ *   floor (the floor itself when the optimum is under it and the value covers it; -1 = no bid when the value is
+ *   under the floor). at=2 (and any other auction type) returns the true value (no shading). Allocation-free.
+ *   `keyOf` + `shade(key, ...)` give the same price by key (feedback, tests).
  * - Feedback: `recordOutcome(key, bidMicros, valueMicros, won, minToWinMicros)`. The value at bid time is needed
  *   because the curve is over bid/value (the integrator carries it, or the ratio, in the notice URL). With a
  *   min-to-win price (lurl/nurl `${AUCTION_MIN_TO_WIN}`) the whole curve learns (every ratio above

@@ -487,11 +487,7 @@ export class BudgetStateStore {
     this.lastAttemptMs = nowMs;
     this.checkpointNumber++; // a periodic write in flight is superseded
     const start = performance.now();
-    if (this.journal !== null) {
-      this.journal.close();
-      this.stats.journalWriteErrors += this.journal.writeErrors;
-      this.journal = null;
-    }
+    this.closeJournal();
     let ok = false;
     try {
       const [head, body] = encodeStateParts(this.image(nowMs));
@@ -509,28 +505,20 @@ export class BudgetStateStore {
       }
       const journal = this.path(STATE_FILES.journal);
       const pending = this.path(STATE_FILES.pendingJournal);
-      const hasPending = existsSync(pending);
-      if (hasPending) {
-        // .prev must hold every record after state.snap (soon .prev): pending, then journal. Written whole first.
+      if (existsSync(pending)) {
+        // .prev must hold every record after state.snap (soon .prev): pending, then journal. Written whole first;
+        // the two files are removed once it is in place (their records are all in .prev by then).
         const joined = `${this.path(STATE_FILES.previousJournal)}.tmp`;
         writeFileSync(joined, Buffer.concat([readFileSync(pending), existsSync(journal) ? readFileSync(journal) : Buffer.alloc(0)]));
-        if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
-        renameSync(joined, this.path(STATE_FILES.previousJournal));
+        this.install(tmp, joined, head.length + body.length, nowMs);
         unlinkSync(pending);
         if (existsSync(journal)) unlinkSync(journal);
       } else {
-        if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
-        if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
+        this.install(tmp, journal, head.length + body.length, nowMs);
       }
-      renameSync(tmp, snap);
-      syncDir(this.dir);
       ok = true;
-      this.stats.snapshotsWritten++;
-      this.stats.lastSnapshotMs = nowMs;
-      this.stats.lastSnapshotBytes = head.length + body.length;
     } catch (e) {
-      this.stats.snapshotFailures++;
-      this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+      this.failed(e);
     } finally {
       if (this.policy !== null && !this.closed) this.openJournal(this.policy.ledger);
     }
@@ -554,18 +542,13 @@ export class BudgetStateStore {
     const start = performance.now();
     let parts: [Buffer, Buffer];
     try {
-      if (this.journal !== null) {
-        this.journal.close();
-        this.stats.journalWriteErrors += this.journal.writeErrors;
-        this.journal = null;
-      }
+      this.closeJournal();
       const journal = this.path(STATE_FILES.journal);
       if (existsSync(journal)) renameSync(journal, pending);
       parts = encodeStateParts(this.image(nowMs));
     } catch (e) {
       // The records stay in .pending (if the rename happened), which the next checkpoint takes in.
-      this.stats.snapshotFailures++;
-      this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+      this.failed(e);
       return;
     } finally {
       if (this.journal === null && this.policy !== null && !this.closed) this.openJournal(this.policy.ledger);
@@ -582,27 +565,46 @@ export class BudgetStateStore {
         }
         const t0 = performance.now();
         try {
-          const snap = this.path(STATE_FILES.snapshot);
-          if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
-          if (existsSync(pending)) renameSync(pending, this.path(STATE_FILES.previousJournal));
-          renameSync(tmp, snap);
-          syncDir(this.dir);
-          this.stats.snapshotsWritten++;
-          this.stats.lastSnapshotMs = nowMs;
-          this.stats.lastSnapshotBytes = parts[0].length + parts[1].length;
+          this.install(tmp, pending, parts[0].length + parts[1].length, nowMs);
         } catch (e) {
-          this.stats.snapshotFailures++;
-          this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
+          this.failed(e);
         }
         this.stats.lastSnapshotSeconds = (blockedMs + performance.now() - t0) / 1000;
       },
       (e: unknown) => {
         this.writing = false;
         removeQuietly(tmp);
-        this.stats.snapshotFailures++;
-        this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot write failed; the journal keeps every change');
+        this.failed(e);
       },
     );
+  }
+
+  /** Flushes and closes the journal (its write errors are kept in the stats); the ledger then has none. */
+  private closeJournal(): void {
+    if (this.journal === null) return;
+    this.journal.close();
+    this.stats.journalWriteErrors += this.journal.writeErrors;
+    this.journal = null;
+  }
+
+  /**
+   * The last steps of both checkpoints, once the snapshot `tmp` is durable: state.snap -> .prev, `journal`
+   * (the records since state.snap) -> ledger.journal.prev, `tmp` -> state.snap, the directory fsynced.
+   */
+  private install(tmp: string, journal: string, bytes: number, nowMs: number): void {
+    const snap = this.path(STATE_FILES.snapshot);
+    if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
+    if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
+    renameSync(tmp, snap);
+    syncDir(this.dir);
+    this.stats.snapshotsWritten++;
+    this.stats.lastSnapshotMs = nowMs;
+    this.stats.lastSnapshotBytes = bytes;
+  }
+
+  private failed(e: unknown): void {
+    this.stats.snapshotFailures++;
+    this.logger.error({ dir: this.dir, err: (e as Error).message }, 'state snapshot failed; the journal keeps every change');
   }
 
   private openJournal(ledger: Ledger): void {
