@@ -13,7 +13,8 @@ COPY fixtures ./fixtures
 RUN npm run build && node dist/src/cli/main.js demo
 
 FROM node:20-bookworm-slim AS runtime
-ENV NODE_ENV=production PORT=8080 ADMIN_PORT=8081
+# GLIBC_TUNABLES: huge pages for the segment store and the shared tables (src/common/node-flags.ts).
+ENV NODE_ENV=production PORT=8080 ADMIN_PORT=8081 GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

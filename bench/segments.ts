@@ -14,7 +14,9 @@
  *      (decide.ts: hash the key string, orInto a zeroed bitset, evaluate a line item's targeting program),
  *      share `--known-share` of known users, also split into known-only and unknown-only keys; then the peer: one
  *      RoaringBitmap32 per segment over user ordinals plus a key -> ordinal table (same hash, same probing), and
- *      the same program as bitmap `has` tests.
+ *      the same program as bitmap `has` tests. The probe runs with huge pages asked of malloc, as a bidder
+ *      started by npm start / the Docker image / bin/segbid does (src/common/node-flags.ts), then once more
+ *      without (reported apart).
  * Goals: compile <= 20 s, load <= 1 s, <= 64 bytes per user, >= 2M lookups+match/s.
  */
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import roaring from 'roaring';
+import { HUGE_PAGE_TUNABLE, hugePageBytes, withHugePages } from '../src/common/node-flags.js';
 import { mulberry32 } from '../src/common/prng.js';
 import { compileFiles } from '../src/segments/compiler/compile-files.js';
 import { formatReport } from '../src/segments/compiler/report.js';
@@ -167,6 +170,8 @@ interface ProbeResult {
   roaringBuildMs: number;
   roaringNs: number[];
   roaringMatches: number;
+  /** Bytes of the probe process on transparent huge pages after the load (null: the kernel does not say). */
+  hugePageBytes: number | null;
 }
 
 function rss(): number {
@@ -181,6 +186,7 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
   const store = readStore(storePath);
   const loadMs = performance.now() - t0;
   const rssDelta = rss() - rssBefore;
+  const hugeBytes = hugePageBytes();
   const users = store.header.userCount;
   const bitOf = new Map(segmentation.segments.map((s, i) => [s.id, i] as const));
   const program = compileTargeting(PROGRAM, bitOf, store.words, '/bench', []);
@@ -369,6 +375,7 @@ function probe(storePath: string, segmentation: SegmentationDef, lookups: number
     roaringBuildMs,
     roaringNs,
     roaringMatches,
+    hugePageBytes: hugeBytes,
   };
 }
 
@@ -408,13 +415,21 @@ async function main(): Promise<void> {
     const compileMs = performance.now() - t;
     if (o.report) process.stdout.write(formatReport(result.report, 1000));
     const fileBytes = statSync(storePath).size;
-    const child = spawnSync(
-      process.execPath,
-      ['--expose-gc', fileURLToPath(import.meta.url), '--probe', storePath, '--lookups', String(o.lookups), '--known-share', String(o.knownShare)],
-      { encoding: 'utf8', maxBuffer: 1 << 20 },
-    );
-    if (child.status !== 0) throw new Error(`probe failed: ${child.stderr}`);
-    const p = JSON.parse(child.stdout.trim().split('\n').pop()!) as ProbeResult;
+    // The probe runs as a bidder does (huge pages asked of malloc: src/common/node-flags.ts), then once more
+    // without them, so the report shows what they are worth on this machine.
+    const runProbe = (env: NodeJS.ProcessEnv): ProbeResult => {
+      const child = spawnSync(
+        process.execPath,
+        ['--expose-gc', fileURLToPath(import.meta.url), '--probe', storePath, '--lookups', String(o.lookups), '--known-share', String(o.knownShare)],
+        { encoding: 'utf8', maxBuffer: 1 << 20, env },
+      );
+      if (child.status !== 0) throw new Error(`probe failed: ${child.stderr}`);
+      return JSON.parse(child.stdout.trim().split('\n').pop()!) as ProbeResult;
+    };
+    const p = runProbe(withHugePages(process.env));
+    const plainEnv = { ...process.env };
+    delete plainEnv.GLIBC_TUNABLES;
+    const plain = runProbe(plainEnv);
     const perUser = p.storeBytes / p.users;
     const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
     const best = (a: number[]) => Math.min(...a);
@@ -436,6 +451,12 @@ async function main(): Promise<void> {
         rate >= 2e6 ? 'PASS (>= 2M/s)' : 'MISS (< 2M/s)',
       ],
       ['  best round', `${fmt(1e3 / best(p.oursNs), 2)} M/s`, ''],
+      [
+        '  memory on huge pages (GLIBC_TUNABLES=' + HUGE_PAGE_TUNABLE + ')',
+        p.hugePageBytes === null ? 'unknown' : `${fmt(p.hugePageBytes / 1048576, 0)} MB`,
+        p.hugePageBytes !== null && p.hugePageBytes < p.storeBytes / 2 ? 'the store is NOT on huge pages here (THP off?)' : '',
+      ],
+      ['  without huge pages: median / best', `${fmt(1e3 / median(plain.oursNs), 2)} / ${fmt(1e3 / best(plain.oursNs), 2)} M/s`, ''],
       ['  matches', `${fmt(p.matches)} of ${fmt(p.lookups)}`, ''],
       ['  ns per lookup (median): hash / + orInto / + match', `${fmt(median(p.hashNs), 0)} / ${fmt(median(p.probeNs), 0)} / ${fmt(median(p.oursNs), 0)}`, ''],
       ['  ns per lookup+match (median): known users / unknown users', `${fmt(median(p.knownNs), 0)} / ${fmt(median(p.unknownNs), 0)}`, ''],

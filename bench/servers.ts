@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
-import { BIDDER_NODE_FLAGS } from '../src/common/node-flags.js';
+import { BIDDER_NODE_FLAGS, withHugePages } from '../src/common/node-flags.js';
 import { freePort } from './free-port.js';
 
 export const HOST = '127.0.0.1';
@@ -52,13 +52,16 @@ export function pinServers(cpus: string | null): void {
   serverCpus = cpus;
 }
 
-/** Every server runs with the production bidder's node flags (src/common/node-flags.ts), the baseline too. */
+/**
+ * Every server runs with the production bidder's node flags and huge-page tunable (src/common/node-flags.ts), the
+ * baseline too.
+ */
 export function spawnNode(name: string, args: string[]): Spawned {
   // taskset execs node in place, so the child pid is node's own (the /proc CPU reading relies on it).
   const child =
     serverCpus !== null
-      ? spawn('taskset', ['-c', serverCpus, process.execPath, ...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env })
-      : spawn(process.execPath, [...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+      ? spawn('taskset', ['-c', serverCpus, process.execPath, ...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: withHugePages(process.env) })
+      : spawn(process.execPath, [...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: withHugePages(process.env) });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const lines: string[] = [];

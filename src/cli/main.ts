@@ -15,7 +15,7 @@ import { SegbidError } from '../common/errors.js';
 import { registerReconcileCommand } from './reconcile-command.js';
 import { registerCompileCommand } from './compile-command.js';
 import { registerBriefCommand } from './brief-command.js';
-import { BIDDER_NODE_FLAGS, runsWithBidderFlags } from '../common/node-flags.js';
+import { BIDDER_NODE_FLAGS, HUGE_PAGE_TUNABLE, runsWithBidderFlags, runsWithHugePages } from '../common/node-flags.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -89,6 +89,9 @@ program
         segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,
         paceShare: 1 / (opts.instances ?? (Number(process.env.SEGBID_INSTANCES) || 1)),
       };
+      if (process.platform === 'linux' && !runsWithHugePages()) {
+        logger.info({ expected: `GLIBC_TUNABLES=${HUGE_PAGE_TUNABLE}` }, 'started without huge pages for the segment store: a big store pays a TLB miss per lookup (npm start, bin/segbid and the Docker image set it)');
+      }
       if (!runsWithBidderFlags()) {
         logger.info({ expected: BIDDER_NODE_FLAGS }, 'node started without the bidder heap flags: RSS will swing with the young generation (npm start, bin/segbid and the Docker image pass them)');
       }
