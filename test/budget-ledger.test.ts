@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { Ledger, RESERVE_FAIL, SETTLE, writeSnapshotFile, type CampaignTerms } from '../src/budget/ledger.js';
 import { FileJournal, recoverLedger, replayJournal } from '../src/budget/ledger-journal.js';
 import { SegbidError } from '../src/common/errors.js';
+import { crc32 } from 'node:zlib';
+import { pack, unpack } from 'msgpackr';
 
 const DAY = 86_400_000;
 /** Property runs (FC_RUNS=5000 for a longer search). */
@@ -244,6 +246,60 @@ describe('budget ledger', () => {
     image[image.length - 3] ^= 0xff;
     expect(() => Ledger.restore(image)).toThrow(expect.objectContaining({ code: 'LEDGER_SNAPSHOT_CORRUPT' }));
     expect(() => Ledger.restore(Buffer.from('nope'))).toThrow(expect.objectContaining({ code: 'LEDGER_SNAPSHOT_CORRUPT' }));
+  });
+
+  /** Frames a body as snapshot() frames it: magic, version, crc32 of the body. */
+  const framed = (version: number, body: Buffer) => {
+    const head = Buffer.alloc(12);
+    head.write('SGBL', 0, 'latin1');
+    head.writeUInt32LE(version, 4);
+    head.writeUInt32LE(crc32(body) >>> 0, 8);
+    return Buffer.concat([head, body]);
+  };
+
+  it('restores a version 1 image (one msgpackr body), as written before the version 2 layout', () => {
+    const live = new Ledger(terms(), 4);
+    const handles: number[] = [];
+    run(live, [{ k: 'reserve', c: 0, amount: 700, dt: 0 }, { k: 'reserve', c: 1, amount: 300, dt: 10 }, { k: 'reserve', c: 0, amount: 900, dt: 10 }, { k: 'settle', h: 0, frac: 0.5, over: 0, dt: 10 }], handles);
+    expect(live.openReservations()).toBe(2);
+    // The version 1 writer: every array as bytes inside one msgpackr map (src/budget/ledger.ts before version 2).
+    const l = live as unknown as Record<string, ArrayBufferView | number | unknown>;
+    const u8 = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const names = ['dayIndex', 'dayBudget', 'daySpent', 'flightBudget', 'flightSpent', 'reserved', 'overrun', 'openCount', 'counters', 'gen', 'state', 'slotCampaign', 'slotTag', 'amount', 'created', 'expires', 'queue'];
+    const v1 = framed(1, pack({ terms: l.terms, seq: l.seq, capacity: l.capacity, maxCapacity: l.maxCapacity, ...Object.fromEntries(names.map((n) => [n, u8(l[n] as ArrayBufferView)])), qHead: l.qHead, qCount: l.qCount }));
+    const restored = Ledger.restore(v1);
+    expect(stateOf(restored, handles)).toEqual(stateOf(live, handles));
+    expect(restored.snapshot().equals(live.snapshot())).toBe(true);
+    expect(live.snapshot().readUInt32LE(4)).toBe(2);
+  });
+
+  it('an image without its own checksum (framed in a checksummed state file) restores only when the caller vouches', () => {
+    const live = new Ledger(terms(), 4);
+    run(live, [{ k: 'reserve', c: 0, amount: 700, dt: 0 }, { k: 'reserve', c: 1, amount: 300, dt: 10 }], []);
+    const unchecked = live.snapshot(false);
+    expect(unchecked.readUInt32LE(8)).toBe(0);
+    expect(() => Ledger.restore(unchecked)).toThrow(expect.objectContaining({ code: 'LEDGER_SNAPSHOT_CORRUPT' }));
+    expect(Ledger.restore(unchecked, true).snapshot().equals(live.snapshot())).toBe(true);
+  });
+
+  it('rejects a version 2 image whose array list does not fit its bytes', () => {
+    const good = new Ledger(terms(), 4).snapshot();
+    const metaLength = good.readUInt32LE(12);
+    const meta = unpack(good.subarray(16, 16 + metaLength)) as { lengths: number[] };
+    const arrays = good.subarray(16 + metaLength);
+    const rebuilt = (m: object, bytes: Buffer) => {
+      const p = pack(m);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(p.length, 0);
+      return framed(2, Buffer.concat([len, p, bytes]));
+    };
+    expect(Ledger.restore(rebuilt(meta, arrays)).snapshot().equals(good)).toBe(true); // the control
+    const longer = { ...meta, lengths: meta.lengths.map((n, i) => (i === 0 ? n + 8 : n)) };
+    const shorter = { ...meta, lengths: meta.lengths.map((n, i) => (i === 0 ? n - 8 : n)) };
+    const wrongArray = { ...meta, lengths: [...meta.lengths.slice(0, 9), meta.lengths[9] + 4, ...meta.lengths.slice(10)] };
+    for (const bad of [rebuilt(longer, arrays), rebuilt(shorter, arrays), rebuilt(wrongArray, Buffer.concat([arrays, Buffer.alloc(4)])), rebuilt({ ...meta, fields: 'x' }, arrays)]) {
+      expect(() => Ledger.restore(bad)).toThrow(expect.objectContaining({ code: 'LEDGER_SNAPSHOT_CORRUPT' }));
+    }
   });
 
   it('recovers after a crash from the last snapshot plus the journal', () => {

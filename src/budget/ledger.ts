@@ -804,51 +804,56 @@ export class Ledger {
 
   /* ---------------------------------------------------------------- snapshot */
 
-  /** A checksummed msgpackr image of the whole state (header "SGBL", version, crc32 of the body). */
-  snapshot(): Buffer {
-    const u8 = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-    const body = pack({
+  /**
+   * An image of the whole state (header "SGBL", version, crc32 of the rest; layout at SNAPSHOT_VERSION).
+   * `checksum: false` leaves the crc at 0, for an image framed in a checksummed file of its own (the state store's,
+   * which then restores it with `checked: true`): one CRC over megabytes on the bid thread instead of two.
+   */
+  snapshot(checksum = true): Buffer {
+    const fields: ArrayBufferView[] = [
+      this.dayIndex, this.dayBudget, this.daySpent, this.flightBudget, this.flightSpent, this.reserved, this.overrun,
+      this.openCount, this.counters, this.gen, this.state, this.slotCampaign, this.slotTag, this.amount, this.created,
+      this.expires, this.queue,
+    ];
+    const meta = pack({
       terms: this.terms,
       seq: this.seq,
       capacity: this.capacity,
       maxCapacity: this.maxCapacity,
-      dayIndex: u8(this.dayIndex),
-      dayBudget: u8(this.dayBudget),
-      daySpent: u8(this.daySpent),
-      flightBudget: u8(this.flightBudget),
-      flightSpent: u8(this.flightSpent),
-      reserved: u8(this.reserved),
-      overrun: u8(this.overrun),
-      openCount: u8(this.openCount),
-      counters: u8(this.counters),
-      gen: u8(this.gen),
-      state: u8(this.state),
-      slotCampaign: u8(this.slotCampaign),
-      slotTag: u8(this.slotTag),
-      amount: u8(this.amount),
-      created: u8(this.created),
-      expires: u8(this.expires),
-      queue: u8(this.queue),
       qHead: this.qHead,
       qCount: this.qCount,
+      fields: SNAPSHOT_FIELDS,
+      lengths: fields.map((f) => f.byteLength),
     });
-    const head = Buffer.alloc(12);
-    head.write('SGBL', 0, 'latin1');
-    head.writeUInt32LE(SNAPSHOT_VERSION, 4);
-    head.writeUInt32LE(crc32(body) >>> 0, 8);
-    return Buffer.concat([head, body]);
+    let total = 16 + meta.length;
+    for (const f of fields) total += f.byteLength;
+    // One buffer, each array copied into it once (msgpackr copied the same megabytes through its growing buffer:
+    // 10 ms of the bid thread for 37k open reservations).
+    const out = Buffer.allocUnsafe(total);
+    out.write('SGBL', 0, 'latin1');
+    out.writeUInt32LE(SNAPSHOT_VERSION, 4);
+    out.writeUInt32LE(meta.length, 12);
+    out.set(meta, 16);
+    let offset = 16 + meta.length;
+    for (const f of fields) {
+      out.set(new Uint8Array(f.buffer, f.byteOffset, f.byteLength), offset);
+      offset += f.byteLength;
+    }
+    out.writeUInt32LE(checksum ? crc32(out.subarray(12)) >>> 0 : 0, 8);
+    return out;
   }
 
   /** Rebuilds a ledger from snapshot(); throws SegbidError LEDGER_SNAPSHOT_CORRUPT. Checks the invariant. */
-  static restore(buf: Buffer): Ledger {
+  static restore(buf: Buffer, checked = false): Ledger {
     const bad = (why: string) => new SegbidError('LEDGER_SNAPSHOT_CORRUPT', `ledger snapshot: ${why}`);
     if (buf.length < 12 || buf.toString('latin1', 0, 4) !== 'SGBL') throw bad('bad magic');
-    if (buf.readUInt32LE(4) !== SNAPSHOT_VERSION) throw bad(`version ${buf.readUInt32LE(4)}, expected ${SNAPSHOT_VERSION}`);
+    const version = buf.readUInt32LE(4);
+    if (version !== SNAPSHOT_VERSION && version !== SNAPSHOT_VERSION_1) throw bad(`version ${version}, expected ${SNAPSHOT_VERSION}`);
     const body = buf.subarray(12);
-    if ((crc32(body) >>> 0) !== buf.readUInt32LE(8)) throw bad('checksum mismatch');
+    if (!checked && (crc32(body) >>> 0) !== buf.readUInt32LE(8)) throw bad('checksum mismatch');
     let s: Record<string, unknown>;
     try {
-      s = unpack(body) as Record<string, unknown>;
+      s = version === SNAPSHOT_VERSION_1 ? (unpack(body) as Record<string, unknown>) : unpackFields(body);
     } catch {
       throw bad('unreadable body');
     }
@@ -934,7 +939,37 @@ export class Ledger {
   }
 }
 
-export const SNAPSHOT_VERSION = 1;
+/**
+ * Ledger image layout. Version 2: "SGBL" | u32 version | u32 crc32(rest) | u32 meta length | meta (msgpackr: terms,
+ * seq, capacity, maxCapacity, qHead, qCount, the names and byte lengths of the arrays) | the arrays' bytes end to
+ * end, in that order. Version 1 (one msgpackr body, the arrays inside) is still read.
+ */
+export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION_1 = 1;
+/** The arrays of a version 2 image, in order (Ledger.restore finds them by name). */
+const SNAPSHOT_FIELDS = [
+  'dayIndex', 'dayBudget', 'daySpent', 'flightBudget', 'flightSpent', 'reserved', 'overrun', 'openCount', 'counters',
+  'gen', 'state', 'slotCampaign', 'slotTag', 'amount', 'created', 'expires', 'queue',
+] as const;
+
+/** A version 2 body (after the crc) as the record version 1 decoded to: meta fields plus a view per array. */
+function unpackFields(body: Buffer): Record<string, unknown> {
+  const metaLength = body.readUInt32LE(0);
+  const meta = unpack(body.subarray(4, 4 + metaLength)) as Record<string, unknown>;
+  const names = meta.fields;
+  const lengths = meta.lengths;
+  if (!Array.isArray(names) || !Array.isArray(lengths) || names.length !== lengths.length) throw new Error('bad field list');
+  let offset = 4 + metaLength;
+  const out: Record<string, unknown> = { ...meta };
+  names.forEach((name, i) => {
+    const length = lengths[i] as number;
+    if (typeof name !== 'string' || !Number.isInteger(length) || length < 0 || offset + length > body.length) throw new Error('bad field');
+    out[name] = body.subarray(offset, offset + length);
+    offset += length;
+  });
+  if (offset !== body.length) throw new Error('trailing bytes');
+  return out;
+}
 
 /** Writes a snapshot atomically: a temp file in the same directory, fsync, then rename over the target. */
 export function writeSnapshotFile(path: string, image: Buffer): void {

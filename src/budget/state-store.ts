@@ -4,10 +4,16 @@
  *
  * Files in the state directory:
  *   state.snap            the last checkpoint: header "SGBS" | u32 version | u32 crc32(body) | u32 body length,
- *                         then a msgpackr body (StateImage): the ledger image (Ledger.snapshot(), itself
- *                         versioned and checksummed), the campaign and line-item ids it is indexed by (the
- *                         config fingerprint), allocator arm statistics, pacing controller state, strategy
- *                         counters, creative rotation counters and first-price shading curves.
+ *                         then the body (StateImage): the ledger image (Ledger.snapshot(), itself versioned and
+ *                         checksummed), the campaign and line-item ids it is indexed by (the config
+ *                         fingerprint), allocator arm statistics, pacing controller state, strategy counters,
+ *                         creative rotation counters and first-price shading curves. Version 2 body:
+ *                         u32 skeleton length | skeleton | binaries, where the skeleton is the msgpackr image with
+ *                         each byte array replaced by {"\u0000bin": i} plus the list of the binaries' lengths,
+ *                         and the binaries (the ledger image, the shading curves: megabytes) follow end to end.
+ *                         Why: msgpackr copied those megabytes through its growing buffer at ~1 GB/s (12 ms for
+ *                         8 MB on the bid thread, every checkpoint); they are now copied once, into one buffer.
+ *                         Version 1 (one msgpackr body, binaries inside) is still read.
  *   state.snap.prev       the checkpoint before it (used when state.snap is missing or corrupt).
  *   ledger.journal        FileJournal records (48 bytes, seq-numbered) since state.snap; flushed every second
  *                         by tick() and on close().
@@ -26,7 +32,7 @@
  * the disk: on the thread, close the journal, rename it to ledger.journal.pending, open a new ledger.journal, and
  * encode the image (seq S); then write state.snap.async.tmp and fsync it off the thread (fs promises); back on
  * the thread, rename state.snap -> .prev, ledger.journal.pending -> ledger.journal.prev, the tmp file ->
- * state.snap, and fsync the directory. A crash before those renames leaves state.snap (S0) and the journals
+ * state.snap; the directory's fsync goes off the thread again. A crash before those renames leaves state.snap (S0) and the journals
  * .prev, .pending (S0..S) and ledger.journal (from S), replayed in that order; after any of them, the same as the
  * synchronous checkpoint. A failed write leaves .pending in place (counted, logged); the next checkpoint is then a
  * synchronous one. A synchronous checkpoint while a write is in flight supersedes it: the write's completion
@@ -54,7 +60,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
-import { pack, unpack } from 'msgpackr';
+import { Packr, pack, unpack } from 'msgpackr';
 import client from 'prom-client';
 import type { Logger } from 'pino';
 import { SegbidError } from '../common/errors.js';
@@ -65,7 +71,11 @@ import type { PacerState } from './pacing.js';
 import type { CompiledBudgetPlan } from './types.js';
 import type { BiddingPlan } from '../bidding/bidding-plan.js';
 
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+/** The first layout (one msgpackr body), still read so that an upgrade restores the state it finds. */
+export const STATE_VERSION_1 = 1;
+/** Key of a binary's place holder in a version 2 skeleton (no id of the image can be it: ids have no NUL). */
+const BINARY_KEY = '\u0000bin';
 export const STATE_FILES = {
   snapshot: 'state.snap',
   previousSnapshot: 'state.snap.prev',
@@ -85,8 +95,21 @@ export interface LearningImage {
   strategies: Record<string, number[]>;
   /** creative id -> [impressions, clicks] */
   creatives: Record<string, number[]>;
-  /** Curves are only comparable in the same key space (exchanges, floor bands, bins): `shape` says which. */
-  shading: { shape: string; lineItems: Record<string, { trials: Uint8Array; wins: Uint8Array; factor: Uint8Array }> };
+  /**
+   * Curves are only comparable in the same key space (exchanges, floor bands, bins): `shape` says which. The line
+   * items with evidence (`ids`) and their curves end to end in that order: per line item exchanges x bands x bins
+   * float32 trials and wins, exchanges x bands float64 factors (three byte arrays, not three per line item: a
+   * checkpoint copies and frames three arrays instead of thousands). Images of state version 1 have `lineItems`
+   * instead (the same curves by line item id), still read.
+   */
+  shading: {
+    shape: string;
+    ids?: string[];
+    trials?: Uint8Array;
+    wins?: Uint8Array;
+    factor?: Uint8Array;
+    lineItems?: Record<string, { trials: Uint8Array; wins: Uint8Array; factor: Uint8Array }>;
+  };
 }
 
 export interface StateImage {
@@ -129,23 +152,79 @@ export function fingerprintOf(campaigns: readonly string[], lineItems: readonly 
   return h.digest('hex').slice(0, 16);
 }
 
-/** Frames a state image: header (magic, version, crc32, length) + msgpackr body. */
+/** Frames a state image: header (magic, version, crc32, length) + body (version 2, see the module comment). */
 export function encodeState(image: StateImage): Buffer {
   return Buffer.concat(encodeStateParts(image));
 }
 
 /**
- * The two parts of encodeState, written one after the other: joining them would copy the body (megabytes with
- * many open reservations) into a fresh buffer, page faults included, on the bid thread.
+ * The parts of encodeState, written one after the other (joining them would copy megabytes again): the header,
+ * the skeleton's length and the skeleton, then the image's byte arrays themselves, not copied. So the image's
+ * byte arrays must not change once it is built: image() gives copies (the ledger's snapshot, exportLearning's
+ * curves), which a background write may hold after the bid thread has moved on.
  */
-export function encodeStateParts(image: StateImage): [Buffer, Buffer] {
-  const body = pack(image);
+export function encodeStateParts(image: StateImage): Buffer[] {
+  const binaries: Uint8Array[] = [];
+  const skeleton = skeletonPackr.pack([withoutBinaries(image, binaries), binaries.map((b) => b.byteLength)]);
+  const skeletonLength = Buffer.alloc(4);
+  skeletonLength.writeUInt32LE(skeleton.length, 0);
+  const parts = [skeletonLength, skeleton];
+  // Empty arrays are left out: they add no byte, and zlib's crc32 of a buffer without memory (a zero-length
+  // ArrayBuffer) returns 0 instead of the running value.
+  for (const b of binaries) if (b.byteLength > 0) parts.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  let crc = 0;
+  let length = 0;
+  for (const part of parts) {
+    crc = crc32(part, crc);
+    length += part.length;
+  }
   const head = Buffer.alloc(HEADER_BYTES);
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(STATE_VERSION, 4);
-  head.writeUInt32LE(crc32(body) >>> 0, 8);
-  head.writeUInt32LE(body.length, 12);
-  return [head, body];
+  head.writeUInt32LE(crc >>> 0, 8);
+  head.writeUInt32LE(length, 12);
+  return [head, ...parts];
+}
+
+/** The skeleton's packer: plain msgpack maps (the skeleton's big objects are maps keyed by ids; unpack reads both). */
+const skeletonPackr = new Packr({ useRecords: false });
+
+/** A copy of the image's plain objects and arrays in which every byte array is a place holder (pushed to `out`). */
+function withoutBinaries(value: unknown, out: Uint8Array[]): unknown {
+  if (value instanceof Uint8Array) {
+    out.push(value);
+    return { [BINARY_KEY]: out.length - 1 };
+  }
+  if (Array.isArray(value)) return flat(value) ? value : value.map((v) => withoutBinaries(v, out));
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const copy: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) copy[key] = withoutBinaries((value as Record<string, unknown>)[key], out);
+    return copy;
+  }
+  return value; // numbers, strings, booleans, null, other typed arrays (msgpackr keeps their type)
+}
+
+/** True for an array of numbers, strings and the like (the common case: counters), which needs no copy. */
+function flat(a: readonly unknown[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== null && typeof a[i] === 'object') return false;
+  return true;
+}
+
+/** The inverse of withoutBinaries: place holders become views of `binaries`; throws on a bad index. */
+function withBinaries(value: unknown, binaries: Uint8Array[]): unknown {
+  if (Array.isArray(value)) return value.map((v) => withBinaries(v, binaries));
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const o = value as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length === 1 && keys[0] === BINARY_KEY) {
+      const i = o[BINARY_KEY];
+      if (typeof i !== 'number' || !(i >= 0 && i < binaries.length) || !Number.isInteger(i)) throw new SegbidError('LEDGER_SNAPSHOT_CORRUPT', 'state snapshot: bad binary reference');
+      return binaries[i];
+    }
+    for (const key of keys) o[key] = withBinaries(o[key], binaries);
+    return o;
+  }
+  return value;
 }
 
 /** Reads a framed state image; throws SegbidError LEDGER_SNAPSHOT_CORRUPT saying why. */
@@ -153,13 +232,13 @@ export function decodeState(buf: Buffer): StateImage {
   const bad = (why: string) => new SegbidError('LEDGER_SNAPSHOT_CORRUPT', `state snapshot: ${why}`);
   if (buf.length < HEADER_BYTES || buf.toString('latin1', 0, 4) !== MAGIC) throw bad('bad magic');
   const version = buf.readUInt32LE(4);
-  if (version !== STATE_VERSION) throw bad(`version ${version}, expected ${STATE_VERSION}`);
+  if (version !== STATE_VERSION && version !== STATE_VERSION_1) throw bad(`version ${version}, expected ${STATE_VERSION}`);
   const body = buf.subarray(HEADER_BYTES);
   if (body.length !== buf.readUInt32LE(12)) throw bad(`truncated: ${body.length} of ${buf.readUInt32LE(12)} body bytes`);
   if ((crc32(body) >>> 0) !== buf.readUInt32LE(8)) throw bad('checksum mismatch');
   let s: StateImage;
   try {
-    s = unpack(body) as StateImage;
+    s = version === STATE_VERSION_1 ? (unpack(body) as StateImage) : unpackVersion2(body);
   } catch {
     throw bad('unreadable body');
   }
@@ -168,6 +247,22 @@ export function decodeState(buf: Buffer): StateImage {
   }
   if (s.ledger !== null && !(s.ledger instanceof Uint8Array)) throw bad('ledger image is not bytes');
   return s;
+}
+
+/** A version 2 body: the skeleton, then the binaries it lists (views of `body`). Throws when inconsistent. */
+function unpackVersion2(body: Buffer): StateImage {
+  const skeletonLength = body.readUInt32LE(0);
+  const parts = unpack(body.subarray(4, 4 + skeletonLength)) as unknown;
+  if (!Array.isArray(parts) || parts.length !== 2 || !Array.isArray(parts[1])) throw new Error('bad skeleton');
+  const binaries: Uint8Array[] = [];
+  let offset = 4 + skeletonLength;
+  for (const length of parts[1] as unknown[]) {
+    if (!Number.isInteger(length) || (length as number) < 0 || offset + (length as number) > body.length) throw new Error('bad binary length');
+    binaries.push(body.subarray(offset, offset + (length as number)));
+    offset += length as number;
+  }
+  if (offset !== body.length) throw new Error('trailing bytes');
+  return withBinaries(parts[0], binaries) as StateImage;
 }
 
 /** Replays journal images (oldest first) onto a ledger; stops at a gap or a record that does not apply. */
@@ -199,9 +294,6 @@ function replayJournals(
   return { applied, stopped: null };
 }
 
-function bytesOf(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
-}
 
 function float32Of(u: unknown, length: number): Float32Array | null {
   if (!(u instanceof Uint8Array) || u.byteLength !== length * 4) return null;
@@ -279,7 +371,8 @@ export class BudgetStateStore {
       if (!existsSync(file)) continue;
       try {
         const image = decodeState(readFileSync(file));
-        const ledger = image.ledger === null ? null : Ledger.restore(Buffer.from(image.ledger.buffer, image.ledger.byteOffset, image.ledger.byteLength));
+        // decodeState has checked the file's CRC, which covers the ledger image (written without its own).
+        const ledger = image.ledger === null ? null : Ledger.restore(Buffer.from(image.ledger.buffer, image.ledger.byteOffset, image.ledger.byteLength), true);
         if (ledger !== null && ledger.campaignCount !== image.campaigns.length) {
           throw new SegbidError('LEDGER_SNAPSHOT_CORRUPT', `state snapshot: ${ledger.campaignCount} ledger campaigns, ${image.campaigns.length} campaign ids`);
         }
@@ -471,7 +564,7 @@ export class BudgetStateStore {
       fingerprint: fingerprintOf(campaigns, lineItems),
       campaigns,
       lineItems,
-      ledger: policy === null ? null : policy.ledger.snapshot(),
+      ledger: policy === null ? null : policy.ledger.snapshot(false), // the state file's CRC covers it
       allocator: policy === null ? null : allocatorStats(policy),
       pacer: policy === null ? null : policy.pacer.exportState(),
       // Until start() has put the saved learning into the live plan, the saved one is what is current.
@@ -490,12 +583,13 @@ export class BudgetStateStore {
     this.closeJournal();
     let ok = false;
     try {
-      const [head, body] = encodeStateParts(this.image(nowMs));
+      const parts = encodeStateParts(this.image(nowMs));
+      const bytes = byteLengthOf(parts);
       const snap = this.path(STATE_FILES.snapshot);
       const tmp = `${snap}.tmp`;
       const fd = openSync(tmp, 'w');
       try {
-        for (const part of [head, body]) {
+        for (const part of parts) {
           let off = 0;
           while (off < part.length) off += writeSync(fd, part, off, part.length - off);
         }
@@ -510,11 +604,11 @@ export class BudgetStateStore {
         // the two files are removed once it is in place (their records are all in .prev by then).
         const joined = `${this.path(STATE_FILES.previousJournal)}.tmp`;
         writeFileSync(joined, Buffer.concat([readFileSync(pending), existsSync(journal) ? readFileSync(journal) : Buffer.alloc(0)]));
-        this.install(tmp, joined, head.length + body.length, nowMs);
+        this.install(tmp, joined, bytes, nowMs);
         unlinkSync(pending);
         if (existsSync(journal)) unlinkSync(journal);
       } else {
-        this.install(tmp, journal, head.length + body.length, nowMs);
+        this.install(tmp, journal, bytes, nowMs);
       }
       ok = true;
     } catch (e) {
@@ -540,7 +634,7 @@ export class BudgetStateStore {
     this.lastAttemptMs = nowMs;
     const number = ++this.checkpointNumber;
     const start = performance.now();
-    let parts: [Buffer, Buffer];
+    let parts: Buffer[];
     try {
       this.closeJournal();
       const journal = this.path(STATE_FILES.journal);
@@ -565,11 +659,16 @@ export class BudgetStateStore {
         }
         const t0 = performance.now();
         try {
-          this.install(tmp, pending, parts[0].length + parts[1].length, nowMs);
+          this.install(tmp, pending, byteLengthOf(parts), nowMs, false);
         } catch (e) {
           this.failed(e);
+          return undefined;
+        } finally {
+          this.stats.lastSnapshotSeconds = (blockedMs + performance.now() - t0) / 1000;
         }
-        this.stats.lastSnapshotSeconds = (blockedMs + performance.now() - t0) / 1000;
+        // The directory's fsync (the renames made durable) goes to the thread pool too: until it is done, a crash
+        // finds what a crash before the renames finds (or after some of them: either way, the journals cover it).
+        return syncDirInBackground(this.dir);
       },
       (e: unknown) => {
         this.writing = false;
@@ -591,12 +690,12 @@ export class BudgetStateStore {
    * The last steps of both checkpoints, once the snapshot `tmp` is durable: state.snap -> .prev, `journal`
    * (the records since state.snap) -> ledger.journal.prev, `tmp` -> state.snap, the directory fsynced.
    */
-  private install(tmp: string, journal: string, bytes: number, nowMs: number): void {
+  private install(tmp: string, journal: string, bytes: number, nowMs: number, syncDirNow = true): void {
     const snap = this.path(STATE_FILES.snapshot);
     if (existsSync(snap)) renameSync(snap, this.path(STATE_FILES.previousSnapshot));
     if (existsSync(journal)) renameSync(journal, this.path(STATE_FILES.previousJournal));
     renameSync(tmp, snap);
-    syncDir(this.dir);
+    if (syncDirNow) syncDir(this.dir);
     this.stats.snapshotsWritten++;
     this.stats.lastSnapshotMs = nowMs;
     this.stats.lastSnapshotBytes = bytes;
@@ -644,20 +743,36 @@ export class BudgetStateStore {
     });
     sel.refresh();
     const sh = plan.shading;
-    if (learning.shading && learning.shading.shape === shadingShape(plan)) {
+    const shading = learning.shading;
+    if (shading && shading.shape === shadingShape(plan)) {
       const per = sh.exchangeCount * sh.bandCount;
       const K = sh.bins;
-      sh.lineItemIds.forEach((id, li) => {
-        const saved = learning.shading.lineItems?.[id];
-        if (saved === undefined || saved === null) return;
-        const trials = float32Of(saved.trials, per * K);
-        const wins = float32Of(saved.wins, per * K);
-        const factor = float64Of(saved.factor, per);
+      const restore = (li: number, trials: Float32Array | null, wins: Float32Array | null, factor: Float64Array | null) => {
         if (trials === null || wins === null || factor === null) return;
         sh.trials.set(trials, li * per * K);
         sh.wins.set(wins, li * per * K);
         sh.setLineItemFactors(li, factor);
-      });
+      };
+      if (Array.isArray(shading.ids)) {
+        const { ids, trials, wins, factor } = shading;
+        const curve = per * K * 4;
+        const ok = trials instanceof Uint8Array && wins instanceof Uint8Array && factor instanceof Uint8Array &&
+          trials.byteLength === ids.length * curve && wins.byteLength === ids.length * curve && factor.byteLength === ids.length * per * 8;
+        if (ok) {
+          const indexOf = new Map(sh.lineItemIds.map((id, li) => [id, li] as const));
+          ids.forEach((id, j) => {
+            const li = indexOf.get(id);
+            if (li === undefined) return;
+            restore(li, float32Of(trials.subarray(j * curve, (j + 1) * curve), per * K), float32Of(wins.subarray(j * curve, (j + 1) * curve), per * K), float64Of(factor.subarray(j * per * 8, (j + 1) * per * 8), per));
+          });
+        }
+      } else {
+        sh.lineItemIds.forEach((id, li) => {
+          const saved = shading.lineItems?.[id];
+          if (saved === undefined || saved === null) return;
+          restore(li, float32Of(saved.trials, per * K), float32Of(saved.wins, per * K), float64Of(saved.factor, per));
+        });
+      }
     }
   }
 }
@@ -679,7 +794,10 @@ function shadingShape(plan: BiddingPlan): string {
   return JSON.stringify([s.exchanges, s.floorBandsCpm, s.bins]);
 }
 
-/** The bidding plan's learned counters and curves by id (line items with no shading evidence are left out). */
+/**
+ * The bidding plan's learned counters and curves by id (line items with no shading evidence are left out), copied:
+ * the image may be written after the bid thread has moved on (encodeStateParts does not copy).
+ */
 export function exportLearning(plan: BiddingPlan): LearningImage {
   const st = plan.strategies;
   const strategies: Record<string, number[]> = {};
@@ -690,15 +808,38 @@ export function exportLearning(plan: BiddingPlan): LearningImage {
   const sh = plan.shading;
   const per = sh.exchangeCount * sh.bandCount;
   const K = sh.bins;
-  const lineItems: LearningImage['shading']['lineItems'] = {};
+  // Which line items have evidence: trials are counts >= 0 (decayed by factors in (0, 1]), so "some trial > 0" is
+  // "some bit set", tested four floats per step on their bits.
+  const bits = new Uint32Array(sh.trials.buffer, sh.trials.byteOffset, sh.trials.length);
+  const curve = per * K;
+  const ids: string[] = [];
+  const kept: number[] = [];
   sh.lineItemIds.forEach((id, li) => {
-    const trials = sh.trials.subarray(li * per * K, (li + 1) * per * K);
-    let any = false;
-    for (let k = 0; k < trials.length && !any; k++) any = trials[k] > 0;
-    if (!any) return;
-    lineItems[id] = { trials: bytesOf(trials), wins: bytesOf(sh.wins.subarray(li * per * K, (li + 1) * per * K)), factor: bytesOf(sh.factor.subarray(li * per, (li + 1) * per)) };
+    let any = 0;
+    const end = (li + 1) * curve;
+    let k = li * curve;
+    for (; k + 4 <= end && any === 0; k += 4) any = bits[k] | bits[k + 1] | bits[k + 2] | bits[k + 3];
+    for (; k < end && any === 0; k++) any = bits[k];
+    if (any === 0) return;
+    ids.push(id);
+    kept.push(li);
   });
-  return { strategies, creatives, shading: { shape: shadingShape(plan), lineItems } };
+  const trials = new Float32Array(kept.length * curve);
+  const wins = new Float32Array(kept.length * curve);
+  const factor = new Float64Array(kept.length * per);
+  kept.forEach((li, j) => {
+    trials.set(sh.trials.subarray(li * curve, (li + 1) * curve), j * curve);
+    wins.set(sh.wins.subarray(li * curve, (li + 1) * curve), j * curve);
+    factor.set(sh.factor.subarray(li * per, (li + 1) * per), j * per);
+  });
+  const bytes = (a: Float32Array | Float64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return { strategies, creatives, shading: { shape: shadingShape(plan), ids, trials: bytes(trials), wins: bytes(wins), factor: bytes(factor) } };
+}
+
+function byteLengthOf(parts: readonly Buffer[]): number {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return n;
 }
 
 /** Removes a leftover file; never throws (a cleanup that fails leaves a file the next write truncates). */
@@ -731,6 +872,20 @@ function syncDir(dir: string): void {
     /* not supported here: the renames are still atomic */
   } finally {
     if (fd >= 0) closeSync(fd);
+  }
+}
+
+/** syncDir off the event loop (best effort likewise). */
+async function syncDirInBackground(dir: string): Promise<void> {
+  try {
+    const fh = await fsp.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    /* not supported here: the renames are still atomic */
   }
 }
 
