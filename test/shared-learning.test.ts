@@ -312,9 +312,10 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
   });
 });
 
-describe('single-threaded sync (syncInProcess)', () => {
+// The single-threaded bidder syncs sparse deltas (src/bidding/shared-state.ts); dense ones must do the same.
+describe.each([true, false])('single-threaded sync (syncInProcess, sparse deltas: %s)', (sparse) => {
   it('a hub fed by one client alone is not applied back; evidence from elsewhere is', () => {
-    const w = worker();
+    const w = worker(sparse);
     const hub = new LearningHub();
     const plan = () => w.handler.current.plan;
     const ids = plan().strategies.ids;

@@ -139,6 +139,9 @@ export interface SharedState {
 /** The single-threaded bidder: its own hub, Redis optional. */
 export function startSharedStateSingle(handler: BidHandler, registry: client.Registry, redisUrl?: string | null): SharedState {
   const lc = attachLearningClient(handler);
+  // Sparse deltas here too: a dense one walks every field of the layout each second (650,000 on a 1,000 line item
+  // config, 2-4 ms of the bid thread), a sparse one only the counters and the shading keys with new outcomes.
+  lc.sparse = true;
   const hub = new LearningHub();
   const parts: SharedStateParts = { client: lc, hub, handler };
   const stops = [startInProcessLearningSync(lc, hub)];
