@@ -113,16 +113,23 @@ describe('state snapshot body', () => {
       return Buffer.concat([len, s, bins]);
     };
     const good = { fingerprint: 'f', campaigns: [], lineItems: [], ledger: null, learning: null, savedAtMs: 1, allocator: null, pacer: null };
-    // The control: a well-formed hand-made body decodes.
-    expect(decodeState(framed(2, skeletonOf([{ ...good, x: { '\u0000bin': 0 } }, [3]], Buffer.from([1, 2, 3])))).fingerprint).toBe('f');
+    const three = Buffer.from([1, 2, 3]);
+    // The control: a well-formed hand-made body decodes, the bytes at their path.
+    const control = decodeState(framed(2, skeletonOf([{ ...good, x: { y: null } }, [3], [['x', 'y']]], three)));
+    expect(Array.from((control as unknown as { x: { y: Uint8Array } }).x.y)).toEqual([1, 2, 3]);
+    // An id that looks like anything is data, not a place holder: only the paths say where bytes go.
+    const odd = decodeState(framed(2, skeletonOf([{ ...good, allocator: { '\u0000bin': [0, 0, 0, 0, 0, 0] } }, [], []], Buffer.alloc(0))));
+    expect(odd.allocator).toEqual({ '\u0000bin': [0, 0, 0, 0, 0, 0] });
     const bad: Buffer[] = [
-      skeletonOf([{ ...good, x: { '\u0000bin': 1 } }, [3]], Buffer.from([1, 2, 3])), // reference past the binaries
-      skeletonOf([{ ...good, x: { '\u0000bin': -1 } }, [3]], Buffer.from([1, 2, 3])),
-      skeletonOf([{ ...good, x: { '\u0000bin': 0.5 } }, [3]], Buffer.from([1, 2, 3])),
-      skeletonOf([good, [4]], Buffer.from([1, 2, 3])), // a length past the end
-      skeletonOf([good, [2]], Buffer.from([1, 2, 3])), // bytes left over
-      skeletonOf([good, [-1]], Buffer.from([1, 2, 3])),
-      skeletonOf(good, Buffer.alloc(0)), // not [image, lengths]
+      skeletonOf([{ ...good, x: { y: null } }, [3], [['x', 'z']]], three), // a path to nothing
+      skeletonOf([{ ...good, x: { y: 5 } }, [3], [['x', 'y']]], three), // a path to data, not a place holder
+      skeletonOf([{ ...good, x: [null] }, [3], [['x', 1]]], three), // an index past the array
+      skeletonOf([{ ...good, x: { y: null } }, [3], []], three), // bytes without a path
+      skeletonOf([{ ...good, x: { y: null } }, [3], [[]]], three), // the root
+      skeletonOf([good, [4], [['fingerprint']]], three), // a length past the end
+      skeletonOf([good, [2], [['ledger']]], three), // bytes left over
+      skeletonOf([good, [-1], [['ledger']]], three),
+      skeletonOf([good, [3]], three), // not [image, lengths, paths]
       Buffer.from([0xff, 0xff, 0xff, 0x7f, 1, 2]), // skeleton length past the end
     ];
     for (const body of bad) expect(() => decodeState(framed(2, body))).toThrow(expect.objectContaining({ code: 'LEDGER_SNAPSHOT_CORRUPT' }));
