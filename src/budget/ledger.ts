@@ -810,11 +810,7 @@ export class Ledger {
    * which then restores it with `checked: true`): one CRC over megabytes on the bid thread instead of two.
    */
   snapshot(checksum = true): Buffer {
-    const fields: ArrayBufferView[] = [
-      this.dayIndex, this.dayBudget, this.daySpent, this.flightBudget, this.flightSpent, this.reserved, this.overrun,
-      this.openCount, this.counters, this.gen, this.state, this.slotCampaign, this.slotTag, this.amount, this.created,
-      this.expires, this.queue,
-    ];
+    const fields: ArrayBufferView[] = SNAPSHOT_FIELDS.map((name) => this[name]);
     const meta = pack({
       terms: this.terms,
       seq: this.seq,
