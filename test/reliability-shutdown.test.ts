@@ -161,7 +161,10 @@ describe('SIGTERM on serve --workers 1', () => {
     expect(acknowledged).toBeGreaterThan(5);
     const t0 = Date.now();
     proc.child.kill('SIGTERM');
-    // One thread: the operations port closes with the bid port, so a load balancer sees it not ready at once.
+    // One thread: the operations port closes with the bid port, so a load balancer sees it not ready at once,
+    // once the signal is handled. A signal is handled on the event loop: a probe already on the wire when it
+    // arrives can still be answered first (CI saw one 200 so), so the probe waits for the handler's log line.
+    await waitFor('the SIGTERM handler', async () => (proc.output().includes('shutting down') ? true : undefined), 5_000);
     const after = await fetch(`http://127.0.0.1:${proc.adminPort}/readyz`).then((r) => r.status, () => 'refused');
     expect(after).not.toBe(200);
     const exit = await proc.exited;
