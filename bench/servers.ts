@@ -58,10 +58,11 @@ export function pinServers(cpus: string | null): void {
  */
 export function spawnNode(name: string, args: string[]): Spawned {
   // taskset execs node in place, so the child pid is node's own (the /proc CPU reading relies on it).
+  const options = { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: withHugePages(process.env) };
   const child =
     serverCpus !== null
-      ? spawn('taskset', ['-c', serverCpus, process.execPath, ...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: withHugePages(process.env) })
-      : spawn(process.execPath, [...BIDDER_NODE_FLAGS, ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: withHugePages(process.env) });
+      ? spawn('taskset', ['-c', serverCpus, process.execPath, ...BIDDER_NODE_FLAGS, ...args], options)
+      : spawn(process.execPath, [...BIDDER_NODE_FLAGS, ...args], options);
   children.add(child);
   child.once('exit', () => children.delete(child));
   const lines: string[] = [];

@@ -9,9 +9,9 @@
  *                         by (the config fingerprint), allocator arm statistics, pacing controller state, strategy
  *                         counters, creative rotation counters and first-price shading curves. Version 2 body:
  *                         u32 skeleton length | skeleton | binaries, where the skeleton is the msgpackr image with
- *                         each byte array replaced by null, the binaries' lengths and the path of each (keys and
- *                         indices from the image's root), and the binaries (the ledger image, the shading curves:
- *                         megabytes) follow end to end. Why: msgpackr copied those megabytes through its growing
+ *                         its big byte arrays (the ledger image, the shading curves: megabytes) replaced by null,
+ *                         their lengths and the path of each (keys and indices from the image's root), and those
+ *                         arrays follow end to end. Why: msgpackr copied those megabytes through its growing
  *                         buffer at ~1 GB/s (12 ms for 8 MB on the bid thread, every checkpoint); now image()
  *                         copies each once and the write takes them as they are. Version 1 (one msgpackr body,
  *                         binaries inside) is still read.
@@ -163,9 +163,7 @@ export function encodeState(image: StateImage): Buffer {
  * curves), which a background write may hold after the bid thread has moved on.
  */
 export function encodeStateParts(image: StateImage): Buffer[] {
-  const binaries: Uint8Array[] = [];
-  const paths: (string | number)[][] = [];
-  const bare = withoutBinaries(image, binaries, paths, []);
+  const { bare, binaries, paths } = splitBinaries(image);
   const skeleton = skeletonPackr.pack([bare, binaries.map((b) => b.byteLength), paths]);
   const skeletonLength = Buffer.alloc(4);
   skeletonLength.writeUInt32LE(skeleton.length, 0);
@@ -191,43 +189,37 @@ export function encodeStateParts(image: StateImage): Buffer[] {
 const skeletonPackr = new Packr({ useRecords: false });
 
 /**
- * A copy of the image's plain objects and arrays with null where each byte array was; the arrays go to `out` and
- * their places (keys and indices from the root) to `paths`, in the same order.
+ * The image with null at the places of its big byte arrays (the ledger's image, the three arrays of shading
+ * curves), and those arrays with their paths. Only the objects on those paths are copied (shallow): the maps of
+ * counters keyed by id go to msgpackr as they are. A byte array anywhere else (the per-line-item curves of a
+ * version 1 image loaded at start, carried until start() imports them) is small and stays in the skeleton,
+ * which msgpackr writes with its bytes.
  */
-function withoutBinaries(value: unknown, out: Uint8Array[], paths: (string | number)[][], path: (string | number)[]): unknown {
-  if (value instanceof Uint8Array) {
-    out.push(value);
-    paths.push(path.slice());
-    return null;
+function splitBinaries(image: StateImage): { bare: StateImage; binaries: Uint8Array[]; paths: string[][] } {
+  const binaries: Uint8Array[] = [];
+  const paths: string[][] = [];
+  const bare: StateImage = { ...image };
+  if (image.ledger !== null) {
+    binaries.push(image.ledger);
+    paths.push(['ledger']);
+    bare.ledger = null;
   }
-  if (Array.isArray(value)) {
-    if (flat(value)) return value;
-    return value.map((v, i) => {
-      path.push(i);
-      const copy = withoutBinaries(v, out, paths, path);
-      path.pop();
-      return copy;
-    });
-  }
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    const copy: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) {
-      path.push(key);
-      copy[key] = withoutBinaries((value as Record<string, unknown>)[key], out, paths, path);
-      path.pop();
+  const shading = image.learning?.shading;
+  if (image.learning && shading) {
+    const curves: Record<string, unknown> = { ...shading };
+    for (const key of ['trials', 'wins', 'factor'] as const) {
+      const bytes = shading[key];
+      if (!(bytes instanceof Uint8Array)) continue;
+      binaries.push(bytes);
+      paths.push(['learning', 'shading', key]);
+      curves[key] = null; // the place holder the reader puts the bytes back at
     }
-    return copy;
+    bare.learning = { ...image.learning, shading: curves as LearningImage['shading'] };
   }
-  return value; // numbers, strings, booleans, null, other typed arrays (msgpackr keeps their type)
+  return { bare, binaries, paths };
 }
 
-/** True for an array of numbers, strings and the like (the common case: counters), which needs no copy. */
-function flat(a: readonly unknown[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== null && typeof a[i] === 'object') return false;
-  return true;
-}
-
-/** The inverse of withoutBinaries: puts each binary back at its path, where the skeleton must hold a null. */
+/** The inverse of splitBinaries: puts each binary back at its path, where the skeleton must hold a null. */
 function putBinaries(root: unknown, binaries: Uint8Array[], paths: unknown[]): void {
   if (paths.length !== binaries.length) throw new Error('binary paths and lengths differ');
   paths.forEach((path, i) => {

@@ -50,6 +50,12 @@ export function runsWithHugePages(env: NodeJS.ProcessEnv = process.env): boolean
   return (env.GLIBC_TUNABLES ?? '').split(':').includes(HUGE_PAGE_TUNABLE);
 }
 
+/** MB of this process's memory on huge pages (rounded), or null: the figure of the "segbid listening" log line. */
+export function hugePagesMB(): number | null {
+  const bytes = hugePageBytes();
+  return bytes === null ? null : Math.round(bytes / 1048576);
+}
+
 /** Bytes of this process's memory on transparent huge pages (Linux), or null where the kernel does not say. */
 export function hugePageBytes(): number | null {
   try {

@@ -32,7 +32,7 @@ import { genBaseFor } from '../budget/bank.js';
 import { registerBookMetrics } from '../budget/bank-metrics.js';
 import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
-import { hugePageBytes } from '../common/node-flags.js';
+import { hugePagesMB } from '../common/node-flags.js';
 
 /** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
 export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | 'paceShare' | 'segmentsRedisUrl' | 'segmentsRedisBudgetMs' | keyof EventsSetupOptions> {
@@ -299,8 +299,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);
   lifecycle.ready = true;
   mainMetrics.ready.set(1);
-  const hugeBytes = hugePageBytes();
-  logger.info({ bidPort: port, adminPort: ops.port, workers: options.workers, hugePagesMB: hugeBytes === null ? null : Math.round(hugeBytes / 1048576) }, 'segbid listening');
+  logger.info({ bidPort: port, adminPort: ops.port, workers: options.workers, hugePagesMB: hugePagesMB() }, 'segbid listening');
 
   const reload = async (): Promise<boolean> => {
     lifecycle.reloading = true;

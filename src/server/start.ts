@@ -26,7 +26,7 @@ import { createRedisBank } from '../budget/redis-bank.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { BudgetStateStore, registerStateMetrics } from '../budget/state-store.js';
 import { HistoryRecorder, historyQueryFromParams } from '../admin/history.js';
-import { hugePageBytes } from '../common/node-flags.js';
+import { hugePagesMB } from '../common/node-flags.js';
 
 export interface StartOptions extends EventsSetupOptions {
   configPath: string;
@@ -154,8 +154,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);
   lifecycle.ready = true;
   metrics.ready.set(1);
-  const hugeBytes = hugePageBytes();
-  logger.info({ bidPort: bid.port, adminPort: ops.port, ...status(), hugePagesMB: hugeBytes === null ? null : Math.round(hugeBytes / 1048576) }, 'segbid listening');
+  logger.info({ bidPort: bid.port, adminPort: ops.port, ...status(), hugePagesMB: hugePagesMB() }, 'segbid listening');
 
   const reload = (): boolean => {
     lifecycle.reloading = true;
