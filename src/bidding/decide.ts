@@ -66,6 +66,19 @@ export interface BidPolicy {
   reserve(lineItem: number, costMicros: number, nowMs: number): boolean;
   /** The ledger handle of the last successful reserve (carried in the bid id so notices settle it), -1 none. */
   readonly lastReservation?: number;
+  /**
+   * Optional, with rankOrder: the line items whose rank does not depend on the price (rank(li, p) the same for
+   * every p this request), as a bitset; every other line item must rank by its price (rank(li, p) = p).
+   */
+  readonly priceFreeMask?: Uint32Array;
+  /**
+   * Optional, with priceFreeMask: the price-free line items in descending order of this request's rank, NaN ranks
+   * last (valid for this request). With both, the decider walks an imp's candidates best rank first from two
+   * sorted lists (this one, and the price-ranked line items by their most possible price) instead of keying
+   * every candidate and heaping them: a request then costs the few candidates it prices, not the hundreds it
+   * matches.
+   */
+  rankOrder?(nowMs: number): Int32Array;
 }
 
 /** No budgets: every active line item bids, the highest price wins. */
@@ -210,6 +223,28 @@ export class Decider {
    */
   private readonly heapKey: Float64Array;
   private readonly heapItem: Int32Array;
+  /**
+   * Walk mode (the policy has rankOrder and priceFreeMask; decided per request): an imp's candidates come best
+   * key first from two sorted lists instead of the heap. walkRanked: the policy's price-free line items by this
+   * request's rank (its keys are final). walkPriced: the other line items that can bid at all, by mostBidder,
+   * highest first; a price-ranked line item's loose key is its most possible price (mostBidder / respRate,
+   * rounded down: the same order in every currency), tightened at the imp's floor band when it reaches the front
+   * and put in the heap (heapKey / heapItem, tight keys only). walkAt*: each list's next entry for the imp.
+   * impOk: the candidates that may bid on the imp (fillHeap's admission), the lists' filter.
+   */
+  private walking = false;
+  private walkRanked: Int32Array = new Int32Array(0);
+  private walkPriced: Int32Array = new Int32Array(0);
+  private walkAtRanked = 0;
+  private walkAtPriced = 0;
+  /** Entries of the walk's heap. */
+  private walkHeap = 0;
+  private readonly impOk: Uint32Array;
+  /** The line items whose strategy can bid at all (mostBidder > 0), as a bitset; refreshed with mostBidder. */
+  private readonly bidsMask: Uint32Array;
+  /** The policy walkPriced was built for (its price-free line items are left out), and the strategies version. */
+  private walkPolicy: BidPolicy | null = null;
+  private walkVersion = -1;
   /** Line item priority (the tie-break of equal ranks), copied at load so comparing reads a typed array. */
   private readonly priority: Float64Array;
   /** Bound once: the creative selector's eligibility callback (no closure per request). */
@@ -274,6 +309,8 @@ export class Decider {
       if (li.dealsOnly) setBit(this.dealsOnlyMask, li.index);
     }
     this.impAdmit = new Uint32Array(lw);
+    this.impOk = new Uint32Array(lw);
+    this.bidsMask = new Uint32Array(lw);
     this.cappedMask = new Uint32Array(lw);
     const capped = config.plan.capPlan.capped;
     for (let li = 0; li < capped.length && li < config.lineItems.length; li++) if (capped[li] === 1) setBit(this.cappedMask, li);
@@ -415,6 +452,8 @@ export class Decider {
       }
     }
     if (plan.strategies.version !== this.mostVersion) this.refreshMostBidder();
+    this.walking = policy.rankOrder !== undefined && policy.priceFreeMask !== undefined;
+    if (this.walking) return this.walkGates(nowMs, lastCapped, lastPaced);
     const mostBidder = this.mostBidder;
     const mostResp = this.mostResp;
     const looseKey = this.looseKey;
@@ -443,6 +482,42 @@ export class Decider {
     }
     if (lastCapped >= 0 || lastPaced >= 0 || lastNoBid >= 0) this.noteGates(lastCapped, lastPaced, lastNoBid);
     return any !== 0;
+  }
+
+  /**
+   * lineItemGates' last pass in walk mode: no key per candidate (the walk reads them from the sorted lists), only
+   * the line items whose strategy cannot bid leave, one word-AND each.
+   */
+  private walkGates(nowMs: number, lastCapped: number, lastPaced: number): boolean {
+    const policy = this.policy;
+    if (this.walkPolicy !== policy || this.walkVersion !== this.mostVersion) this.refreshWalkPriced();
+    this.walkRanked = policy.rankOrder!(nowMs);
+    const cand = this.candidates;
+    const bids = this.bidsMask;
+    let lastNoBid = -1;
+    let any = 0;
+    for (let w = 0; w < cand.length; w++) {
+      const drop = cand[w] & ~bids[w];
+      if (drop !== 0) {
+        lastNoBid = (w << 5) + 31 - Math.clz32(drop);
+        cand[w] &= bids[w];
+      }
+      any |= cand[w];
+    }
+    if (lastCapped >= 0 || lastPaced >= 0 || lastNoBid >= 0) this.noteGates(lastCapped, lastPaced, lastNoBid);
+    return any !== 0;
+  }
+
+  /** walkPriced: the line items outside the policy's priceFreeMask that can bid, by mostBidder, highest first. */
+  private refreshWalkPriced(): void {
+    const free = this.policy.priceFreeMask!;
+    const most = this.mostBidder;
+    const items: number[] = [];
+    for (let li = 0; li < most.length; li++) if (most[li] > 0 && !isSet(free, li)) items.push(li);
+    items.sort((a, b) => (most[a] > most[b] ? -1 : most[a] < most[b] ? 1 : a - b));
+    this.walkPriced = Int32Array.from(items);
+    this.walkPolicy = this.policy;
+    this.walkVersion = this.mostVersion;
   }
 
   /**
@@ -477,7 +552,12 @@ export class Decider {
   private refreshMostBidder(): void {
     const strategies = this.plan.strategies;
     const upper = this.plan.multipliers.upper;
-    for (let li = 0; li < this.mostBidder.length; li++) this.mostBidder[li] = strategies.finalBidMicros(li, upper[li]);
+    this.bidsMask.fill(0);
+    for (let li = 0; li < this.mostBidder.length; li++) {
+      const most = strategies.finalBidMicros(li, upper[li]);
+      this.mostBidder[li] = most;
+      if (most > 0) setBit(this.bidsMask, li);
+    }
     this.mostVersion = strategies.version;
   }
 
@@ -607,26 +687,35 @@ export class Decider {
     const offerItem = this.offerItem;
     const offerRank = this.offerRank;
     const offerPrice = this.offerPrice;
-    let n = this.fillHeap();
+    const walking = this.walking;
+    let n = walking ? this.startWalk() : this.fillHeap();
     let offers = 0;
     let creativeMask = false; // impCreativeOk / impCreativeFits computed for this imp
     for (;;) {
       let best = this.bestOffer(offers);
-      while (n > 0) {
-        if (best >= 0 && heapKey[0] < offerRank[best] && !this.exhaustive) break; // nobody left can beat (or tie) it
-        const top = heapItem[0];
-        const index = top >> 1;
-        if ((top & 1) === 0) {
-          // A loose key at the top: its imp key decides whether it is still the highest.
-          const key = this.tightKey(index);
-          heapItem[0] = top | 1;
-          if (key < heapKey[0]) {
-            heapKey[0] = key;
-            siftDown(heapKey, heapItem, 0, n);
-            continue;
+      for (;;) {
+        let index: number;
+        if (walking) {
+          // NaN: nothing to beat yet (no key is below NaN), or every candidate is to be priced.
+          index = this.nextWalked(best >= 0 && !this.exhaustive ? offerRank[best] : NaN);
+          if (index < 0) break;
+        } else {
+          if (n === 0) break;
+          if (best >= 0 && heapKey[0] < offerRank[best] && !this.exhaustive) break; // nobody left can beat (or tie) it
+          const top = heapItem[0];
+          index = top >> 1;
+          if ((top & 1) === 0) {
+            // A loose key at the top: its imp key decides whether it is still the highest.
+            const key = this.tightKey(index, this.looseKey[index], this.mostResp[index]);
+            heapItem[0] = top | 1;
+            if (key < heapKey[0]) {
+              heapKey[0] = key;
+              siftDown(heapKey, heapItem, 0, n);
+              continue;
+            }
           }
+          n = heapPop(heapKey, heapItem, n);
         }
-        n = heapPop(heapKey, heapItem, n);
         const price = this.offer(req, imp, index);
         if (price < 0) continue;
         const o = offers++;
@@ -663,7 +752,8 @@ export class Decider {
           for (let o = offers - 1; o >= 0; o--) {
             if (this.offerCreatives[o] === null && !this.mayHaveCreative(offerItem[o])) offers = this.dropOffer(o, offers);
           }
-          n = this.pruneHeap(n);
+          if (walking) this.pruneWalk();
+          else n = this.pruneHeap(n);
         }
         continue;
       }
@@ -815,14 +905,123 @@ export class Decider {
   }
 
   /**
+   * Walk mode's fillHeap: impOk = the candidates that may bid on this imp (the others noted, as fillHeap does),
+   * both lists from their start, the heap empty. Returns 0 (fillHeap's count; the walk keeps its own).
+   */
+  private startWalk(): number {
+    const cand = this.candidates;
+    const ok = this.impOk;
+    const admit = this.impAdmit;
+    const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
+    for (let w = 0; w < cand.length; w++) {
+      const x = cand[w];
+      const y = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
+      ok[w] = y;
+      let out = x & ~y;
+      while (out !== 0) {
+        const low = out & -out;
+        out ^= low;
+        this.openAuctionAdmits((w << 5) + 31 - Math.clz32(low)); // notes the reason
+      }
+    }
+    this.walkAtRanked = 0;
+    this.walkAtPriced = 0;
+    this.walkHeap = 0;
+    return 0;
+  }
+
+  /**
+   * Walk mode: the next candidate to price on this imp, the one with the highest key among the heap's top (tight
+   * keys) and the next entry of each list (a ranked key is final; a priced one is loose: it is tightened and goes
+   * to the heap). -1 when none is left, or when the highest key is below `bestRank` (no candidate left can beat
+   * or tie the best offer; NaN: never). A candidate leaves impOk when it leaves its list, so impOk holds the ones
+   * not reached yet (pruneWalk).
+   */
+  private nextWalked(bestRank: number): number {
+    const ok = this.impOk;
+    const ranked = this.walkRanked;
+    const priced = this.walkPriced;
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    for (;;) {
+      let r = this.walkAtRanked;
+      while (r < ranked.length && !isSet(ok, ranked[r])) r++;
+      this.walkAtRanked = r;
+      let p = this.walkAtPriced;
+      while (p < priced.length && !isSet(ok, priced[p])) p++;
+      this.walkAtPriced = p;
+      const n = this.walkHeap;
+      let from = -1; // 0 heap, 1 ranked, 2 priced
+      let key = -Infinity;
+      if (n > 0) {
+        from = 0;
+        key = heapKey[0];
+      }
+      if (r < ranked.length) {
+        const k = this.policy.rank(ranked[r], 0);
+        const kr = k === k ? k : -Infinity; // a NaN rank never wins (decideImp compares with >)
+        if (from < 0 || kr > key) {
+          from = 1;
+          key = kr;
+        }
+      }
+      if (p < priced.length) {
+        const kp = Math.floor(this.mostBidder[priced[p]] / this.respRate);
+        if (from < 0 || kp > key) {
+          from = 2;
+          key = kp;
+        }
+      }
+      if (from < 0 || key < bestRank) return -1;
+      if (from === 0) {
+        const li = heapItem[0];
+        this.walkHeap = heapPop(heapKey, heapItem, n);
+        return li;
+      }
+      const li = from === 1 ? ranked[r] : priced[p];
+      ok[li >>> 5] &= ~(1 << (li & 31));
+      if (from === 1) {
+        this.walkAtRanked = r + 1;
+        return li;
+      }
+      this.walkAtPriced = p + 1;
+      this.walkHeap = heapPush(heapKey, heapItem, n, this.tightKey(li, key, key), li);
+    }
+  }
+
+  /** Walk mode's pruneHeap: the candidates not priced yet (the heap's and impOk's) without a creative leave. */
+  private pruneWalk(): void {
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    const n = this.walkHeap;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      if (!this.mayHaveCreative(heapItem[i])) continue;
+      heapKey[m] = heapKey[i];
+      heapItem[m++] = heapItem[i];
+    }
+    for (let i = (m >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, m);
+    this.walkHeap = m;
+    const ok = this.impOk;
+    for (let w = 0; w < ok.length; w++) {
+      let x = ok[w];
+      while (x !== 0) {
+        const low = x & -x;
+        x ^= low;
+        if (!this.mayHaveCreative((w << 5) + 31 - Math.clz32(low))) ok[w] &= ~low;
+      }
+    }
+  }
+
+  /**
    * A candidate's key on this imp: the policy's rank at the most it can offer here, its value bound shaded at
    * the imp's floor band when it bids in the open auction (shade() grows with the value), unshaded when it may
    * bid through one of the imp's deals. The policy's rank grows with the price (BidPolicy.rank), so no offer can
-   * rank above it, and it is at most the loose key.
+   * rank above it, and it is at most the loose key (`loose`; `mostResp`: the line item's mostResp).
    */
-  private tightKey(li: number): number {
-    if (this.impDeals !== undefined && isSet(this.hasDealsMask, li)) return this.looseKey[li];
-    const most = this.plan.shading.priceInBand(li, this.exchange, this.impBand, this.impFloor, this.mostResp[li], this.auctionType);
+  private tightKey(li: number, loose: number, mostResp: number): number {
+    if (this.impDeals !== undefined && isSet(this.hasDealsMask, li)) return loose;
+    const most = this.plan.shading.priceInBand(li, this.exchange, this.impBand, this.impFloor, mostResp, this.auctionType);
     const key = this.policy.rank(li, most);
     return key === key ? key : -Infinity; // a NaN rank never wins (decideImp compares with >)
   }
@@ -1098,6 +1297,21 @@ function blockedByImp(imp: Any, cr: CompiledCreative): boolean {
   const media = cr.format === FORMAT_BANNER ? imp.banner : cr.format === FORMAT_VIDEO ? imp.video : cr.format === FORMAT_AUDIO ? imp.audio : imp.native;
   const battr = media === undefined ? undefined : (media.battr as number[] | undefined);
   return battr !== undefined && intersectsInt(cr.attr, battr);
+}
+
+/** Adds (k, it) to the max-heap of n entries; returns n + 1. */
+function heapPush(key: Float64Array, item: Int32Array, n: number, k: number, it: number): number {
+  let i = n;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!(k > key[parent])) break;
+    key[i] = key[parent];
+    item[i] = item[parent];
+    i = parent;
+  }
+  key[i] = k;
+  item[i] = it;
+  return n + 1;
 }
 
 /** Max-heap on (key, item) pairs kept in two typed arrays: restores the heap below position i. */

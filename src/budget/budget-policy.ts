@@ -175,6 +175,17 @@ export class BudgetPolicy implements BudgetBidPolicy {
     return this.allocator.rank(lineItem, priceMicros);
   }
 
+  /** BidPolicy: the budgeted line items rank by their draw, whatever the price; the others by price. */
+  get priceFreeMask(): Uint32Array {
+    return this.budgetedMask;
+  }
+
+  /** BidPolicy: the budgeted line items by this request's rank, highest first (the allocator's sorted draw). */
+  rankOrder(nowMs: number): Int32Array {
+    if (nowMs !== this.lastRequestMs) this.beginRequest(nowMs);
+    return this.allocator.rankOrder();
+  }
+
   reserve(lineItem: number, costMicros: number, nowMs: number): boolean {
     const plan = this.plan;
     const c = lineItem >= 0 && lineItem < plan.lineItemCount ? plan.campaignOf[lineItem] : -1;
