@@ -853,7 +853,7 @@ export class Decider {
    * Loads the request's candidates that may bid on this imp into the heap (every imp starts from them) with their
    * loose keys (looseKey); returns their count. The others, which offer() would turn down whatever their value
    * (no deal of this imp to bid through, and no open-auction admission: see openAuctionAdmits), take no slot:
-   * one word-AND finds them, and only they go through openAuctionAdmits, to note why.
+   * one word-AND finds them, and their reasons are noted a word at a time (noteNotAdmitted).
    */
   private fillHeap(): number {
     const cand = this.candidates;
@@ -862,17 +862,18 @@ export class Decider {
     const looseKey = this.looseKey;
     const admit = this.impAdmit;
     const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
+    const dealsOnly = this.dealsOnlyMask;
+    const everyOut = this.impPrivate ? -1 : 0;
+    let dealMismatch = 0;
+    let noFormat = 0;
     let n = 0;
     for (let w = 0; w < cand.length; w++) {
       const x = cand[w];
       if (x === 0) continue;
       let ok = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
-      let out = x & ~ok;
-      while (out !== 0) {
-        const low = out & -out;
-        out ^= low;
-        this.openAuctionAdmits((w << 5) + 31 - Math.clz32(low)); // notes the reason
-      }
+      const out = x & ~ok;
+      dealMismatch |= out & (everyOut | dealsOnly[w]);
+      noFormat |= out & ~(everyOut | dealsOnly[w]);
       while (ok !== 0) {
         const low = ok & -ok;
         const li = (w << 5) + 31 - Math.clz32(low);
@@ -882,7 +883,19 @@ export class Decider {
       }
     }
     for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
+    this.noteNotAdmitted(dealMismatch, noFormat);
     return n;
+  }
+
+  /**
+   * openAuctionAdmits' reasons for the candidates an imp does not admit, noted once each instead of once per
+   * candidate: non-zero `dealMismatch` = some were refused as a private auction or deals-only, `noFormat` = some
+   * for the imp's formats. The same outcome: the two reasons sit at different stages (their order does not
+   * matter) and noting a reason again at the same point changes nothing.
+   */
+  private noteNotAdmitted(dealMismatch: number, noFormat: number): void {
+    if (dealMismatch !== 0) this.note(NO_BID.deal_mismatch);
+    if (noFormat !== 0) this.note(NO_BID.no_matching_format);
   }
 
   /**
@@ -913,17 +926,20 @@ export class Decider {
     const ok = this.impOk;
     const admit = this.impAdmit;
     const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
+    const dealsOnly = this.dealsOnlyMask;
+    const everyOut = this.impPrivate ? -1 : 0;
+    let dealMismatch = 0;
+    let noFormat = 0;
     for (let w = 0; w < cand.length; w++) {
       const x = cand[w];
       const y = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
       ok[w] = y;
-      let out = x & ~y;
-      while (out !== 0) {
-        const low = out & -out;
-        out ^= low;
-        this.openAuctionAdmits((w << 5) + 31 - Math.clz32(low)); // notes the reason
-      }
+      // openAuctionAdmits' reasons for the others, a word at a time (see noteNotAdmitted).
+      const out = x & ~y;
+      dealMismatch |= out & (everyOut | dealsOnly[w]);
+      noFormat |= out & ~(everyOut | dealsOnly[w]);
     }
+    this.noteNotAdmitted(dealMismatch, noFormat);
     this.walkAtRanked = 0;
     this.walkAtPriced = 0;
     this.walkHeap = 0;
