@@ -297,3 +297,60 @@ describe('test-and-learn allocator', () => {
     expect(arms[2].orderValueMicros / 1e6).toBeCloseTo(120, -1);
   });
 });
+
+/** An allocator whose rank table the test writes directly (what a reallocation does through setRank). */
+class RankWriter extends ThompsonAllocator {
+  write(li: number, j: number, score: number): void {
+    this.setRank(li, j, score);
+  }
+}
+
+describe('rank order (the decider walks budgeted candidates by it)', () => {
+  it('lists the budgeted line items by this draw\'s rank, highest first, after any sequence of rank rewrites', () => {
+    // 6 campaigns of 10 arms, interleaved with 20 unbudgeted line items (indices 0, 4, 8...).
+    const campaigns = 6;
+    const perCampaign = 10;
+    const ids: string[] = [];
+    const armsOf: number[][] = Array.from({ length: campaigns }, () => []);
+    for (let i = 0, arm = 0; i < campaigns * perCampaign + 20; i++) {
+      ids.push(`li-${i}`);
+      if (i % 4 === 0 && i / 4 < 20) continue;
+      armsOf[arm % campaigns].push(i);
+      arm++;
+    }
+    const defs: CampaignDef[] = armsOf.map((arms, c) => ({
+      id: `c${c}`,
+      name: `c${c}`,
+      budget: { daily: 100, flight: 1000, flightStart: new Date(T0).toISOString(), flightEnd: new Date(T0 + 86_400_000).toISOString() },
+      kpi: 'cpc',
+      lineItems: arms.map((i) => ids[i]),
+    }));
+    const compiled = compileCampaigns(defs, new Map(ids.map((id, i) => [id, i])), new Map(ids.map((id, i) => [id, `seg-${i % 7}`])), ids.map(() => 2e6));
+    const a = new RankWriter(compiled, 7);
+    const budgeted = armsOf.flat().sort((x, y) => x - y);
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    // Few distinct values, so that ties (broken by line item) are common; NaN sorts last.
+    const score = () => (rand() < 0.05 ? NaN : Math.floor(rand() * 20) * 1000);
+    const expected = () => {
+      const key = (li: number) => {
+        const r = a.rank(li, 0);
+        return r === r ? r : -Infinity;
+      };
+      return [...budgeted].sort((x, y) => key(y) - key(x) || (key(x) === key(y) ? x - y : 0));
+    };
+    let checked = 0;
+    for (let step = 0; step < 200; step++) {
+      // Rewrite one campaign (a reallocation), sometimes two, sometimes every one (more than a quarter: full sort).
+      const which = step % 17 === 0 ? armsOf.map((_, c) => c) : step % 5 === 0 ? [step % campaigns, (step + 1) % campaigns] : [Math.floor(rand() * campaigns)];
+      for (const c of which) for (const li of armsOf[c]) for (let j = 0; j < RANK_DRAWS; j++) a.write(li, j, score());
+      const requests = 1 + Math.floor(rand() * 2 * RANK_DRAWS);
+      for (let r = 0; r < requests; r++) {
+        a.beginRequest();
+        expect([...a.rankOrder()]).toEqual(expected());
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(RANK_DRAWS * 100);
+  });
+});
