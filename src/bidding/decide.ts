@@ -239,6 +239,8 @@ export class Decider {
   private walkAtPriced = 0;
   /** Entries of the walk's heap. */
   private walkHeap = 0;
+  /** Candidates left in impOk (not reached yet): at 0 the lists are not walked to their end for nothing. */
+  private walkLeft = 0;
   private readonly impOk: Uint32Array;
   /** The line items whose strategy can bid at all (mostBidder > 0), as a bitset; refreshed with mostBidder. */
   private readonly bidsMask: Uint32Array;
@@ -930,10 +932,12 @@ export class Decider {
     const everyOut = this.impPrivate ? -1 : 0;
     let dealMismatch = 0;
     let noFormat = 0;
+    let left = 0;
     for (let w = 0; w < cand.length; w++) {
       const x = cand[w];
       const y = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
       ok[w] = y;
+      left += popcount(y);
       // openAuctionAdmits' reasons for the others, a word at a time (see noteNotAdmitted).
       const out = x & ~y;
       dealMismatch |= out & (everyOut | dealsOnly[w]);
@@ -943,6 +947,7 @@ export class Decider {
     this.walkAtRanked = 0;
     this.walkAtPriced = 0;
     this.walkHeap = 0;
+    this.walkLeft = left;
     return 0;
   }
 
@@ -960,13 +965,20 @@ export class Decider {
     const heapKey = this.heapKey;
     const heapItem = this.heapItem;
     for (;;) {
+      const n = this.walkHeap;
+      if (this.walkLeft === 0) {
+        // Nothing left in the lists: only the heap.
+        if (n === 0 || heapKey[0] < bestRank) return -1;
+        const li = heapItem[0];
+        this.walkHeap = heapPop(heapKey, heapItem, n);
+        return li;
+      }
       let r = this.walkAtRanked;
       while (r < ranked.length && !isSet(ok, ranked[r])) r++;
       this.walkAtRanked = r;
       let p = this.walkAtPriced;
       while (p < priced.length && !isSet(ok, priced[p])) p++;
       this.walkAtPriced = p;
-      const n = this.walkHeap;
       let from = -1; // 0 heap, 1 ranked, 2 priced
       let key = -Infinity;
       if (n > 0) {
@@ -996,6 +1008,7 @@ export class Decider {
       }
       const li = from === 1 ? ranked[r] : priced[p];
       ok[li >>> 5] &= ~(1 << (li & 31));
+      this.walkLeft--;
       if (from === 1) {
         this.walkAtRanked = r + 1;
         return li;
@@ -1019,6 +1032,7 @@ export class Decider {
     for (let i = (m >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, m);
     this.walkHeap = m;
     const ok = this.impOk;
+    let left = 0;
     for (let w = 0; w < ok.length; w++) {
       let x = ok[w];
       while (x !== 0) {
@@ -1026,7 +1040,9 @@ export class Decider {
         x ^= low;
         if (!this.mayHaveCreative((w << 5) + 31 - Math.clz32(low))) ok[w] &= ~low;
       }
+      left += popcount(ok[w]);
     }
+    this.walkLeft = left;
   }
 
   /**
@@ -1313,6 +1329,13 @@ function blockedByImp(imp: Any, cr: CompiledCreative): boolean {
   const media = cr.format === FORMAT_BANNER ? imp.banner : cr.format === FORMAT_VIDEO ? imp.video : cr.format === FORMAT_AUDIO ? imp.audio : imp.native;
   const battr = media === undefined ? undefined : (media.battr as number[] | undefined);
   return battr !== undefined && intersectsInt(cr.attr, battr);
+}
+
+/** Set bits of a 32-bit word. */
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }
 
 /** Adds (k, it) to the max-heap of n entries; returns n + 1. */
