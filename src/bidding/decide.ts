@@ -10,7 +10,9 @@
  *   targeting programs                               mask tests over the user's bits, only for survivors
  *   per line item: caps, budget/pacing, bounds       frequency caps (skipped for a user the cap store holds
  *                                                    nothing of), the BidPolicy (budgets, pacing, allocator),
- *                                                    the most the value and the rank can be on any imp
+ *                                                    the most the value and the rank can be on any imp (with
+ *                                                    a policy that sorts its ranks, read from two sorted lists
+ *                                                    per imp instead: walkRanked / walkPriced)
  *   per imp, best bound first: value, deals, format, strategy base bid x multipliers (tables refreshed off path),
  *     floor, shading                                 then the imp's constraints; stops when no rank bound left
  *                                                    can beat the best offer; the creative follows the user's
