@@ -8,8 +8,9 @@
  * A child that cannot start rejects with the tail of its output.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
 import { BIDDER_NODE_FLAGS, withHugePages } from '../src/common/node-flags.js';
 import { freePort } from './free-port.js';
@@ -123,12 +124,12 @@ async function pollReady(url: string, child: ChildProcess, timeoutMs: number, ta
   }
 }
 
-/** segbid on a config, `workers` threads (1 = the single-thread server), no event log (the bench sends no notices). */
 /**
  * The node arguments (after the node flags) of a bench's `segbid serve` on loopback: the compiled CLI, the ports,
- * the workers, the event log (`none` or a folder) and, when given, a config (else the embedded demo).
+ * the workers, the event log (`none` or a folder), when given a state directory (else serve's own default) and a
+ * config (else the embedded demo).
  */
-export function segbidServeArgs(o: { configPath?: string; port: number; adminPort: number; workers: number; eventLog: string }): string[] {
+export function segbidServeArgs(o: { configPath?: string; port: number; adminPort: number; workers: number; eventLog: string; stateDir?: string }): string[] {
   return [
     resolve(PACKAGE_ROOT, 'dist/src/cli/main.js'),
     'serve',
@@ -143,14 +144,22 @@ export function segbidServeArgs(o: { configPath?: string; port: number; adminPor
     String(o.workers),
     '--event-log',
     o.eventLog,
+    ...(o.stateDir !== undefined ? ['--state-dir', o.stateDir] : []),
   ];
 }
 
+/**
+ * segbid on a config, `workers` threads (1 = the single-thread server), no event log (the bench sends no notices),
+ * and budget state as in production (the ledger journal, a checkpoint every 15 s) in a fresh temporary directory:
+ * a run never starts from the spend and learning of an earlier one.
+ */
 export async function startSegbid(configPath: string, workers: number): Promise<Target> {
   const port = await freePort(HOST);
   const adminPort = await freePort(HOST);
   const name = `segbid-${workers}w`;
-  const s = spawnNode(name, segbidServeArgs({ configPath, port, adminPort, workers, eventLog: 'none' }));
+  const stateDir = mkdtempSync(join(tmpdir(), 'segbid-bench-state-'));
+  const s = spawnNode(name, segbidServeArgs({ configPath, port, adminPort, workers, eventLog: 'none', stateDir }));
+  s.child.once('exit', () => rmSync(stateDir, { recursive: true, force: true }));
   const adminUrl = `http://${HOST}:${adminPort}`;
   await pollReady(`${adminUrl}/healthz`, s.child, 60_000, s.tail);
   await pollReady(`${adminUrl}/readyz`, s.child, 20_000, s.tail);

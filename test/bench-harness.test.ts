@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
 import { runOpenLoop, parseResponse, type OpenLoopResult } from '../bench/open-loop.js';
-import { startBaseline, stopTarget, type Target } from '../bench/servers.js';
+import { startBaseline, startSegbid, stopTarget, type Target } from '../bench/servers.js';
+import { writeBenchConfig } from '../bench/demo-fixtures.js';
 import {
   FINAL_HEADER,
   calibrationLines,
@@ -155,6 +156,31 @@ describe('open-loop driver and report', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('segbid as the bench starts it', () => {
+  it('keeps its budget state in a fresh directory of its own, removed when it stops', async () => {
+    const config = writeBenchConfig('demo');
+    const seg = await startSegbid(config.configPath, 1);
+    let stateDir = '';
+    try {
+      const args = seg.child.spawnargs;
+      const at = args.indexOf('--state-dir');
+      expect(at).toBeGreaterThan(0);
+      stateDir = args[at + 1];
+      expect(stateDir.startsWith(tmpdir())).toBe(true);
+      expect(existsSync(stateDir)).toBe(true);
+      const r = await fetch(seg.bidUrl, { method: 'POST', body: generateRequestMix({ count: 1 })[0], headers: { 'content-type': 'application/json' } });
+      expect([200, 204]).toContain(r.status);
+      await r.arrayBuffer();
+    } finally {
+      await stopTarget(seg);
+      config.remove();
+    }
+    // The child's exit handler removes it (the exit event may follow stopTarget's by a tick).
+    await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(stateDir)).toBe(false);
   });
 });
 
