@@ -354,3 +354,82 @@ describe('rank order (the decider walks budgeted candidates by it)', () => {
     expect(checked).toBeGreaterThan(RANK_DRAWS * 100);
   });
 });
+
+describe('live reallocation in slices (the bid thread answers requests between them)', () => {
+  /** 4 campaigns of 12 arms over 4 segments, with evidence that differs by arm. */
+  function evidenced(seed: number): ThompsonAllocator {
+    const ids = Array.from({ length: 48 }, (_, i) => `li-${i}`);
+    const defs: CampaignDef[] = [0, 1, 2, 3].map((c) => ({
+      id: `c${c}`,
+      name: `c${c}`,
+      budget: { daily: 100, flight: 1000, flightStart: new Date(T0).toISOString(), flightEnd: new Date(T0 + 10 * 86_400_000).toISOString() },
+      kpi: 'roas',
+      lineItems: ids.slice(c * 12, c * 12 + 12),
+      learning: { samples: 300, minImpressions: 1000, minClicks: 5 },
+    }));
+    const p = compileCampaigns(defs, new Map(ids.map((id, i) => [id, i])), new Map(ids.map((id, i) => [id, `seg-${i % 4}`])), ids.map((_, i) => 1e6 + i * 50_000));
+    const a = new ThompsonAllocator(p, seed);
+    for (let li = 0; li < 48; li++) {
+      a.impressions[li] = 2_000 + li * 700;
+      a.bids[li] = 2 * a.impressions[li];
+      a.costMicros[li] = a.impressions[li] * (1200 + li * 10);
+      a.clicks[li] = 5 + (li % 7) * 9;
+      a.conversions[li] = li % 3;
+      a.valueMicros[li] = a.conversions[li] * 60e6;
+      a.opportunityRate[li] = 50 + li;
+    }
+    for (let c = 0; c < 4; c++) a.targetRate[c] = 400 + c * 300;
+    return a;
+  }
+  const state = (a: ThompsonAllocator) => {
+    // Every draw's ranks, whichever draw the allocator is at (requests move it): the rows, sorted.
+    const rows: string[] = [];
+    for (let j = 0; j < RANK_DRAWS; j++) {
+      a.beginRequest();
+      rows.push(Array.from({ length: 48 }, (_, li) => a.rank(li, 0)).join(','));
+    }
+    return { share: [...a.share], reason: [...a.reason], priority: [...a.priority], ranks: rows.sort(), report: a.allocationReport().campaigns };
+  };
+
+  it('gives what one reallocate() call gives, in many slices, with requests read between them', () => {
+    const whole = evidenced(11);
+    whole.reallocate(T0);
+    const sliced = evidenced(11);
+    let slices = 0;
+    // A slice of 0 ms runs one step (25 draws of one campaign): the round takes many calls.
+    while (sliced.reallocationSlice(T0, 0)) {
+      slices++;
+      expect(sliced.reallocating).toBe(true);
+      sliced.beginRequest();
+      sliced.rankOrder(); // what a request reads meanwhile: the table of the previous allocation
+    }
+    expect(sliced.reallocating).toBe(false);
+    expect(slices).toBeGreaterThan(4 * (300 / 25) - 2);
+    expect(state(sliced)).toEqual(state(whole));
+  });
+
+  it('is finished first by whatever else reallocates or reads the allocation', () => {
+    const whole = evidenced(12);
+    whole.reallocate(T0);
+    const reported = evidenced(12);
+    expect(reported.reallocationSlice(T0, 0)).toBe(true);
+    expect(reported.reallocationSlice(T0, 0)).toBe(true);
+    // The report computes posteriors in the scratch state the round is using: it finishes the round first.
+    const report = reported.allocationReport();
+    expect(reported.reallocating).toBe(false);
+    expect(report.campaigns).toEqual(whole.allocationReport().campaigns);
+    const forced = evidenced(12);
+    forced.reallocationSlice(T0, 0);
+    forced.reallocate(T0 + 1); // finishes the round at T0, then finds nothing due
+    expect(state(forced)).toEqual(state(whole));
+  });
+
+  it('stops starting campaigns once its budget of slice time is spent (at least one runs)', () => {
+    const a = evidenced(13);
+    while (a.reallocationSlice(T0, 0, Infinity, 0));
+    const ran = [0, 1, 2, 3].filter((c) => a.lastReallocation(c) === T0);
+    expect(ran.length).toBe(1);
+    while (a.reallocationSlice(T0 + 10, 0, Infinity, Infinity));
+    expect([0, 1, 2, 3].every((c) => a.lastReallocation(c) >= T0)).toBe(true);
+  });
+});

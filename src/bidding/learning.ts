@@ -10,7 +10,7 @@ import type { OutcomeContext, OutcomeListener } from '../events/types.js';
 import type { Decider } from './decide.js';
 import type { ShadingTable } from './shading.js';
 import type { InProcessCapStore } from './frequency-caps.js';
-import { LIVE_REALLOCATION_BUDGET_MS } from '../budget/budget-policy.js';
+import { LIVE_REALLOCATION_BUDGET_MS, LIVE_REALLOCATION_SLICE_MS } from '../budget/budget-policy.js';
 
 /**
  * Observers of what the listener records, for state shared beyond this thread (src/bidding/shared-learning.ts,
@@ -93,15 +93,45 @@ export class LearningListener implements OutcomeListener {
  */
 export function startLearningTimers(current: () => Decider): () => void {
   let ticks = 0;
+  let stopped = false;
+  // The test-and-learn reallocation in slices of at most LIVE_REALLOCATION_SLICE_MS, one per turn of the event
+  // loop (setImmediate: after the I/O the loop has polled), for as long as the round started by the tick lasts.
+  // A policy replaced meanwhile (config swap) is left: its next use finishes its round (Allocator.finishLive).
+  let slicing: LivePolicy | null = null; // the policy whose round a chain of slices is running
+  const slice = (policy: LivePolicy, nowMs: number) => {
+    const more = !stopped && current().policy === policy && policy.reallocationSlice!(nowMs, LIVE_REALLOCATION_SLICE_MS, 8, LIVE_REALLOCATION_BUDGET_MS);
+    if (more) setImmediate(slice, policy, nowMs);
+    else if (slicing === policy) slicing = null;
+  };
   const timer = setInterval(() => {
     const decider = current();
     const plan = decider.plan;
+    const now = Date.now();
     // Budgets: expire reservations, re-run the pacing controller, reallocate the test-and-learn shares.
-    (decider.policy as { tick?: (nowMs: number, maxReallocations?: number, budgetMs?: number) => void }).tick?.(Date.now(), 8, LIVE_REALLOCATION_BUDGET_MS);
+    const policy = decider.policy as LivePolicy;
+    if (policy.reallocationSlice !== undefined) {
+      policy.tick?.(now, 0);
+      // A round still running (a starved event loop) goes on; the next one starts at a later tick.
+      if (slicing !== policy) {
+        slicing = policy;
+        slice(policy, now);
+      }
+    } else {
+      policy.tick?.(now, 8, LIVE_REALLOCATION_BUDGET_MS);
+    }
     plan.strategies.refresh();
-    plan.shading.refresh(Date.now());
+    plan.shading.refresh(now);
     if (++ticks % 10 === 0) plan.selector.refresh();
   }, 1000);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
+/** What the learning timers call on a decider's policy (BudgetPolicy; other policies have neither). */
+interface LivePolicy {
+  tick?: (nowMs: number, maxReallocations?: number, budgetMs?: number) => void;
+  reallocationSlice?: (nowMs: number, sliceMs: number, maxReallocations: number, budgetMs: number) => boolean;
 }

@@ -46,6 +46,8 @@ export interface BudgetBidPolicy extends BidPolicy {
  * seconds longer than its period, instead of every request waiting for all of them.
  */
 export const LIVE_REALLOCATION_BUDGET_MS = 4;
+/** The longest the live timer's reallocation holds the bid thread at once (BudgetPolicy.reallocationSlice). */
+export const LIVE_REALLOCATION_SLICE_MS = 0.5;
 
 export const REFUSAL_NAMES = [
   'paused',
@@ -216,8 +218,17 @@ export class BudgetPolicy implements BudgetBidPolicy {
   tick(nowMs: number, maxReallocations = 8, reallocationBudgetMs = Infinity): void {
     this.ledger.expire(nowMs);
     this.pacer.update(nowMs, this.ledger, this.allocator);
-    this.allocator.reallocate(nowMs, false, maxReallocations, reallocationBudgetMs);
+    // 0: the caller reallocates in slices (reallocationSlice); a round in progress goes on.
+    if (maxReallocations > 0) this.allocator.reallocate(nowMs, false, maxReallocations, reallocationBudgetMs);
     if (this.afterTick !== null) this.afterTick();
+  }
+
+  /**
+   * The live timer's reallocation, in slices (Allocator.reallocationSlice): after tick(now, 0), call it until it
+   * returns false, giving the event loop a turn between calls.
+   */
+  reallocationSlice(nowMs: number, sliceMs: number, maxReallocations: number, budgetMs: number): boolean {
+    return this.allocator.reallocationSlice(nowMs, sliceMs, maxReallocations, budgetMs);
   }
 
   /** Runtime pause (ops API). Takes effect at the next tick. Returns false for an unknown campaign. */
