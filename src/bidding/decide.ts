@@ -854,40 +854,53 @@ export class Decider {
   }
 
   /**
-   * Loads the request's candidates that may bid on this imp into the heap (every imp starts from them) with their
-   * loose keys (looseKey); returns their count. The others, which offer() would turn down whatever their value
-   * (no deal of this imp to bid through, and no open-auction admission: see openAuctionAdmits), take no slot:
-   * one word-AND finds them, and their reasons are noted a word at a time (noteNotAdmitted).
+   * impOk = the request's candidates that may bid on this imp (every imp starts from them); returns their count.
+   * The others, which offer() would turn down whatever their value (no deal of this imp to bid through, and no
+   * open-auction admission: see openAuctionAdmits), are found with one word-AND and their reasons noted a word at
+   * a time (noteNotAdmitted).
    */
-  private fillHeap(): number {
+  private admitCandidates(): number {
     const cand = this.candidates;
-    const heapKey = this.heapKey;
-    const heapItem = this.heapItem;
-    const looseKey = this.looseKey;
+    const ok = this.impOk;
     const admit = this.impAdmit;
     const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
     const dealsOnly = this.dealsOnlyMask;
     const everyOut = this.impPrivate ? -1 : 0;
     let dealMismatch = 0;
     let noFormat = 0;
-    let n = 0;
+    let count = 0;
     for (let w = 0; w < cand.length; w++) {
       const x = cand[w];
-      if (x === 0) continue;
-      let ok = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
-      const out = x & ~ok;
+      const y = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
+      ok[w] = y;
+      count += popcount(y);
+      const out = x & ~y;
       dealMismatch |= out & (everyOut | dealsOnly[w]);
       noFormat |= out & ~(everyOut | dealsOnly[w]);
-      while (ok !== 0) {
-        const low = ok & -ok;
+    }
+    this.noteNotAdmitted(dealMismatch, noFormat);
+    return count;
+  }
+
+  /** Loads the candidates admitted on this imp (admitCandidates) into the heap with their loose keys; returns their count. */
+  private fillHeap(): number {
+    this.admitCandidates();
+    const ok = this.impOk;
+    const heapKey = this.heapKey;
+    const heapItem = this.heapItem;
+    const looseKey = this.looseKey;
+    let n = 0;
+    for (let w = 0; w < ok.length; w++) {
+      let x = ok[w];
+      while (x !== 0) {
+        const low = x & -x;
         const li = (w << 5) + 31 - Math.clz32(low);
-        ok ^= low;
+        x ^= low;
         heapKey[n] = looseKey[li];
         heapItem[n++] = li << 1;
       }
     }
     for (let i = (n >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, n);
-    this.noteNotAdmitted(dealMismatch, noFormat);
     return n;
   }
 
@@ -922,34 +935,14 @@ export class Decider {
   }
 
   /**
-   * Walk mode's fillHeap: impOk = the candidates that may bid on this imp (the others noted, as fillHeap does),
-   * both lists from their start, the heap empty. Returns 0 (fillHeap's count; the walk keeps its own).
+   * Walk mode's fillHeap: impOk = the candidates admitted on this imp (admitCandidates), both lists from their
+   * start, the heap empty. Returns 0 (fillHeap's count; the walk keeps its own).
    */
   private startWalk(): number {
-    const cand = this.candidates;
-    const ok = this.impOk;
-    const admit = this.impAdmit;
-    const viaDeals = this.impDeals !== undefined ? this.hasDealsMask : null;
-    const dealsOnly = this.dealsOnlyMask;
-    const everyOut = this.impPrivate ? -1 : 0;
-    let dealMismatch = 0;
-    let noFormat = 0;
-    let left = 0;
-    for (let w = 0; w < cand.length; w++) {
-      const x = cand[w];
-      const y = x & (viaDeals !== null ? admit[w] | viaDeals[w] : admit[w]);
-      ok[w] = y;
-      left += popcount(y);
-      // openAuctionAdmits' reasons for the others, a word at a time (see noteNotAdmitted).
-      const out = x & ~y;
-      dealMismatch |= out & (everyOut | dealsOnly[w]);
-      noFormat |= out & ~(everyOut | dealsOnly[w]);
-    }
-    this.noteNotAdmitted(dealMismatch, noFormat);
+    this.walkLeft = this.admitCandidates();
     this.walkAtRanked = 0;
     this.walkAtPriced = 0;
     this.walkHeap = 0;
-    this.walkLeft = left;
     return 0;
   }
 
