@@ -101,6 +101,8 @@ describe('best-first pricing of an imp', () => {
     // Simulated seconds of traffic with a budget tick after each: pacing opens the budgeted line items' throttles
     // once it has seen their opportunities, so their price-independent ranks compete with the others' prices.
     const perSecond = 150;
+    const walkVersions = new Set<number>();
+    const walkOrders = new Set<string>();
     for (let second = 0; second < 12; second++) {
       for (let j = 0; j < perSecond; j++) {
         const i = second * perSecond + j;
@@ -126,6 +128,16 @@ describe('best-first pricing of an imp', () => {
             if (!early.plan.caps.check(userHash.hi, userHash.lo, li, t)) capReached++; // its next request drops it
           }
         }
+        {
+          // Strategy feedback for both, spread over the line items (the CPC / CPA / ROAS base bids move at each
+          // refresh below, and with them the order of the walk's price-ranked list).
+          const li = (i * 37) % early.config.lineItems.length;
+          for (const plan of [early.plan, full.plan]) {
+            plan.strategies.recordImpression(li, 200);
+            for (let c = 0; c < li % 4; c++) plan.strategies.recordClick(li);
+            if (li % 3 === 0) plan.strategies.recordConversion(li, 60e6);
+          }
+        }
         for (let k = 0; k < a.bidCount; k++) {
           bids++;
           if (budgeted[a.lineItem[k]!.index] >= 0) budgetedWins++;
@@ -135,7 +147,15 @@ describe('best-first pricing of an imp', () => {
       }
       earlyHandler.budget!.tick(start + (second + 1) * 1000);
       fullHandler.budget!.tick(start + (second + 1) * 1000);
+      early.plan.strategies.refresh();
+      full.plan.strategies.refresh();
+      const walk = early as unknown as { walkVersion: number; walkPriced: Int32Array };
+      walkVersions.add(walk.walkVersion);
+      walkOrders.add(walk.walkPriced.join(','));
     }
+    // The walk's price-ranked list was rebuilt after the refreshes (white box: the strategies version it is for).
+    expect(walkVersions.size).toBeGreaterThan(8);
+    expect(walkOrders.size).toBeGreaterThan(3); // and its order changed
     // The comparison means something only if the mix exercises both kinds of rank bound and the deal path.
     expect(bids).toBeGreaterThan(900);
     expect(budgetedWins).toBeGreaterThan(50);
