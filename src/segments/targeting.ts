@@ -25,6 +25,12 @@ export interface TargetingProgram {
   readonly words: number;
   /** Stack slots the program needs. */
   readonly depth: number;
+  /**
+   * The program as a conjunction of mask tests, when it is one (a single test, or an AND of tests only: the usual
+   * shape, e.g. all of [any of some segments, none of others, ...]): (opcode, mask) pairs, evaluated with an exit
+   * at the first test that fails instead of through the stack. null for any other shape.
+   */
+  readonly conj: Int32Array | null;
 }
 
 const MAX_STACK = 256;
@@ -111,11 +117,26 @@ export function compileTargeting(
     ranges[2 * m] = from;
     ranges[2 * m + 1] = to;
   }
-  return { code: Int32Array.from(code), masks: Uint32Array.from(masks), ranges, words, depth: maxDepth };
+  return { code: Int32Array.from(code), masks: Uint32Array.from(masks), ranges, words, depth: maxDepth, conj: conjunctionOf(code) };
+}
+
+/** The (opcode, mask) pairs of a program made of mask tests only, or of mask tests and one AND of them all. */
+function conjunctionOf(code: readonly number[]): Int32Array | null {
+  const n = code.length / 2;
+  if (n === 0) return null;
+  let tests = n;
+  if (code[2 * (n - 1)] === OP_AND) {
+    tests = n - 1;
+    if (code[2 * (n - 1) + 1] !== tests) return null;
+  } else if (n !== 1) return null;
+  for (let k = 0; k < tests; k++) if (code[2 * k] > OP_NONE) return null;
+  return Int32Array.from(code.slice(0, 2 * tests));
 }
 
 /** Evaluates a compiled program against a user's bitset. Allocation-free. */
 export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
+  const conj = p.conj;
+  if (conj !== null) return evalConjunction(p, conj, bits);
   const code = p.code;
   if (code.length === 0) return true;
   const masks = p.masks;
@@ -153,6 +174,30 @@ export function evalTargeting(p: TargetingProgram, bits: Uint32Array): boolean {
     }
   }
   return stack[0] === 1;
+}
+
+/** evalTargeting of a conjunction (TargetingProgram.conj): false at the first mask test that fails. */
+function evalConjunction(p: TargetingProgram, conj: Int32Array, bits: Uint32Array): boolean {
+  const masks = p.masks;
+  const ranges = p.ranges;
+  const words = p.words;
+  for (let k = 0; k < conj.length; k += 2) {
+    const op = conj[k];
+    const m = conj[k + 1];
+    const base = m * words;
+    const to = ranges[2 * m + 1];
+    if (op === OP_ALL) {
+      for (let w = ranges[2 * m]; w < to; w++) {
+        const mask = masks[base + w] | 0; // int32, as `bits[w] & mask` is (bit 31 would never compare equal)
+        if ((bits[w] & mask) !== mask) return false;
+      }
+    } else {
+      let hit = 0;
+      for (let w = ranges[2 * m]; w < to; w++) hit |= bits[w] & masks[base + w];
+      if ((hit !== 0) !== (op === OP_ANY)) return false;
+    }
+  }
+  return true;
 }
 
 /** Reference evaluator on segment ids, for tests: the obvious recursive reading of the expression. */
