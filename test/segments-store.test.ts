@@ -20,6 +20,7 @@ import {
   writeStore,
 } from '../src/segments/segment-store.js';
 import { SegbidError } from '../src/common/errors.js';
+import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 
 function dictionary(words: number) {
   return { words, segments: Array.from({ length: words * 32 }, (_, i) => ({ id: `s${i}` })) };
@@ -87,7 +88,9 @@ describe('segment store round trip', () => {
     const store = builder.build();
     expect(store.header.rowCount).toBe(2);
     expect(store.header.userCount).toBe(900);
-    expect(store.byteLength).toBe(store.capacity * 13 + 2 * 8 * 4);
+    // Slots (12 bytes) and fingerprints (1) per slot, the two distinct rows, and the key filter (10 bits a key, in
+    // 64-byte blocks).
+    expect(store.byteLength).toBe(store.capacity * 13 + 2 * 8 * 4 + Math.ceil((900 * 10) / 512) * 64);
     const out = new Uint32Array(8);
     expect(store.orInto(3, 3 * 7919, out)).toBe(true);
     expect(out[0]).toBe(1 << 1);
@@ -108,6 +111,41 @@ describe('segment store round trip', () => {
       expect(Array.from(out)).toEqual([1 << 3, 1 << 8]);
       expect(SegmentStore.empty(2, []).orInto(11, 22, out)).toBe(false);
       expect(decodeStore(encodeStore(SegmentStore.empty(2, ['a']))).orInto(1, 2, out)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('segment store key filter', () => {
+  it('holds every key (no false negatives) and turns away most others, after a round trip through the file', () => {
+    const builder = new SegmentStoreBuilder(dictionary(8));
+    const keys: [number, number][] = [];
+    for (let i = 0; i < 40_000; i++) {
+      const row = builder.addUser([i % 256]);
+      hashKey(KEY_KIND.buyeruid, `user-${i}`);
+      keys.push([keyHash.hi, keyHash.lo]);
+      builder.addKey(row, keyHash.hi, keyHash.lo);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'segbid-filter-'));
+    try {
+      const path = join(dir, 'segments.store');
+      writeStore(path, builder.build());
+      const store = readStore(path);
+      const out = new Uint32Array(8);
+      keys.forEach(([hi, lo], i) => {
+        expect(store.mayHold(hi, lo)).toBe(true);
+        out.fill(0);
+        expect(store.orInto(hi, lo, out)).toBe(true);
+        expect(out[(i % 256) >>> 5]).toBe((1 << (i % 32)) >>> 0);
+      });
+      let held = 0;
+      for (let i = 0; i < 40_000; i++) {
+        hashKey(KEY_KIND.buyeruid, `stranger-${i}`);
+        if (store.mayHold(keyHash.hi, keyHash.lo)) held++;
+        expect(store.orInto(keyHash.hi, keyHash.lo, out)).toBe(false);
+      }
+      expect(held / 40_000).toBeLessThan(0.03); // ~1.5% at 10 bits a key
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -113,6 +113,14 @@ export function fingerprintOf(hi: number): number {
   return hi >>> 24 || 1;
 }
 
+/** Bits of the in-memory key filter per key (SegmentStore.filter): ~1.5% false positives with 5 bits set. */
+const FILTER_BITS_PER_KEY = 10;
+
+/** First word of the filter block of a key: its `hi` spread over the blocks (the filter's own fastrange). */
+function filterBlockOf(hi: number, blocks: number): number {
+  return Math.floor((hi >>> 0) * blocks * TWO_POW_MINUS_32) * 16;
+}
+
 export class SegmentStore {
   readonly header: StoreHeader;
   readonly words: number;
@@ -120,7 +128,17 @@ export class SegmentStore {
   private readonly slots: Uint32Array;
   private readonly rows: Uint32Array;
   private readonly fingerprints: Uint8Array;
-  /** Bytes held by the arrays (for the resident-bytes-per-user figure). */
+  /**
+   * A blocked Bloom filter of the keys, built at load (not stored: the file format is unchanged): blocks of 512
+   * bits (16 words, one cache line), FILTER_BITS_PER_KEY bits a key, 5 bits set per key in the block chosen by
+   * `hi`. rowOf asks it first: an unknown key (most of RTB traffic) is answered from one cache line and a few bit
+   * tests (a false positive, ~1.5% of them, goes on to the probe), instead of a probe run to the next empty slot
+   * (12 slots on average at load 0.8, with the branch at its end mispredicted). No false negatives: every key of
+   * the table is in it.
+   */
+  private readonly filter: Int32Array;
+  private readonly filterBlocks: number;
+  /** Bytes held by the arrays (for the resident-bytes-per-user figure; the filter included). */
   readonly byteLength: number;
   /** See the module comment: the row of a user found in Redis, for one synchronous decision; else null. */
   remoteRow: Uint32Array | null = null;
@@ -133,7 +151,23 @@ export class SegmentStore {
     this.slots = slots;
     this.rows = rows;
     this.fingerprints = fingerprints;
-    this.byteLength = slots.byteLength + rows.byteLength + fingerprints.byteLength;
+    let keys = 0;
+    for (let slot = 0; slot < fingerprints.length; slot++) if (fingerprints[slot] !== 0) keys++;
+    this.filterBlocks = Math.max(1, Math.ceil((keys * FILTER_BITS_PER_KEY) / 512));
+    this.filter = new Int32Array(this.filterBlocks * 16);
+    for (let slot = 0; slot < fingerprints.length; slot++) {
+      if (fingerprints[slot] === 0) continue;
+      const lo = slots[slot * 3];
+      const hi = slots[slot * 3 + 1];
+      const b = filterBlockOf(hi, this.filterBlocks);
+      const f = this.filter;
+      f[b + ((lo & 511) >>> 5)] |= 1 << lo;
+      f[b + (((lo >>> 9) & 511) >>> 5)] |= 1 << (lo >>> 9);
+      f[b + (((lo >>> 18) & 511) >>> 5)] |= 1 << (lo >>> 18);
+      f[b + ((hi & 511) >>> 5)] |= 1 << hi;
+      f[b + (((hi >>> 9) & 511) >>> 5)] |= 1 << (hi >>> 9);
+    }
+    this.byteLength = slots.byteLength + rows.byteLength + fingerprints.byteLength + this.filter.byteLength;
   }
 
   static empty(words: number, segments: string[]): SegmentStore {
@@ -167,6 +201,7 @@ export class SegmentStore {
   rowOf(hi: number, lo: number): number {
     hi >>>= 0;
     lo >>>= 0;
+    if (!this.mayHold(hi, lo)) return -1;
     const fingerprints = this.fingerprints;
     const capacity = this.capacity;
     const fp = hi >>> 24 || 1;
@@ -180,6 +215,23 @@ export class SegmentStore {
       }
       if (++slot === capacity) slot = 0;
     }
+  }
+
+  /**
+   * The key filter's answer (see `filter`): false = the key is not in the table; true = it may be (every key is,
+   * and ~1.5% of the others). Allocation-free.
+   */
+  mayHold(hi: number, lo: number): boolean {
+    // The key's five bits (a shift count is taken mod 32): one of them missing, not a key of the table.
+    const f = this.filter;
+    const b = filterBlockOf(hi, this.filterBlocks);
+    const bits =
+      (f[b + ((lo & 511) >>> 5)] >>> lo) &
+      (f[b + (((lo >>> 9) & 511) >>> 5)] >>> (lo >>> 9)) &
+      (f[b + (((lo >>> 18) & 511) >>> 5)] >>> (lo >>> 18)) &
+      (f[b + ((hi & 511) >>> 5)] >>> hi) &
+      (f[b + (((hi >>> 9) & 511) >>> 5)] >>> (hi >>> 9));
+    return (bits & 1) !== 0;
   }
 
   /** A view (no copy) of distinct row `row`. */
