@@ -19,9 +19,10 @@
  *     case in RTB traffic, usually costs no access to the big arrays at all. That is also why the load factor
  *     can be 0.8 (long probe runs are short byte scans);
  *   - slot fields are interleaved so a match reads one cache line, not three.
- * Loading maps the arrays over the file buffer; the only per-load work is the CRC and one scan of the slots
+ * Loading maps the arrays over the file buffer; the only per-load work is the CRC, one scan of the slots
  * that proves every row index is in range, every fingerprint agrees with its slot, and at least one slot is
- * empty (a probe always terminates). Several keys of one user (buyeruid, ifa, eids) share one row.
+ * empty (a probe always terminates), and one more that builds the key filter (SegmentStore.filter: a blocked
+ * Bloom filter, in memory only, that turns most unknown keys away before the probe). Several keys of one user (buyeruid, ifa, eids) share one row.
  *
  * Tried and measured (1M users, interleaved rounds in one process, hash + orInto): a layout whose probed 4-byte
  * entries held a key tag plus the row index (no fingerprint bytes), so a known user's key check and row read are
