@@ -197,9 +197,9 @@ export class Decider {
   private readonly value: Float64Array;
   private readonly valueGen: Uint32Array;
   /**
-   * Per candidate of this request, the most its value can be in the response currency (mostBidder / respRate,
-   * rounded down). Exact for a line item without multipliers. Per imp, the price it bounds (shaded at the imp's
-   * floor band) gives the most the line item's rank can be there.
+   * Heap mode: per candidate of this request, the most its value can be in the response currency (mostBidder /
+   * respRate, rounded down; the walk computes it when it needs it). Exact for a line item without multipliers. Per
+   * imp, the price it bounds (shaded at the imp's floor band) gives the most the line item's rank can be there.
    */
   private readonly mostResp: Float64Array;
   /**
@@ -211,13 +211,14 @@ export class Decider {
   /** The capped line items (plan.capPlan.capped) as a bitset: one word-AND finds a request's capped candidates. */
   private readonly cappedMask: Uint32Array;
   /**
-   * Per candidate of this request, the policy's rank at mostResp: a bound of its rank on every imp of the
-   * request (a shaded price is at most the value, and the rank never decreases as the price grows). NaN is
+   * Heap mode: per candidate of this request, the policy's rank at mostResp: a bound of its rank on every imp of
+   * the request (a shaded price is at most the value, and the rank never decreases as the price grows). NaN is
    * stored as -Infinity.
    */
   private readonly looseKey: Float64Array;
   /**
-   * Per-imp max-heap of candidates by rank bound: the order in which they are valued and priced. An entry is
+   * Heap mode (a policy without rankOrder): per-imp max-heap of candidates by rank bound, the order in which they
+   * are valued and priced. An entry is
    * (line item << 1) | tight: it enters with its loose key (looseKey) and gets its imp's key (shaded at the imp's
    * floor band, see tightKey) only when it reaches the top; a key that drops is sifted down again. The entry at
    * the top with a tight key therefore has the highest imp key of all: candidates are priced in the same order as
@@ -232,7 +233,7 @@ export class Decider {
    * highest first; a price-ranked line item's loose key is its most possible price (mostBidder / respRate,
    * rounded down: the same order in every currency), tightened at the imp's floor band when it reaches the front
    * and put in the heap (heapKey / heapItem, tight keys only). walkAt*: each list's next entry for the imp.
-   * impOk: the candidates that may bid on the imp (fillHeap's admission), the lists' filter.
+   * impOk: the candidates that may bid on the imp (admitCandidates), the lists' filter.
    */
   private walking = false;
   private walkRanked: Int32Array = new Int32Array(0);
