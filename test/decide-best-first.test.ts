@@ -72,11 +72,24 @@ describe('best-first pricing of an imp', () => {
     const start = Date.parse('2026-06-01T12:00:00Z');
     const { early, full, earlyHandler, fullHandler } = pair(start);
     const budgeted = earlyHandler.budget!.plan.campaignOf;
+    const adomains = [...new Set(early.config.creatives.flatMap((c) => c.adomain))];
+    const closedDeals = new Set<number>();
     const requests = generateRequestMix({ ...LARGE_MIX_PARAMS, count: 500, seed: 20261127 }).map((b, i) => {
       const req = JSON.parse(b) as { imp: { pmp?: { private_auction?: number; deals?: { bidfloor?: number; at?: number }[] } }[] };
       // The mix's deal floors are above most line items' values; every other request gets cheap deals, half of
       // them private, half of them second price, so that deals win too (their bound is the unshaded value).
-      if (i % 2 === 0) {
+      if (i % 10 === 3 && req.imp.some((imp) => imp.pmp?.deals !== undefined)) {
+        // Private deals that exclude this seat, every creative blocked by the advertiser block list: pricing never
+        // looks at a creative (the deals are closed to the seat, the open auction too), so the reason is the
+        // deals', not the creatives' (the creative mask must say the same).
+        (req as { badv?: string[] }).badv = adomains;
+        for (const imp of req.imp) {
+          if (imp.pmp === undefined) continue;
+          imp.pmp.private_auction = 1;
+          for (const deal of imp.pmp.deals ?? []) (deal as { wseat?: string[] }).wseat = ['another-seat'];
+        }
+        closedDeals.add(i);
+      } else if (i % 2 === 0) {
         for (const imp of req.imp) {
           if (imp.pmp === undefined) continue;
           if (i % 4 === 0) imp.pmp.private_auction = 1;
@@ -98,6 +111,7 @@ describe('best-first pricing of an imp', () => {
     let capped = 0;
     let recorded = 0;
     let capReached = 0;
+    let closedDealNoBids = 0;
     // Simulated seconds of traffic with a budget tick after each: pacing opens the budgeted line items' throttles
     // once it has seen their opportunities, so their price-independent ranks compete with the others' prices.
     const perSecond = 150;
@@ -111,6 +125,7 @@ describe('best-first pricing of an imp', () => {
         early.decide(req, t, a);
         full.decide(req, t, b);
         expect(outcome(a), `request ${i}`).toBe(outcome(b));
+        if (closedDeals.has(i % requests.length) && a.bidCount === 0 && a.reason === NO_BID.deal_mismatch) closedDealNoBids++;
         if (a.bidCount === 0 && a.reason === NO_BID.creative_blocked) blocked++;
         if (a.bidCount === 0 && a.reason === NO_BID.frequency_capped) capped++;
         if (a.bidCount > 0 && i % 3 === 0 && early.verdict.personalData) {
@@ -165,6 +180,7 @@ describe('best-first pricing of an imp', () => {
     expect(blocked).toBeGreaterThan(20);
     expect(recorded).toBeGreaterThan(100);
     expect(capReached).toBeGreaterThan(10);
+    expect(closedDealNoBids).toBeGreaterThan(0);
     // The same draws, counted the same: pacing sees the same opportunities through either gate.
     const e = earlyHandler.budget!;
     const f = fullHandler.budget!;
