@@ -6,6 +6,11 @@ import type { CampaignDef } from '../src/budget/types.js';
 import { SegbidError } from '../src/common/errors.js';
 import { BudgetOutcomeListener, bidIdWithReservation, reservationOf } from '../src/budget/outcome-listener.js';
 import type { OutcomeContext } from '../src/events/types.js';
+import { loadDecider } from '../src/bidding/load-decider.js';
+import { BidHandler } from '../src/bidding/bid-handler.js';
+import { Metrics } from '../src/metrics/metrics.js';
+import { startLearningTimers } from '../src/bidding/learning.js';
+import { useLargeConfig } from './helpers/large-config-dir.js';
 
 const DAY = 86_400_000;
 const T0 = Date.parse('2026-03-02T00:00:00Z');
@@ -246,46 +251,34 @@ describe('budget policy', () => {
 });
 
 describe('the live learning timer (src/bidding/learning.ts startLearningTimers)', () => {
+  const large = useLargeConfig('segbid-live-realloc', 500);
+
   it('reallocates the due campaigns in slices, giving the event loop a turn between them', async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { writeLargeConfig } = await import('../src/fixtures/large-config.js');
-    const { loadDecider } = await import('../src/bidding/load-decider.js');
-    const { BidHandler } = await import('../src/bidding/bid-handler.js');
-    const { Metrics } = await import('../src/metrics/metrics.js');
-    const { startLearningTimers } = await import('../src/bidding/learning.js');
-    const dir = mkdtempSync(join(tmpdir(), 'segbid-live-realloc-'));
-    try {
-      const decider = loadDecider(writeLargeConfig(dir, { users: 500 }));
-      const handler = new BidHandler(decider, new Metrics({ defaultMetrics: false }));
-      const policy = handler.budget!;
-      const campaigns = policy.plan.campaigns.length;
-      const before = Array.from({ length: campaigns }, (_, c) => policy.allocator.lastReallocation(c));
-      // Attaching ran one whole tick (8 campaigns); the timer's rounds take the others, a few a second.
-      expect(before.filter((t) => t === -Infinity).length).toBeGreaterThan(0);
-      let calls = 0;
-      let turns = 0;
-      const slice = policy.reallocationSlice.bind(policy);
-      policy.reallocationSlice = (...args) => {
-        calls++;
-        return slice(...args);
-      };
-      const loop = setInterval(() => turns++, 0); // counts turns of the event loop while the rounds run
-      const stop = startLearningTimers(() => handler.current);
-      await new Promise((r) => setTimeout(r, 2300));
-      stop();
-      clearInterval(loop);
-      const after = Array.from({ length: campaigns }, (_, c) => policy.allocator.lastReallocation(c));
-      const reallocated = after.filter((t, c) => t !== before[c]).length;
-      expect(reallocated).toBeGreaterThanOrEqual(2); // two ticks, at least one campaign each
-      // Each campaign is many slices (16 steps of 25 draws at 400 samples), not one call.
-      expect(calls).toBeGreaterThan(reallocated * 2);
-      expect(turns).toBeGreaterThan(10);
-      await new Promise((r) => setTimeout(r, 50));
-      expect(policy.allocator.reallocating).toBe(false);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const handler = new BidHandler(loadDecider(large.configPath), new Metrics({ defaultMetrics: false }));
+    const policy = handler.budget!;
+    const campaigns = policy.plan.campaigns.length;
+    const before = Array.from({ length: campaigns }, (_, c) => policy.allocator.lastReallocation(c));
+    // Attaching ran one whole tick (8 campaigns); the timer's rounds take the others, a few a second.
+    expect(before.filter((t) => t === -Infinity).length).toBeGreaterThan(0);
+    let calls = 0;
+    let turns = 0;
+    const slice = policy.reallocationSlice.bind(policy);
+    policy.reallocationSlice = (...args) => {
+      calls++;
+      return slice(...args);
+    };
+    const loop = setInterval(() => turns++, 0); // counts turns of the event loop while the rounds run
+    const stop = startLearningTimers(() => handler.current);
+    await new Promise((r) => setTimeout(r, 2300));
+    stop();
+    clearInterval(loop);
+    const after = Array.from({ length: campaigns }, (_, c) => policy.allocator.lastReallocation(c));
+    const reallocated = after.filter((t, c) => t !== before[c]).length;
+    expect(reallocated).toBeGreaterThanOrEqual(2); // two ticks, at least one campaign each
+    // Each campaign is many slices (16 steps of 25 draws at 400 samples), not one call.
+    expect(calls).toBeGreaterThan(reallocated * 2);
+    expect(turns).toBeGreaterThan(10);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(policy.allocator.reallocating).toBe(false);
   }, 20_000);
 });

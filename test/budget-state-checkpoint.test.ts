@@ -5,12 +5,11 @@
  * directory at that instant, journal flushed) must restore the ledger as it was, at every point: while the write
  * is in flight, after it, when a synchronous checkpoint supersedes it, and after a write that failed.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeLargeConfig } from '../src/fixtures/large-config.js';
+import { describe, expect, it } from 'vitest';
+import { useLargeConfig } from './helpers/large-config-dir.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { BidHandler } from '../src/bidding/bid-handler.js';
 import { Decision } from '../src/bidding/decide.js';
@@ -20,14 +19,7 @@ import type { Ledger } from '../src/budget/ledger.js';
 import { LARGE_MIX_PARAMS, generateRequestMix } from '../bench/request-mix.js';
 
 const logger = pino({ level: 'silent' });
-let dir = '';
-let configPath = '';
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'segbid-checkpoint-'));
-  configPath = writeLargeConfig(join(dir, 'config'), { users: 1000 });
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const large = useLargeConfig('segbid-checkpoint', 1000);
 
 /** What must survive a restart: the sequence number, open reservations and every campaign's money. */
 function ledgerState(l: Ledger): string {
@@ -39,14 +31,14 @@ function ledgerState(l: Ledger): string {
 /** A bidder on the large config with a state store whose periodic checkpoints the test triggers itself. */
 function bidder(stateDir: string) {
   const store = BudgetStateStore.open({ dir: stateDir, logger, snapshotIntervalMs: 3_600_000 });
-  const handler = new BidHandler(loadDecider(configPath), new Metrics({ defaultMetrics: false }), undefined, store);
+  const handler = new BidHandler(loadDecider(large.configPath), new Metrics({ defaultMetrics: false }), undefined, store);
   return { store, handler };
 }
 
 /** A crash now: the journal's buffer flushed (as every second), the directory copied as it stands. */
 function crashCopy(store: BudgetStateStore, from: string, name: string): string {
   store.tick(Date.now()); // flush only: the interval is an hour
-  const to = join(dir, name);
+  const to = join(large.dir, name);
   cpSync(from, to, { recursive: true });
   return to;
 }
@@ -92,7 +84,7 @@ function expectCrashRestores(store: BudgetStateStore, stateDir: string, name: st
 
 describe('periodic state checkpoint off the bid thread', () => {
   it('restores the ledger from a crash at every point of the checkpoint', async () => {
-    const stateDir = join(dir, 'live');
+    const stateDir = join(large.dir, 'live');
     mkdirSync(stateDir);
     const { store, handler } = bidder(stateDir);
     const decider = handler.current;

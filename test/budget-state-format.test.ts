@@ -6,22 +6,13 @@
  */
 import { crc32 } from 'node:zlib';
 import { pack } from 'msgpackr';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { STATE_VERSION, STATE_VERSION_1, decodeState, encodeState, encodeStateParts, exportLearning, type StateImage } from '../src/budget/state-store.js';
 import { Ledger } from '../src/budget/ledger.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
-import { writeLargeConfig } from '../src/fixtures/large-config.js';
+import { useLargeConfig } from './helpers/large-config-dir.js';
 
-let dir = '';
-let configPath = '';
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'segbid-state-format-'));
-  configPath = writeLargeConfig(join(dir, 'config'), { users: 1000 });
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const large = useLargeConfig('segbid-state-format', 1000);
 
 function image(trials: Float32Array): StateImage {
   const ledger = new Ledger([{ id: 'c1', dailyMicros: 5_000_000, flightMicros: 50_000_000, flightStartMs: 0, flightEndMs: 2_000_000_000_000, reservationTtlMs: 60_000, utcOffsetMs: 0 }], 64);
@@ -81,7 +72,7 @@ describe('state snapshot body', () => {
   });
 
   it('takes copies of the live curves: a checkpoint written later holds the curves of its instant', () => {
-    const plan = loadDecider(configPath).plan;
+    const plan = loadDecider(large.configPath).plan;
     const sh = plan.shading;
     const per = sh.exchangeCount * sh.bandCount;
     // Evidence on line items 0 and 2 only (1 has none and is left out).

@@ -8,11 +8,8 @@
  * and asks its budget policy line item by line item (eligible()) where the other makes the same draws in one call
  * (eligibleAll()). Impressions are recorded for some bids, so that the frequency caps drop some candidates too.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeLargeConfig } from '../src/fixtures/large-config.js';
+import { describe, expect, it } from 'vitest';
+import { useLargeConfig } from './helpers/large-config-dir.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { BidHandler } from '../src/bidding/bid-handler.js';
 import { Decision, type BidPolicy, type Decider } from '../src/bidding/decide.js';
@@ -28,19 +25,12 @@ interface Pair {
   fullHandler: BidHandler;
 }
 
-let dir = '';
-let configPath = '';
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'segbid-best-first-'));
-  configPath = writeLargeConfig(dir, { users: 2000 });
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const large = useLargeConfig('segbid-best-first', 2000);
 
 /** Two deciders of the same config with their own (identical) budget policies; `full` prices everything. */
 function pair(nowMs: number): Pair {
-  const early = loadDecider(configPath);
-  const full = loadDecider(configPath);
+  const early = loadDecider(large.configPath);
+  const full = loadDecider(large.configPath);
   full.exhaustive = true;
   const earlyHandler = new BidHandler(early, new Metrics({ defaultMetrics: false }));
   const fullHandler = new BidHandler(full, new Metrics({ defaultMetrics: false }));
@@ -195,7 +185,7 @@ describe('the per-line-item gates', () => {
   it('note their reasons in line item order (the reason of the last line item dropped is kept)', () => {
     // White box: lineItemGates runs caps, pacing and the strategy bound as three passes and notes each reason with
     // the last line item it dropped; a loop over the line items noting as it goes keeps the reason of the last one.
-    const d = loadDecider(configPath) as unknown as {
+    const d = loadDecider(large.configPath) as unknown as {
       deepest: number;
       deepestReason: number;
       noteGates(lastCapped: number, lastPaced: number, lastNoBid: number): void;

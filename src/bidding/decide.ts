@@ -724,7 +724,9 @@ export class Decider {
     const offerRank = this.offerRank;
     const offerPrice = this.offerPrice;
     const walking = this.walking;
-    let n = walking ? this.startWalk() : this.fillHeap();
+    let n = 0; // heap mode's count (the walk keeps its own)
+    if (walking) this.startWalk();
+    else n = this.fillHeap();
     let offers = 0;
     let creativeMask = false; // impCreativeOk / impCreativeFits computed for this imp
     for (;;) {
@@ -977,11 +979,19 @@ export class Decider {
    * one would cost a sift each.
    */
   private pruneHeap(n: number): number {
+    return this.keepWithCreative(n, 1);
+  }
+
+  /**
+   * The first n heap entries whose line item (entry >> shift: the heap's entries carry a tight flag, the walk's
+   * do not) may have a creative for the imp (mayHaveCreative notes why not), re-heaped; returns their count.
+   */
+  private keepWithCreative(n: number, shift: number): number {
     const heapKey = this.heapKey;
     const heapItem = this.heapItem;
     let m = 0;
     for (let i = 0; i < n; i++) {
-      if (!this.mayHaveCreative(heapItem[i] >> 1)) continue;
+      if (!this.mayHaveCreative(heapItem[i] >> shift)) continue;
       heapKey[m] = heapKey[i];
       heapItem[m++] = heapItem[i];
     }
@@ -990,15 +1000,14 @@ export class Decider {
   }
 
   /**
-   * Walk mode's fillHeap: impOk = the candidates admitted on this imp (admitCandidates), both lists from their
-   * start, the heap empty. Returns 0 (fillHeap's count; the walk keeps its own).
+   * Walk mode's fillHeap: impOk = the candidates admitted on this imp (admitCandidates), the lists from their
+   * start, the heap empty.
    */
-  private startWalk(): number {
+  private startWalk(): void {
     this.walkLeft = this.admitCandidates();
     this.walkAtRanked = 0;
     this.walkAtPriced = 0;
     this.walkHeap = 0;
-    return 0;
   }
 
   /**
@@ -1070,17 +1079,7 @@ export class Decider {
 
   /** Walk mode's pruneHeap: the candidates not priced yet (the heap's and impOk's) without a creative leave. */
   private pruneWalk(): void {
-    const heapKey = this.heapKey;
-    const heapItem = this.heapItem;
-    const n = this.walkHeap;
-    let m = 0;
-    for (let i = 0; i < n; i++) {
-      if (!this.mayHaveCreative(heapItem[i])) continue;
-      heapKey[m] = heapKey[i];
-      heapItem[m++] = heapItem[i];
-    }
-    for (let i = (m >>> 1) - 1; i >= 0; i--) siftDown(heapKey, heapItem, i, m);
-    this.walkHeap = m;
+    this.walkHeap = this.keepWithCreative(this.walkHeap, 0);
     const ok = this.impOk;
     let left = 0;
     for (let w = 0; w < ok.length; w++) {

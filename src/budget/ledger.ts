@@ -36,10 +36,10 @@
  * Days roll over at the campaign's local midnight; open reservations carry over into the new day (they count
  * against it, conservatively). Budgets changed by a reload never drop below what is already committed.
  *
- * Persistence: snapshot() is a checksummed image (layout at SNAPSHOT_VERSION; writeSnapshotFile writes it atomically, tmp +
- * rename); every state change is also appended to an optional journal (ledger-journal.ts) with a sequence
- * number, so restore = last snapshot + replay of the journal records after it. Open reservations survive a
- * restart with their handles.
+ * Persistence: snapshot() is a checksummed image (layout at SNAPSHOT_VERSION; writeSnapshotFile writes it atomically,
+ * tmp + rename); every state change is also appended to an optional journal (ledger-journal.ts) with a sequence number,
+ * so restore = last snapshot + replay of the journal records after it. Open reservations survive a restart with their
+ * handles.
  *
  * Hot path: reserve() allocates nothing (typed arrays over resizable buffers: when no slot is free they double in
  * place, without copying, up to 2^22 slots).

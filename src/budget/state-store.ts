@@ -31,13 +31,13 @@
  *
  * Periodic checkpoint (every `snapshotIntervalMs`, from the 1-second tick), so that the bid thread does not wait for
  * the disk: on the thread, close the journal, rename it to ledger.journal.pending, open a new ledger.journal, and
- * encode the image (seq S); then write state.snap.async.tmp and fsync it off the thread (fs promises); back on
- * the thread, rename state.snap -> .prev, ledger.journal.pending -> ledger.journal.prev, the tmp file ->
- * state.snap; the directory's fsync goes off the thread again. A crash before those renames leaves state.snap (S0) and the journals
+ * encode the image (seq S); then write state.snap.async.tmp and fsync it off the thread (fs promises); back on the
+ * thread, rename state.snap -> .prev, ledger.journal.pending -> ledger.journal.prev, the tmp file -> state.snap; the
+ * directory's fsync goes off the thread again. A crash before those renames leaves state.snap (S0) and the journals
  * .prev, .pending (S0..S) and ledger.journal (from S), replayed in that order; after any of them, the same as the
  * synchronous checkpoint. A failed write leaves .pending in place (counted, logged); the next checkpoint is then a
- * synchronous one. A synchronous checkpoint while a write is in flight supersedes it: the write's completion
- * only removes its tmp file.
+ * synchronous one. A synchronous checkpoint while a write is in flight supersedes it: the write's completion only
+ * removes its tmp file.
  *
  * Restore (open + initialLedger + attached + start): the newest snapshot that decodes, then the records of
  * ledger.journal.prev, .pending and ledger.journal above its seq (a gap or a record that does not apply stops the

@@ -127,6 +127,16 @@ function filterBlockOf(lo: number, blocks: number): number {
   return Math.floor((lo >>> 0) * blocks * TWO_POW_MINUS_32) * 16;
 }
 
+/** Sets bit (x mod 512) of the filter block starting at word b. */
+function setFilterBit(f: Int32Array, b: number, x: number): void {
+  f[b + ((x & 511) >>> 5)] |= 1 << x; // a shift count is taken mod 32
+}
+
+/** Bit (x mod 512) of the filter block starting at word b, as 0 or 1. */
+function filterBit(f: Int32Array, b: number, x: number): number {
+  return (f[b + ((x & 511) >>> 5)] >>> x) & 1;
+}
+
 export class SegmentStore {
   readonly header: StoreHeader;
   readonly words: number;
@@ -167,11 +177,12 @@ export class SegmentStore {
       const hi = slots[slot * 3 + 1];
       const b = filterBlockOf(lo, this.filterBlocks);
       const f = this.filter;
-      f[b + ((lo & 511) >>> 5)] |= 1 << lo;
-      f[b + (((lo >>> 9) & 511) >>> 5)] |= 1 << (lo >>> 9);
-      f[b + ((hi & 511) >>> 5)] |= 1 << hi;
-      f[b + (((hi >>> 9) & 511) >>> 5)] |= 1 << (hi >>> 9);
-      f[b + (((hi >>> 18) & 511) >>> 5)] |= 1 << (hi >>> 18);
+      // The key's five bits, as mayHold reads them.
+      setFilterBit(f, b, lo);
+      setFilterBit(f, b, lo >>> 9);
+      setFilterBit(f, b, hi);
+      setFilterBit(f, b, hi >>> 9);
+      setFilterBit(f, b, hi >>> 18);
     }
     this.byteLength = slots.byteLength + rows.byteLength + fingerprints.byteLength + this.filter.byteLength;
   }
@@ -228,16 +239,11 @@ export class SegmentStore {
    * and ~1.5% of the others). Allocation-free.
    */
   mayHold(hi: number, lo: number): boolean {
-    // The key's five bits (a shift count is taken mod 32): one of them missing, not a key of the table.
+    // The key's five bits (9-bit slices of lo and hi, as the build sets them): one missing, not a key of the table.
     const f = this.filter;
     const b = filterBlockOf(lo, this.filterBlocks);
-    const bits =
-      (f[b + ((lo & 511) >>> 5)] >>> lo) &
-      (f[b + (((lo >>> 9) & 511) >>> 5)] >>> (lo >>> 9)) &
-      (f[b + ((hi & 511) >>> 5)] >>> hi) &
-      (f[b + (((hi >>> 9) & 511) >>> 5)] >>> (hi >>> 9)) &
-      (f[b + (((hi >>> 18) & 511) >>> 5)] >>> (hi >>> 18));
-    return (bits & 1) !== 0;
+    const bits = filterBit(f, b, lo) & filterBit(f, b, lo >>> 9) & filterBit(f, b, hi) & filterBit(f, b, hi >>> 9) & filterBit(f, b, hi >>> 18);
+    return bits !== 0;
   }
 
   /** A view (no copy) of distinct row `row`. */
