@@ -81,6 +81,49 @@ describe('bid endpoint transport', () => {
     expect(r.status).toBe(413);
   });
 
+  it('decodes a body that arrives in several pieces, a UTF-8 character split between two of them', async () => {
+    // The usual body comes in one chunk and is decoded straight from it; a body in pieces is buffered first.
+    // Both must read the same request: the id, with its multi-byte characters, comes back in the response.
+    const req = JSON.parse(simple.toString());
+    req.id = 'réq-ü-中-1';
+    const body = Buffer.from(JSON.stringify(req));
+    const split = body.indexOf(Buffer.from('中')) + 1; // inside the 3-byte character
+    const send = (head: string, pieces: Buffer[]) =>
+      new Promise<string>((resolveText, reject) => {
+        const socket = connect(bidder.bidPort, '127.0.0.1');
+        const got: Buffer[] = [];
+        socket.on('data', (c) => got.push(c));
+        socket.on('error', reject);
+        socket.on('end', () => resolveText(Buffer.concat(got).toString('utf8')));
+        socket.on('connect', async () => {
+          socket.write(head);
+          for (const piece of pieces) {
+            await new Promise((r) => setTimeout(r, 30)); // separate reads on the server side
+            socket.write(piece);
+          }
+        });
+      });
+    const answerOf = (text: string) => {
+      expect(text.startsWith('HTTP/1.1 200')).toBe(true);
+      return JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { id: string };
+    };
+    const sized = await send(`POST /openrtb2/bid HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`, [
+      body.subarray(0, split),
+      body.subarray(split),
+    ]);
+    expect(answerOf(sized).id).toBe(req.id);
+    const chunk = (b: Buffer) => Buffer.concat([Buffer.from(b.length.toString(16) + '\r\n'), b, Buffer.from('\r\n')]);
+    const chunked = await send('POST /openrtb2/bid HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n', [
+      chunk(body.subarray(0, split)),
+      chunk(body.subarray(split)),
+      Buffer.from('0\r\n\r\n'),
+    ]);
+    expect(answerOf(chunked).id).toBe(req.id);
+    const whole = await raw(bidder.bidPort, { body });
+    expect(whole.status).toBe(200);
+    expect(JSON.parse(whole.text).id).toBe(req.id);
+  });
+
   it('inflates gzip and deflate request bodies', async () => {
     expect((await raw(bidder.bidPort, { body: gzipSync(simple), headers: { 'content-encoding': 'gzip' } })).status).toBe(200);
     expect((await raw(bidder.bidPort, { body: deflateSync(simple), headers: { 'content-encoding': 'deflate' } })).status).toBe(200);

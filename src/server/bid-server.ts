@@ -11,7 +11,7 @@ import { gunzipSync, inflateSync, gzipSync, constants as zlibConstants } from 'n
 import { uWS } from './uws.js';
 import { BAD_REQUEST } from '../openrtb/reasons.js';
 import type { BidHandler, BidResult } from '../bidding/bid-handler.js';
-import { DEBUG_TOKEN_HEADER, debugRequest } from '../bidding/explain.js';
+import { DEBUG_TOKEN_HEADER, debugRequest, type DebugRequest } from '../bidding/explain.js';
 import type { Metrics, TransportReason } from '../metrics/metrics.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -83,22 +83,40 @@ export interface BidServerOptions {
   lifecycle: Lifecycle;
 }
 
-/** Per-request reading state (one small object per request; the body buffer is the only other allocation). */
+/**
+ * Per-request reading state: one small object per request. The body's bytes are only buffered when it comes in
+ * several chunks or encoded; the usual body (one chunk, no encoding) is decoded straight from uWS's chunk into
+ * the string the handler parses, so no intermediate Buffer is allocated or copied (see onData).
+ */
 class BodyReader {
   aborted = false;
   done = false;
   length = 0;
-  fixed: Buffer | null;
-  chunks: Buffer[] | null;
+  /** Content-Length when declared (and within the cap), else -1: sizes the buffer of a multi-chunk body. */
+  readonly declared: number;
+  private fixed: Buffer | null = null;
+  private chunks: Buffer[] | null = null;
   constructor(declared: number) {
-    this.fixed = declared >= 0 ? Buffer.allocUnsafe(declared) : null;
-    this.chunks = declared >= 0 ? null : [];
+    this.declared = declared;
+  }
+  /** Copies a chunk (uWS neuters it when the callback returns). */
+  append(chunk: ArrayBuffer): void {
+    const bytes = new Uint8Array(chunk);
+    if (this.declared >= 0) {
+      if (this.fixed === null) this.fixed = Buffer.allocUnsafe(this.declared);
+      this.fixed.set(bytes, this.length);
+    } else (this.chunks ??= []).push(Buffer.copyBytesFrom(bytes));
+    this.length += bytes.length;
   }
   body(): Buffer {
     if (this.fixed !== null) return this.length === this.fixed.length ? this.fixed : this.fixed.subarray(0, this.length);
-    return Buffer.concat(this.chunks!, this.length);
+    if (this.chunks === null) return Buffer.alloc(0);
+    return Buffer.concat(this.chunks, this.length);
   }
 }
+
+/** Decodes a whole identity body from the chunk itself (invalid UTF-8 becomes U+FFFD, as Buffer#toString does). */
+const utf8 = new TextDecoder();
 
 export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
   const { handler, metrics, lifecycle } = options;
@@ -109,10 +127,29 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     respond(res, status, JSON.stringify({ error: reason, reason: message }), version, false, close);
   };
 
+  /** Decides a complete body and writes the answer (the Redis segment store may make it wait: onAborted is set). */
+  const answerText = (res: uWS.HttpResponse, reader: BodyReader, body: string, version: string, acceptGzip: boolean, debug: DebugRequest | null) => {
+    const settings = handler.current.config.settings;
+    if (debug === null && handler.remote !== null) {
+      // Redis segment store (src/segments/remote-segments.ts): only a request whose user the local store does
+      // not know waits; the late answer goes through respond (res.cork).
+      const later = handler.handleAsync(body);
+      if (later instanceof Promise) {
+        void later.then((r) => {
+          if (!reader.aborted) answerBid(res, r, version, acceptGzip && r.body.length >= settings.gzipMinBytes, lifecycle.draining);
+        });
+      } else answerBid(res, later, version, acceptGzip && later.body.length >= settings.gzipMinBytes, lifecycle.draining);
+      return;
+    }
+    const result = debug === null ? handler.handle(body) : handler.handleDebug(body, debug);
+    answerBid(res, result, version, acceptGzip && result.body.length >= settings.gzipMinBytes, lifecycle.draining);
+  };
+
   app.post(BID_PATH, (res, req) => {
     // Headers must be read before the handler returns (uWS reuses the request object).
     const declared = req.getHeader('content-length');
     const encoding = req.getHeader('content-encoding').toLowerCase();
+    const identity = encoding === '' || encoding === 'identity';
     const acceptGzip = req.getHeader('accept-encoding').indexOf('gzip') !== -1;
     const version = req.getHeader('x-openrtb-version') || '2.6';
     // Content-Type is not checked: exchanges send JSON as text/plain, form types or nothing; the body is
@@ -122,7 +159,8 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     const debugSettings = handler.current.config.debug;
     const debug = debugSettings.enabled ? debugRequest(req.getQuery(), req.getHeader(DEBUG_TOKEN_HEADER), debugSettings) : null;
     const maxBody = settings.maxBodyBytes;
-    const reader = new BodyReader(declared === '' ? -1 : Number(declared) <= maxBody ? Number(declared) : -1);
+    const declaredBytes = declared === '' ? -1 : Number(declared); // NaN when not a number: no buffer sized by it
+    const reader = new BodyReader(declaredBytes <= maxBody ? declaredBytes : -1);
     metrics.inFlight++;
     res.onAborted(() => {
       reader.aborted = true;
@@ -132,7 +170,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
         metrics.inFlight--;
       }
     });
-    if (declared !== '' && !(Number(declared) <= maxBody)) {
+    if (declared !== '' && !(declaredBytes <= maxBody)) {
       reader.done = true;
       metrics.inFlight--;
       reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
@@ -147,21 +185,25 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     res.onData((chunk, isLast) => {
       if (reader.done) return;
       const size = chunk.byteLength;
-      if (reader.length + size > maxBody || (reader.fixed !== null && reader.length + size > reader.fixed.length)) {
+      if (reader.length + size > maxBody || (reader.declared >= 0 && reader.length + size > reader.declared)) {
         reader.done = true;
         metrics.inFlight--;
         reject(res, 'too_large', '413 Payload Too Large', `body over ${maxBody} bytes`, version, true);
         return;
       }
-      // Copy now: uWS neuters the chunk when this callback returns.
-      if (reader.fixed !== null) reader.fixed.set(new Uint8Array(chunk), reader.length);
-      else reader.chunks!.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
-      reader.length += size;
+      if (isLast && reader.length === 0 && identity) {
+        // The whole body in one chunk: decode it now, while the chunk is valid; the string is the copy.
+        reader.done = true;
+        metrics.inFlight--;
+        answerText(res, reader, utf8.decode(chunk), version, acceptGzip, debug);
+        return;
+      }
+      reader.append(chunk); // copied now: uWS neuters the chunk when this callback returns
       if (!isLast) return;
       reader.done = true;
       metrics.inFlight--;
       let raw = reader.body();
-      if (encoding === 'gzip' || encoding === 'deflate') {
+      if (!identity) {
         try {
           const opts = { maxOutputLength: settings.maxInflatedBytes };
           raw = encoding === 'gzip' ? gunzipSync(raw, opts) : inflateSync(raw, opts);
@@ -175,19 +217,7 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
           return;
         }
       }
-      if (debug === null && handler.remote !== null) {
-        // Redis segment store (src/segments/remote-segments.ts): only a request whose user the local store does
-        // not know waits; onAborted is attached above, and the late answer goes through respond (res.cork).
-        const later = handler.handleAsync(raw.toString('utf8'));
-        if (later instanceof Promise) {
-          void later.then((r) => {
-            if (!reader.aborted) answerBid(res, r, version, acceptGzip && r.body.length >= settings.gzipMinBytes, lifecycle.draining);
-          });
-        } else answerBid(res, later, version, acceptGzip && later.body.length >= settings.gzipMinBytes, lifecycle.draining);
-        return;
-      }
-      const result = debug === null ? handler.handle(raw.toString('utf8')) : handler.handleDebug(raw.toString('utf8'), debug);
-      answerBid(res, result, version, acceptGzip && result.body.length >= settings.gzipMinBytes, lifecycle.draining);
+      answerText(res, reader, raw.toString('utf8'), version, acceptGzip, debug);
     });
   });
 
