@@ -65,6 +65,18 @@ describe('TCF v2 strings (encoded by @iabtcf/core with a local GVL)', () => {
     );
   });
 
+  it('two restrictions of one purpose on our vendor: the most restrictive holds, in either order (found by the property below)', () => {
+    const fast = new TcfEvaluator({ ...settings, tcfDecoder: 'fast' });
+    for (const restrictions of [
+      [[OUR_VENDOR, 2, 0], [OUR_VENDOR, 2, 1]],
+      [[OUR_VENDOR, 2, 1], [OUR_VENDOR, 2, 0]],
+    ] as [number, number, number][][]) {
+      const s = tcString({ purposes: [1, 2, 3, 4], purposesLi: [7], restrictions, manyVendors: 378 });
+      expect(fast.decodeReference(s)).toBe(PRIVACY_REASON.gdpr_purpose_missing);
+      expect(fast.decodeFast(s), JSON.stringify(restrictions)).toBe(PRIVACY_REASON.gdpr_purpose_missing);
+    }
+  });
+
   it('the fast reader agrees with @iabtcf/core on random strings (differential property)', () => {
     const fast = new TcfEvaluator({ ...settings, tcfDecoder: 'fast' });
     const restriction = fc.tuple(fc.constantFrom(OUR_VENDOR, OTHER_VENDOR, 3), fc.constantFrom(1, 2, 3, 4, 7), fc.constantFrom(0, 1, 2));

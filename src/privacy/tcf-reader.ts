@@ -85,7 +85,13 @@ export class TcfCoreReader {
           const end = isRange ? this.read(pos + 17, 16) : start;
           pos += isRange ? 33 : 17;
           if (end < start) this.bad = true;
-          if (vendorId >= start && vendorId <= end) this.restrictions[purpose] = type;
+          // Several restrictions of one purpose may name our vendor: the most restrictive holds (the lowest type:
+          // not allowed < require consent < require LI), in any order, as @iabtcf/core's getRestrictionType reads it.
+          // Fix (differential property, test/privacy-tcf.test.ts): the last one read used to win.
+          if (vendorId >= start && vendorId <= end) {
+            const before = this.restrictions[purpose];
+            if (before === -1 || type < before) this.restrictions[purpose] = type;
+          }
         }
       }
     }
