@@ -119,9 +119,12 @@ describe('bid endpoint transport', () => {
       Buffer.from('0\r\n\r\n'),
     ]);
     expect(answerOf(chunked).id).toBe(req.id);
-    const whole = await raw(bidder.bidPort, { body });
-    expect(whole.status).toBe(200);
-    expect(JSON.parse(whole.text).id).toBe(req.id);
+    const sizedHead = (b: Buffer) => `POST /openrtb2/bid HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${b.length}\r\n\r\n`;
+    expect(answerOf(await send(sizedHead(body), [body])).id).toBe(req.id); // one chunk: decoded from it
+    // A byte order mark is not JSON: the same 400 whether the body came whole or in pieces.
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body]);
+    expect((await send(sizedHead(bom), [bom])).startsWith('HTTP/1.1 400')).toBe(true);
+    expect((await send(sizedHead(bom), [bom.subarray(0, 10), bom.subarray(10)])).startsWith('HTTP/1.1 400')).toBe(true);
   });
 
   it('inflates gzip and deflate request bodies', async () => {

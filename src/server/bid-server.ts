@@ -115,8 +115,11 @@ class BodyReader {
   }
 }
 
-/** Decodes a whole identity body from the chunk itself (invalid UTF-8 becomes U+FFFD, as Buffer#toString does). */
-const utf8 = new TextDecoder();
+/**
+ * Decodes a whole identity body from the chunk itself as Buffer#toString does the buffered ones: invalid UTF-8
+ * becomes U+FFFD, and a leading byte order mark is kept (`ignoreBOM`), so it fails JSON.parse on both paths alike.
+ */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
   const { handler, metrics, lifecycle } = options;
