@@ -84,7 +84,6 @@ describe('config validation', () => {
       ['lower-case rate currency', (d) => (d.bidder.rates.eur = 1.1), ['/bidder/rates']],
       ['unknown noBidStyle', (d) => (d.bidder.noBidStyle = 'empty'), ['/bidder/noBidStyle'], /204, nbr/],
       ['wrong version', (d) => (d.version = 2), ['/version']],
-      ['event token version that is not signed', (d) => (d.events = { tokenVersion: 1 }), ['/events/tokenVersion'], /2, 3|allowed/],
       ['missing lineItems', (d) => delete d.lineItems, [''], /lineItems/],
     ];
     itReportsPaths(cases);

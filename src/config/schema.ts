@@ -102,8 +102,6 @@ export const configSchema = {
         redirectExpiredClicks: { type: 'boolean' },
         dedupeMax: { type: 'integer', minimum: 1000, maximum: 100_000_000 },
         touchMax: { type: 'integer', minimum: 1000, maximum: 100_000_000 },
-        // The token version signed (src/events/event-handler.ts EventsConfig.tokenVersion): 2 during a rolling upgrade.
-        tokenVersion: { enum: [2, 3] },
       },
     },
     // `?debug=1` on the bid endpoint (src/bidding/explain.ts): off unless enabled; tokens, when listed, must

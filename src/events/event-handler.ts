@@ -97,13 +97,6 @@ export interface EventsConfig {
   /** A click whose token expired still redirects (uncounted) rather than stranding the user on an error. */
   redirectExpiredClicks: boolean;
   maxConversionBodyBytes: number;
-  /**
-   * The event token version this bidder signs (src/events/token.ts): 3 (keyed BLAKE3, the default) or 2
-   * (HMAC-SHA256). Every version verifies whatever this says. 2 is for a rolling upgrade from a release that
-   * knows only versions 1-2: a notice may reach any instance behind the load balancer, and an older one would
-   * refuse a version 3 token, so the new release signs 2 until no older instance is left, then 3.
-   */
-  tokenVersion: 2 | 3;
 }
 
 export const DEFAULT_EVENTS_CONFIG: EventsConfig = {
@@ -118,7 +111,6 @@ export const DEFAULT_EVENTS_CONFIG: EventsConfig = {
   clickIdParam: 'sbclid',
   redirectExpiredClicks: false,
   maxConversionBodyBytes: 16 * 1024,
-  tokenVersion: 3,
 };
 
 /** Completes a partial config; the conversion secret defaults to env SEGBID_CONV_SECRET. Throws EVENT_CONFIG_INVALID. */
@@ -136,7 +128,6 @@ export function eventsConfig(partial: Partial<EventsConfig> = {}, env: NodeJS.Pr
   if (c.conversionSecret !== null && c.conversionSecret.length < 16) {
     throw new SegbidError('EVENT_CONFIG_INVALID', 'the conversion postback secret must be at least 16 characters');
   }
-  if (c.tokenVersion !== 2 && c.tokenVersion !== 3) throw new SegbidError('EVENT_CONFIG_INVALID', 'events.tokenVersion must be 2 or 3');
   if (c.clickIdParam !== null && !/^[A-Za-z0-9_.-]{1,32}$/.test(c.clickIdParam)) {
     throw new SegbidError('EVENT_CONFIG_INVALID', 'events.clickIdParam must be 1-32 characters [A-Za-z0-9_.-]');
   }
@@ -236,7 +227,7 @@ export class EventHandler {
   constructor(options: EventHandlerOptions) {
     this.settings = eventsConfig(options.events);
     this.keyring = options.keyring;
-    this.signer = new TokenSigner(options.keyring, this.settings.tokenVersion);
+    this.signer = new TokenSigner(options.keyring);
     this.kpis = options.kpis ?? new KpiStore({}, options.config.dictionary.segments);
     this.exchanges = new ExchangeTable(this.kpis.config.exchanges);
     this.tally = new BidTally(this.exchanges);

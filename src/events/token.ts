@@ -243,26 +243,21 @@ export class TokenSigner {
   /** macInput[end] = the first `end` bytes of `buf` (a view made once per possible length: none per token). */
   private readonly macInput: Uint8Array[] = [];
 
-  /** The version signed: TOKEN_VERSION (3), or TOKEN_VERSION_2 during a rolling upgrade (EventsConfig.tokenVersion). */
-  private readonly version: number;
-
-  constructor(keyring: Keyring, version: number = TOKEN_VERSION) {
-    if (version !== TOKEN_VERSION && version !== TOKEN_VERSION_2) throw new RangeError(`token version must be ${TOKEN_VERSION_2} or ${TOKEN_VERSION}, got ${version}`);
+  constructor(keyring: Keyring) {
     this.keyring = keyring;
-    this.version = version;
     for (let end = 0; end <= FIXED_BYTES + MAX_BID_ID_LENGTH; end++) this.macInput.push(new Uint8Array(this.buf.buffer, this.buf.byteOffset, end));
   }
 
   sign(f: TokenFields, scope: TokenScope = 'exchange'): string {
     const end = this.pack(f);
-    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, this.version);
+    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, TOKEN_VERSION);
     return this.finish(end, this.mac, scope);
   }
 
   /** Both tokens of one bid, with one HMAC: `out.exchange` (nurl/burl/lurl) and `out.client` (pixel, click). */
   signPair(f: TokenFields, out: TokenPair): void {
     const end = this.pack(f);
-    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, this.version);
+    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, TOKEN_VERSION);
     out.exchange = this.finish(end, this.mac, 'exchange');
     out.client = this.finish(end, this.mac, 'client');
   }
@@ -274,7 +269,7 @@ export class TokenSigner {
     if (n === 0 || n > MAX_BID_ID_LENGTH) throw new RangeError(`bid id must be 1-${MAX_BID_ID_LENGTH} characters, got ${n}`);
     const v = this.view;
     const b = this.buf;
-    v.setUint8(0, this.version);
+    v.setUint8(0, TOKEN_VERSION);
     v.setUint8(1, this.keyring.current.kid);
     v.setUint32(2, f.timeSec >>> 0);
     v.setUint32(6, f.requestHash >>> 0);
