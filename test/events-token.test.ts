@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { blake3 } from '@noble/hashes/blake3.js';
 import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { Keyring, loadKeyring, parseKeySpec } from '../src/events/keyring.js';
@@ -11,7 +10,6 @@ import {
   currencyOf,
   emptyToken,
   hash32,
-  tokenMacKey,
   verifyToken,
   type TokenFields,
 } from '../src/events/token.js';
@@ -96,19 +94,14 @@ describe('event tokens', () => {
     );
   });
 
-  it('the exchange token MAC is keyed BLAKE3 (key derived from the secret) truncated to 16 bytes over everything before it', () => {
+  it('the exchange token MAC is HMAC-SHA256 truncated to 16 bytes over everything before it', () => {
     const secret = Buffer.from('11'.repeat(32), 'hex');
     const t = Buffer.from(new TokenSigner(parseKeySpec(K1)).sign(fields()), 'base64url');
-    expect(t[0]).toBe(3);
     const body = t.subarray(0, t.length - 16);
-    const key = tokenMacKey(secret);
-    // The derived key is BLAKE3's derive_key mode, not the secret itself.
-    expect(Buffer.from(key)).not.toEqual(secret);
-    expect(Buffer.from(key)).toEqual(Buffer.from(blake3(secret, { context: new TextEncoder().encode('segbid 2026-11 event token MAC v3') })));
-    expect(t.subarray(t.length - 16)).toEqual(Buffer.from(blake3(body, { key }).subarray(0, 16)));
+    expect(t.subarray(t.length - 16)).toEqual(createHmac('sha256', secret).update(body).digest().subarray(0, 16));
   });
 
-  it('one MAC per bid: the exchange token carries its first half, the client token its second half', () => {
+  it('one HMAC per bid: the exchange token carries its first half, the client token its second half', () => {
     const secret = Buffer.from('11'.repeat(32), 'hex');
     const ring = parseKeySpec(K1);
     const signer = new TokenSigner(ring);
@@ -121,7 +114,7 @@ describe('event tokens', () => {
     const body = Buffer.from(cl.subarray(0, cl.length - 16));
     body[15] &= ~2; // the MAC covers the bytes with the client flag cleared
     expect(body).toEqual(ex.subarray(0, ex.length - 16));
-    const mac = Buffer.from(blake3(body, { key: tokenMacKey(secret) }));
+    const mac = createHmac('sha256', secret).update(body).digest();
     expect(ex.subarray(ex.length - 16)).toEqual(mac.subarray(0, 16));
     expect(cl.subarray(cl.length - 16)).toEqual(mac.subarray(16, 32));
     // Whoever reads the markup holds the client token: clearing its flag does not make an exchange token.
@@ -132,33 +125,12 @@ describe('event tokens', () => {
     expect(verifyToken(ring, tamper(pair.exchange, 15, 2), emptyToken())).toBe('bad_mac');
   });
 
-  it('still verifies version 2 tokens (one HMAC-SHA256 per bid, a half per scope), minted before an upgrade', () => {
-    const secret = Buffer.from('11'.repeat(32), 'hex');
-    const ring = parseKeySpec(K1);
-    const v3 = Buffer.from(new TokenSigner(ring).sign(fields(), 'exchange'), 'base64url');
-    const body = Buffer.from(v3.subarray(0, v3.length - 16));
-    body[0] = 2;
-    const mac = createHmac('sha256', secret).update(body).digest();
-    const exchange = Buffer.concat([body, mac.subarray(0, 16)]).toString('base64url');
-    const clientBody = Buffer.from(body);
-    clientBody[15] |= 2;
-    const client = Buffer.concat([clientBody, mac.subarray(16, 32)]).toString('base64url');
-    const out = emptyToken();
-    expect(verifyToken(ring, exchange, out)).toBeNull();
-    expect(out).toMatchObject({ ...fields(), scope: 'exchange' });
-    expect(verifyToken(ring, client, out)).toBeNull();
-    expect(out).toMatchObject({ ...fields(), scope: 'client' });
-    // A version 2 token's bytes under a version 3 label (or the reverse) do not verify.
-    expect(verifyToken(ring, tamper(exchange, 0, 1), emptyToken())).toBe('bad_mac'); // 2 -> 3
-    expect(verifyToken(ring, Buffer.concat([body.subarray(0, 1).fill(1), body.subarray(1), mac.subarray(0, 16)]).toString('base64url'), emptyToken())).toBe('bad_mac');
-  });
-
   it('still verifies version 1 tokens (one HMAC per scope), minted before an upgrade', () => {
     const secret = Buffer.from('11'.repeat(32), 'hex');
     const ring = parseKeySpec(K1);
     for (const scope of ['exchange', 'client'] as const) {
-      const v3 = Buffer.from(new TokenSigner(ring).sign(fields(), scope), 'base64url');
-      const body = Buffer.from(v3.subarray(0, v3.length - 16));
+      const v2 = Buffer.from(new TokenSigner(ring).sign(fields(), scope), 'base64url');
+      const body = Buffer.from(v2.subarray(0, v2.length - 16));
       body[0] = 1;
       const v1 = Buffer.concat([body, createHmac('sha256', secret).update(body).digest().subarray(0, 16)]).toString('base64url');
       const out = emptyToken();

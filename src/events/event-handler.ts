@@ -295,7 +295,7 @@ export class EventHandler {
     return this.signer.sign(fields, scope);
   }
 
-  /** Both tokens of a bid whose markup carries the pixel or click URL, with one MAC. */
+  /** Both tokens of a bid whose markup carries the pixel or click URL, with one HMAC. */
   signPair(fields: TokenFields, out: TokenPair): void {
     this.signer.signPair(fields, out);
   }

@@ -1,5 +1,5 @@
 /**
- * The event-token keyring: which secrets sign and verify event tokens (the MAC keys derive from them: token.ts).
+ * The event-token keyring: which HMAC keys sign and verify event tokens.
  *
  * Contract: one key signs (the current key), every listed key verifies, so keys rotate without losing the
  * notices of bids made under the previous key: add the new key first in the list (it signs from then on), keep

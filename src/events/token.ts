@@ -4,34 +4,26 @@
  *
  * Contract:
  *   - `TokenSigner.sign(fields, scope)` -> base64url string. Hot path: packs into one reused buffer with a
- *     DataView, one keyed BLAKE3 hash (@noble/hashes, no native objects), 16 bytes of it kept. `signPair(fields,
- *     out)` mints the exchange and the client token of one bid with that one MAC (see Scope). Throws only on
- *     programmer error (a bid id that is not 1-48 URL-safe ASCII characters).
+ *     DataView, one HMAC-SHA256 (@noble/hashes, no native objects), 16 bytes of it kept. `signPair(fields, out)` mints the exchange
+ *     and the client token of one bid with that one HMAC (see Scope). Throws only on programmer error (a bid
+ *     id that is not 1-48 URL-safe ASCII characters).
  *   - `verifyToken(keyring, text, out)` -> null when authentic (fields decoded into `out`), else the reason:
  *     malformed | unknown_key | bad_mac. The MAC is compared with crypto.timingSafeEqual.
  *   - Age is checked apart (`checkAge`), because the max age depends on the event kind.
  *
  * Scope: a token is minted either for the exchange (win/bill/loss notices, server to server) or for the
  * client (impression pixel and click URL, visible in the ad markup). A user who reads the markup must not be
- * able to replay its token as a billing notice. Since version 2 the MAC is computed once over the bytes with the
- * client flag cleared; the exchange token carries its first 16 bytes, the client token its last 16 bytes (and
- * the client flag). The two halves of one MAC output are independent, so knowing the client half says nothing of
- * the exchange half: the scope is as binding as a MAC per scope, for half the hashing (the bid path signs every
- * bid with markup twice).
+ * able to replay its token as a billing notice. Version 2 tokens: the HMAC is computed once over the bytes with
+ * the client flag cleared; the exchange token carries its first 16 bytes, the client token its last 16 bytes
+ * (and the client flag). The two halves of one HMAC output are independent, so knowing the client half says
+ * nothing of the exchange half: the scope is as binding as a MAC per scope, for half the hashing (the bid path
+ * signs every bid with markup twice). Version 1 tokens (one HMAC per scope over the bytes with the flag set,
+ * first 16 bytes) still verify, so notices of bids made before an upgrade are not lost.
  *
- * Versions (byte 0), all verified, so notices of bids made before an upgrade are not lost:
- *   3 (signed now)  MAC = BLAKE3 keyed hash (key: BLAKE3 derive_key of the secret, context TOKEN_KDF_CONTEXT),
- *                   32 bytes, halves per scope as above. BLAKE3's keyed mode is a MAC by design; a token's MAC'd
- *                   bytes (46 + bid id <= 94) are one or two 64-byte blocks of one compression each, where
- *                   HMAC-SHA256 costs three compressions and more copying: measured in the bid path, one MAC
- *                   2.6 -> 1.9 µs, and a bid is the only place the bidder hashes.
- *   2               MAC = HMAC-SHA256(secret), halves per scope as above.
- *   1               one HMAC-SHA256 per scope over the bytes with the flag set, first 16 bytes.
- *
- * Layout (big-endian, the same in every version), then the MAC over every preceding byte:
+ * Layout, version 1 (big-endian), then the MAC over every preceding byte:
  *
  *   off size field                           off size field
- *    0   1   version (3; 2, 1 accepted)       26   2   deal index (0xffff: open auction)
+ *    0   1   version (2; 1 accepted)          26   2   deal index (0xffff: open auction)
  *    1   1   key id                           28   2   currency (3 letters A-Z, 5 bits each; 0 = bidder's)
  *    2   4   bid time, epoch seconds          30   1   exchange index (0 = other)
  *    6   4   request id hash                  31   2   bid price micros, high 16 bits
@@ -40,8 +32,8 @@
  *   15   1   flags (1 test, 2 client scope)   41   4   user key hash, low word
  *   16   2   config epoch                     45   1   bid id length n (1-48)
  *   18   2   line item index                  46   n   bid id (ASCII)
- *   20   2   arm                            46+n  16   MAC of bytes [0, 46+n) with the client flag cleared
- *                                                          (see Versions): first 16 bytes (exchange), last 16 (client)
+ *   20   2   arm                            46+n  16   MAC: HMAC-SHA256(key, bytes [0, 46+n)) with the client
+ *                                                          flag cleared; first 16 bytes (exchange), last 16 (client)
  *   22   2   segment bit (int16, -1 none)
  *   24   2   creative index
  *
@@ -54,16 +46,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import { hmac, type _HMAC } from '@noble/hashes/hmac.js';
 import { sha256, type _SHA256 } from '@noble/hashes/sha2.js';
-import { blake3 } from '@noble/hashes/blake3.js';
 import type { Keyring } from './keyring.js';
 
-export const TOKEN_VERSION = 3;
-/** Tokens minted before BLAKE3: one HMAC-SHA256 per bid, a half per scope. Still verified. */
-export const TOKEN_VERSION_2 = 2;
-/** Tokens minted before the one-MAC-per-bid layout: one HMAC per scope, first 16 bytes. Still verified. */
+export const TOKEN_VERSION = 2;
+/** Tokens minted before the one-HMAC-per-bid layout: one HMAC per scope, first 16 bytes. Still verified. */
 export const TOKEN_VERSION_1 = 1;
-/** BLAKE3 derive_key context of the version 3 MAC key (a fixed, unique string, as BLAKE3 asks). */
-export const TOKEN_KDF_CONTEXT = 'segbid 2026-11 event token MAC v3';
 export const MAC_BYTES = 16;
 export const MAX_BID_ID_LENGTH = 48;
 const FIXED_BYTES = 46;
@@ -173,63 +160,46 @@ function isUrlSafe(c: number): boolean {
 }
 
 /**
- * The MACs, with @noble/hashes (pure JS, audited). Each key's fixed part is computed once: for version 3 the
- * BLAKE3 state keyed with the derived key, for versions 1-2 the HMAC state with the key's two padded blocks
- * absorbed (`hmac.create`). Each MAC starts from a copy of that state written into one reused state object
- * (`_cloneInto`) and ends in a reused output buffer (`digestInto`). The HMAC gives the same bytes as
- * node:crypto's createHmac, the BLAKE3 MAC the same as a one-shot keyed blake3 (test/events-token.test.ts checks
- * both). Why not node:crypto: there, each MAC costs native objects and Buffers the GC must finalise; measured in
- * the bid path (1,000 line items, ~1 bid a request) that was ~10 µs a bid, twice its cost in isolation. Here a
- * MAC allocates only a few small short-lived JS objects inside the library, no native object and no Buffer.
+ * HMAC-SHA256 (RFC 2104) with @noble/hashes (pure JS, audited): the key's two padded blocks are hashed once per
+ * key (`hmac.create`), and each MAC starts from a copy of that state written into one reused state object
+ * (`_cloneInto`) and ends in a reused output buffer (`digestInto`). Same bytes as node:crypto's createHmac
+ * (test/events-token.test.ts checks it). Why not node:crypto: there, each MAC costs two Hash objects (copies of
+ * the precomputed states) and two digest Buffers, native objects the GC must finalise; measured in the bid path
+ * (1,000 line items, ~1 bid a request) that was ~10 µs a bid, twice its cost in isolation. Here a MAC allocates
+ * only a few small short-lived JS objects inside the library (state arrays, DataViews: ~10% of a bid request's
+ * allocation, which is mostly JSON.parse and the response text), no native object and no Buffer.
  */
 type HmacState = _HMAC<_SHA256>;
-type Blake3State = ReturnType<typeof blake3.create>;
 interface KeyStates {
-  /** The key's state; never finished, only copied. */
+  /** The key's state (both padded blocks absorbed); never finished, only copied. */
   base: HmacState;
   /** Overwritten from `base` by each MAC. */
   work: HmacState;
-  /** The same for version 3: BLAKE3 keyed with derive_key(TOKEN_KDF_CONTEXT, secret). */
-  base3: Blake3State;
-  work3: Blake3State;
 }
 const keyStates = new WeakMap<Buffer, KeyStates>();
-const KDF_CONTEXT = new TextEncoder().encode(TOKEN_KDF_CONTEXT);
-
-/** The version 3 MAC key of a secret (exported for the tests, which recompute MACs one-shot). */
-export function tokenMacKey(secret: Uint8Array): Uint8Array {
-  return blake3(secret, { context: KDF_CONTEXT });
-}
 
 function statesOf(secret: Buffer): KeyStates {
   let s = keyStates.get(secret);
   if (s === undefined) {
     const base = hmac.create(sha256, secret) as HmacState;
-    const base3 = blake3.create({ key: tokenMacKey(secret) });
-    s = { base, work: base.clone(), base3, work3: base3.clone() };
+    s = { base, work: base.clone() };
     keyStates.set(secret, s);
   }
   return s;
 }
 
-/** The 32-byte MAC of `data` for a token `version` into `out` (length >= 32). No Buffer is allocated. */
-function computeMacInto(secret: Buffer, data: Uint8Array, out: Uint8Array, version: number): void {
+/** The 32-byte MAC of `data` into `out` (length >= 32). No Buffer is allocated. */
+function computeMacInto(secret: Buffer, data: Uint8Array, out: Uint8Array): void {
   const s = statesOf(secret);
-  if (version === TOKEN_VERSION) {
-    s.base3._cloneInto(s.work3);
-    s.work3.update(data);
-    s.work3.digestInto(out);
-    return;
-  }
   s.base._cloneInto(s.work);
   s.work.update(data);
   s.work.digestInto(out);
 }
 
 /** The MAC as a new Buffer (the verification path; signing uses computeMacInto). */
-function computeMac(secret: Buffer, data: Uint8Array, version: number): Buffer {
+function computeMac(secret: Buffer, data: Uint8Array): Buffer {
   const out = Buffer.alloc(32);
-  computeMacInto(secret, data, out, version);
+  computeMacInto(secret, data, out);
   return out;
 }
 
@@ -250,14 +220,14 @@ export class TokenSigner {
 
   sign(f: TokenFields, scope: TokenScope = 'exchange'): string {
     const end = this.pack(f);
-    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, TOKEN_VERSION);
+    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac);
     return this.finish(end, this.mac, scope);
   }
 
   /** Both tokens of one bid, with one HMAC: `out.exchange` (nurl/burl/lurl) and `out.client` (pixel, click). */
   signPair(f: TokenFields, out: TokenPair): void {
     const end = this.pack(f);
-    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac, TOKEN_VERSION);
+    computeMacInto(this.keyring.current.secret, this.macInput[end], this.mac);
     out.exchange = this.finish(end, this.mac, 'exchange');
     out.client = this.finish(end, this.mac, 'client');
   }
@@ -329,7 +299,7 @@ export function verifyToken(keyring: Keyring, text: string, out: DecodedToken): 
   if (text.length < 8 || text.length > MAX_TOKEN_CHARS || !BASE64URL.test(text)) return 'malformed';
   const b = Buffer.from(text, 'base64url');
   const version = b[0];
-  if (b.length < FIXED_BYTES + 1 + MAC_BYTES || (version !== TOKEN_VERSION && version !== TOKEN_VERSION_2 && version !== TOKEN_VERSION_1)) return 'malformed';
+  if (b.length < FIXED_BYTES + 1 + MAC_BYTES || (version !== TOKEN_VERSION && version !== TOKEN_VERSION_1)) return 'malformed';
   const n = b[45];
   const end = FIXED_BYTES + n;
   if (n === 0 || n > MAX_BID_ID_LENGTH || b.length !== end + MAC_BYTES) return 'malformed';
@@ -338,13 +308,13 @@ export function verifyToken(keyring: Keyring, text: string, out: DecodedToken): 
   const flags = b[15];
   const client = (flags & FLAG_CLIENT) !== 0;
   let expected: Buffer;
-  if (version !== TOKEN_VERSION_1) {
+  if (version === TOKEN_VERSION) {
     b[15] = flags & ~FLAG_CLIENT; // the MAC covers the bytes with the flag cleared; the half tells the scope
-    expected = computeMac(key.secret, b.subarray(0, end), version);
+    expected = computeMac(key.secret, b.subarray(0, end));
     b[15] = flags;
     if (client) expected = expected.subarray(MAC_BYTES, 2 * MAC_BYTES);
   } else {
-    expected = computeMac(key.secret, b.subarray(0, end), version);
+    expected = computeMac(key.secret, b.subarray(0, end));
   }
   if (!timingSafeEqual(expected.subarray(0, MAC_BYTES), b.subarray(end, end + MAC_BYTES))) return 'bad_mac';
   const v = new DataView(b.buffer, b.byteOffset, b.length);

@@ -2,7 +2,7 @@
  * Serialises a Decision into an OpenRTB 2.6 BidResponse JSON string. Creative fields are pre-serialised at
  * config compile time; this only concatenates the per-bid parts (ids, price, deal, signed event URLs).
  *
- * Every event URL carries a token signed by src/events (a MAC, key id, expiry), so a notice cannot be forged:
+ * Every event URL carries a token signed by src/events (HMAC, key id, expiry), so a notice cannot be forged:
  *   nurl/burl/lurl  exchange-scope token, with ${AUCTION_PRICE} / ${AUCTION_LOSS} / ... left for the exchange;
  *   pixel, click    client-scope token, written into the markup (${SEGBID_IMP_URL}, ${SEGBID_CLICK_URL}).
  */
