@@ -13,7 +13,7 @@
 import client from 'prom-client';
 import type { Redis } from 'ioredis';
 import type { BidHandler } from './bid-handler.js';
-import { LEARNING_SYNC_MS, LearningClient, LearningHub, startInProcessLearningSync, type LearningBatch } from './shared-learning.js';
+import { LEARNING_SYNC_MS, LearningClient, LearningHub, startInProcessLearningSync, syncInProcess, type LearningBatch } from './shared-learning.js';
 import { RedisCaps } from '../redis/redis-caps.js';
 import { RedisLearningSync } from '../redis/redis-learning.js';
 import { createRedisConnection } from '../redis/connection.js';
@@ -144,6 +144,10 @@ export function startSharedStateSingle(handler: BidHandler, registry: client.Reg
   lc.sparse = true;
   const hub = new LearningHub();
   const parts: SharedStateParts = { client: lc, hub, handler };
+  // The first sync registers the whole layout in the hub (~650,000 fields on a 1,000 line item config: 100-150 ms
+  // measured on the bid thread, the longest hold of a fresh bidder). Done here, during start-up, before the bid port
+  // listens, instead of by the timer in the first second of traffic. The later syncs are sparse.
+  syncInProcess(lc, hub, Date.now());
   const stops = [startInProcessLearningSync(lc, hub)];
   if (redisUrl) {
     parts.redis = connect(redisUrl, 'segbid-shared-state');
