@@ -12,7 +12,8 @@ import { BidHandler } from '../src/bidding/bid-handler.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { ARM_FIRST_PRICE } from '../src/bidding/learning.js';
-import { attachLearningClient } from '../src/bidding/shared-state.js';
+import { attachLearningClient, startSharedStateSingle } from '../src/bidding/shared-state.js';
+import { Registry } from 'prom-client';
 import { LearningHub, fieldNameOf, learningLayout, syncInProcess, type LearningBatch, type LearningClient } from '../src/bidding/shared-learning.js';
 import { mulberry32 } from '../src/common/prng.js';
 import { DEMO_DIR } from '../src/common/paths.js';
@@ -313,6 +314,21 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
 });
 
 // The single-threaded bidder syncs sparse deltas (src/bidding/shared-state.ts); dense ones must do the same.
+describe('single-threaded bidder start (startSharedStateSingle)', () => {
+  it('registers the layout at start, before any traffic, not in the first timer sync', () => {
+    const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
+    const shared = startSharedStateSingle(handler, new Registry());
+    try {
+      const { client, hub } = shared.parts;
+      // Registered: the hub mirrors the client's layout and names its fields, with no sync run by the timer yet.
+      expect(hub.mirrors(client.layoutId)).toBe(true);
+      expect(hub.total(`s|${handler.current.plan.strategies.ids[0]}|imp`)).toBe(0);
+    } finally {
+      shared.close();
+    }
+  });
+});
+
 describe.each([true, false])('single-threaded sync (syncInProcess, sparse deltas: %s)', (sparse) => {
   it('a hub fed by one client alone is not applied back; evidence from elsewhere is', () => {
     const w = worker(sparse);
