@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { BidHandler } from '../src/bidding/bid-handler.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { Metrics } from '../src/metrics/metrics.js';
@@ -274,6 +274,35 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
     expect(L.size).toBe(expected.length);
     expect(got).toEqual(expected);
     expect(L.names.length).toBeLessThan(expected.length / 2);
+  });
+
+  it('a config with the same learning shape reuses the layout; any change to its inputs builds a new one', () => {
+    const a = worker();
+    const b = worker(); // another load of the same config: other objects, the same ids
+    const srcA = { plan: a.handler.current.plan, allocator: a.handler.budget?.allocator ?? null };
+    const srcB = { plan: b.handler.current.plan, allocator: b.handler.budget?.allocator ?? null };
+    expect(srcB.plan).not.toBe(srcA.plan);
+    const L = learningLayout(srcA);
+    expect(learningLayout(srcB)).toBe(L);
+    // Without the allocator's arms the names differ: a new layout, equal to one built from scratch.
+    const noArms = learningLayout({ plan: srcA.plan, allocator: null });
+    expect(noArms).not.toBe(L);
+    expect(noArms.id).not.toBe(L.id);
+    expect(noArms.size).toBe(L.offA);
+    // A line item more (a swapped config that adds one): a new layout with that line item's fields.
+    const doc = JSON.parse(readFileSync(CONFIG, 'utf8'));
+    const extra = structuredClone(doc.lineItems[0]);
+    extra.id = 'li-extra';
+    doc.lineItems.push(extra);
+    const dir = mkdtempSync(join(tmpdir(), 'segbid-layout-'));
+    for (const f of ['segmentation.json', 'segments.store']) copyFileSync(join(dirname(CONFIG), f), join(dir, f));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(doc));
+    const bigger = new BidHandler(loadDecider(join(dir, 'config.json')), new Metrics());
+    const L2 = learningLayout({ plan: bigger.current.plan, allocator: bigger.budget?.allocator ?? null });
+    expect(L2).not.toBe(L);
+    expect(L2.names.some((n) => n.includes('li-extra'))).toBe(true);
+    expect(learningLayout(srcA)).not.toBe(L2); // and back: the inputs decide, not the last call
+    expect(learningLayout(srcA).id).toBe(L.id);
   });
 
   it('the hub names, pushes and takes external evidence per field (Redis), before or after a layout registers', () => {
