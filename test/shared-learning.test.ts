@@ -281,12 +281,13 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
     const b = worker(); // another load of the same config: other objects, the same ids
     const srcA = { plan: a.handler.current.plan, allocator: a.handler.budget?.allocator ?? null };
     const srcB = { plan: b.handler.current.plan, allocator: b.handler.budget?.allocator ?? null };
-    expect(srcB.plan).not.toBe(srcA.plan);
+    // (Identity compared as booleans: a failing-or-negated toBe deep-compares these large objects for its message.)
+    expect(srcB.plan === srcA.plan).toBe(false);
     const L = learningLayout(srcA);
-    expect(learningLayout(srcB)).toBe(L);
+    expect(learningLayout(srcB) === L).toBe(true);
     // Without the allocator's arms the names differ: a new layout, equal to one built from scratch.
     const noArms = learningLayout({ plan: srcA.plan, allocator: null });
-    expect(noArms).not.toBe(L);
+    expect(noArms === L).toBe(false);
     expect(noArms.id).not.toBe(L.id);
     expect(noArms.size).toBe(L.offA);
     // A line item more (a swapped config that adds one): a new layout with that line item's fields.
@@ -299,9 +300,9 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
     writeFileSync(join(dir, 'config.json'), JSON.stringify(doc));
     const bigger = new BidHandler(loadDecider(join(dir, 'config.json')), new Metrics());
     const L2 = learningLayout({ plan: bigger.current.plan, allocator: bigger.budget?.allocator ?? null });
-    expect(L2).not.toBe(L);
+    expect(L2 === L).toBe(false);
     expect(L2.names.some((n) => n.includes('li-extra'))).toBe(true);
-    expect(learningLayout(srcA)).not.toBe(L2); // and back: the inputs decide, not the last call
+    expect(learningLayout(srcA) === L2).toBe(false); // and back: the inputs decide, not the last call
     expect(learningLayout(srcA).id).toBe(L.id);
   });
 
