@@ -281,4 +281,27 @@ describe('the live learning timer (src/bidding/learning.ts startLearningTimers)'
     await new Promise((r) => setTimeout(r, 50));
     expect(policy.allocator.reallocating).toBe(false);
   }, 20_000);
+
+  it('a config swap reallocates every campaign in slices after it returns, to the allocation of one call', async () => {
+    const sliced = new BidHandler(loadDecider(large.configPath), new Metrics({ defaultMetrics: false }));
+    const whole = new BidHandler(loadDecider(large.configPath), new Metrics({ defaultMetrics: false }));
+    sliced.swap(loadDecider(large.configPath));
+    whole.swap(loadDecider(large.configPath));
+    const a = sliced.budget!.allocator;
+    const b = whole.budget!.allocator;
+    // The swap returned with the new policy's round under way (one slice run), not done.
+    expect(a.reallocating).toBe(true);
+    b.finishLive(); // the reference: the same round run to its end at once
+    let turns = 0;
+    while (a.reallocating) {
+      await new Promise((r) => setImmediate(r));
+      turns++;
+    }
+    expect(turns).toBeGreaterThan(3);
+    const campaigns = sliced.budget!.plan.campaigns.length;
+    const ran = (x: typeof a) => Array.from({ length: campaigns }, (_, c) => x.lastReallocation(c) !== -Infinity);
+    expect(ran(a)).toEqual(ran(b));
+    expect(ran(a).every(Boolean)).toBe(true); // every campaign (a new allocator has run none), not 8 as one call did
+    expect(Array.from(a.share)).toEqual(Array.from(b.share));
+  }, 20_000);
 });
