@@ -171,12 +171,12 @@ export class BidHandler {
   private reallocateAfterSwap(policy: BudgetPolicy): void {
     const nowMs = Date.now();
     policy.tick(nowMs, 0);
+    const slice = () => policy.reallocationSlice(nowMs, LIVE_REALLOCATION_SLICE_MS, Infinity, Infinity);
     // Only this round: once it is over (here, or finished by a reader), the chain ends; it never starts another.
     const step = () => {
-      if (this.budget !== policy || !policy.allocator.reallocating) return;
-      if (policy.reallocationSlice(nowMs, LIVE_REALLOCATION_SLICE_MS, Infinity, Infinity)) setImmediate(step);
+      if (this.budget === policy && policy.allocator.reallocating && slice()) setImmediate(step);
     };
-    if (policy.reallocationSlice(nowMs, LIVE_REALLOCATION_SLICE_MS, Infinity, Infinity)) setImmediate(step);
+    if (slice()) setImmediate(step);
   }
 
   get current(): Decider {
