@@ -138,7 +138,13 @@ describe('first-price shading', () => {
         if (rand() < 0.5) t.refresh(T0 + Math.floor(rand() * 30) * 3600_000);
         const reloaded = new ShadingTable(['c', 'x', 'a'], settings);
         reloaded.adoptFrom(t);
-        for (const table of [t, reloaded]) {
+        // The usual reload, the same line items in the same order (copied whole): the same tables as the source.
+        const same = new ShadingTable(ids, settings);
+        same.adoptFrom(t);
+        expect(Array.from(same.factor)).toEqual(Array.from(t.factor));
+        expect(Array.from(same.trials)).toEqual(Array.from(t.trials));
+        expect(Array.from(same.wins)).toEqual(Array.from(t.wins));
+        for (const table of [t, reloaded, same]) {
           for (let li = 0; li < table.lineItemIds.length; li++) {
             for (let ex = 0; ex < table.exchangeCount; ex++) {
               for (const floorCpm of [0, 0.7, 1.5, 3]) {

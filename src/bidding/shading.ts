@@ -278,6 +278,15 @@ export class ShadingTable {
       previous.settings.exchanges.join('\u0000') === this.settings.exchanges.join('\u0000') &&
       previous.bandEdges.join(',') === this.bandEdges.join(',');
     if (!same) return; // different key spaces: start again from the prior
+    if (sameIds(previous.lineItemIds, this.lineItemIds)) {
+      // The usual reload (the same line items in the same order): every table is the previous one, copied whole.
+      this.trials.set(previous.trials);
+      this.wins.set(previous.wins);
+      this.factor.set(previous.factor);
+      this.factorByContext.set(previous.factorByContext);
+      this.state.set(previous.state);
+      return;
+    }
     const per = this.exchangeCount * this.bandCount;
     const byId = new Map<string, number>();
     previous.lineItemIds.forEach((id, i) => byId.set(id, i));
@@ -370,4 +379,10 @@ function shadeWith(factors: Float64Array, index: number, valueMicros: number, fl
   let bid = Math.floor(value * factors[index]);
   if (bid < floorMicros) bid = Math.ceil(floorMicros); // the value covers the floor (checked above)
   return bid > value ? value : bid;
+}
+
+function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
