@@ -275,10 +275,10 @@ export class ShadingTable {
   adoptFrom(previous: ShadingTable): void {
     const same =
       previous.bins === this.bins &&
-      previous.settings.exchanges.join('\u0000') === this.settings.exchanges.join('\u0000') &&
-      previous.bandEdges.join(',') === this.bandEdges.join(',');
+      sameValues(previous.settings.exchanges, this.settings.exchanges) &&
+      sameValues(previous.bandEdges, this.bandEdges);
     if (!same) return; // different key spaces: start again from the prior
-    if (sameIds(previous.lineItemIds, this.lineItemIds)) {
+    if (sameValues(previous.lineItemIds, this.lineItemIds)) {
       // The usual reload (the same line items in the same order): every table is the previous one, copied whole.
       this.trials.set(previous.trials);
       this.wins.set(previous.wins);
@@ -381,7 +381,8 @@ function shadeWith(factors: Float64Array, index: number, valueMicros: number, fl
   return bid > value ? value : bid;
 }
 
-function sameIds(a: readonly string[], b: readonly string[]): boolean {
+/** Same length, same elements in the same order (===). */
+function sameValues<T>(a: ArrayLike<T>, b: ArrayLike<T>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -71,9 +71,12 @@ function statusLine(status: number): string {
   return status === 200 ? '200 OK' : status === 204 ? '204 No Content' : status === 400 ? '400 Bad Request' : `${status}`;
 }
 
-/** Writes a bid result, gzipped when the client accepts it and the body is worth it (never a 204). */
-function answerBid(res: uWS.HttpResponse, result: BidResult, version: string, gzipWanted: boolean, close: boolean): void {
-  const gzip = gzipWanted && result.status !== 204;
+/**
+ * Writes a bid result, gzipped when the client accepts it and the body is worth it (at least `gzipMinBytes`;
+ * never a 204).
+ */
+function answerBid(res: uWS.HttpResponse, result: BidResult, version: string, acceptGzip: boolean, gzipMinBytes: number, close: boolean): void {
+  const gzip = acceptGzip && result.status !== 204 && result.body.length >= gzipMinBytes;
   respond(res, statusLine(result.status), gzip ? gzipSync(result.body, { level: zlibConstants.Z_BEST_SPEED }) : result.body, version, gzip, close);
 }
 
@@ -110,8 +113,7 @@ class BodyReader {
   }
   body(): Buffer {
     if (this.fixed !== null) return this.length === this.fixed.length ? this.fixed : this.fixed.subarray(0, this.length);
-    if (this.chunks === null) return Buffer.alloc(0);
-    return Buffer.concat(this.chunks, this.length);
+    return Buffer.concat(this.chunks!, this.length); // body() follows at least one append()
   }
 }
 
@@ -139,13 +141,13 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
       const later = handler.handleAsync(body);
       if (later instanceof Promise) {
         void later.then((r) => {
-          if (!reader.aborted) answerBid(res, r, version, acceptGzip && r.body.length >= settings.gzipMinBytes, lifecycle.draining);
+          if (!reader.aborted) answerBid(res, r, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
         });
-      } else answerBid(res, later, version, acceptGzip && later.body.length >= settings.gzipMinBytes, lifecycle.draining);
+      } else answerBid(res, later, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
       return;
     }
     const result = debug === null ? handler.handle(body) : handler.handleDebug(body, debug);
-    answerBid(res, result, version, acceptGzip && result.body.length >= settings.gzipMinBytes, lifecycle.draining);
+    answerBid(res, result, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
   };
 
   app.post(BID_PATH, (res, req) => {
