@@ -249,7 +249,8 @@ async function runScenario(scenario: Scenario, opts: BenchOptions, baseline: Tar
           open.push(o);
           log(
             `  open ${fmt(100 * share, 0)}% ${target.name.padEnd(10)} ${fmt(o.targetRate, 0)} req/s scheduled, ${fmt(o.achievedRate, 0)} answered, ` +
-              `p50 ${fmt(o.latencyMs.p50, 3)} ms, p99 ${fmt(o.latencyMs.p99, 3)} ms, p99.9 ${fmt(o.latencyMs.p999, 3)} ms, errors ${o.errors}, timeouts ${o.timeouts}`,
+              `p50 ${fmt(o.latencyMs.p50, 3)} ms, p99 ${fmt(o.latencyMs.p99, 3)} ms, p99.9 ${fmt(o.latencyMs.p999, 3)} ms, errors ${o.errors}, timeouts ${o.timeouts}; ` +
+              `from write p50 ${fmt(o.fromSendMs.p50, 3)} p99 ${fmt(o.fromSendMs.p99, 3)} ms, driver late p99 ${fmt(o.driverLateMs.p99, 3)} max ${fmt(o.driverLateMs.max, 1)} ms`,
           );
         }
       }

@@ -83,6 +83,10 @@ export interface OpenRun extends RunFigures {
   completed: number;
   maxQueued: number;
   maxSchedulerLagMs: number;
+  /** Latency from each request's actual write (the server's answer time without the driver's lateness or queue). */
+  fromSendMs: LatencySummary;
+  /** How late the driver noticed each request was due, ms (its own share of latencyMs). */
+  driverLateMs: LatencySummary;
 }
 
 export interface ClosedSummary extends CpuShares {
@@ -157,6 +161,8 @@ export function openRunOf(scenario: Scenario, target: string, loadShare: number,
     bidRate: bidRateOf(r.statusCodes),
     maxQueued: r.maxQueued,
     maxSchedulerLagMs: r.maxSchedulerLagMs,
+    fromSendMs: latencySummary(r.fromSendMs),
+    driverLateMs: latencySummary(r.lateMs),
     outcomes,
     ...cpu,
   };
@@ -397,6 +403,33 @@ function runRows(rep: BenchReport): string[][] {
   return rows;
 }
 
+/**
+ * Per open-loop run, what its latency from the schedule is made of: the driver's own lateness (a timer or a stall
+ * of the generator, not the server) and the latency from the actual write (the server, plus its queue on the
+ * connection), with the host's steal, so a p99 can be read against this machine's floor.
+ */
+export function openLoopRows(rep: Pick<BenchReport, 'scenarios'>): string[][] {
+  const rows = [['scenario', 'target', 'load', 'p50 from schedule', 'p99 from schedule', 'p50 from write', 'p99 from write', 'driver late p50', 'driver late p99', 'driver late max', 'host steal']];
+  for (const s of rep.scenarios) {
+    for (const o of s.open) {
+      rows.push([
+        s.scenario,
+        o.target,
+        `${fmt(100 * o.loadShare, 0)}%`,
+        ms(o.latencyMs.p50),
+        ms(o.latencyMs.p99),
+        ms(o.fromSendMs.p50),
+        ms(o.fromSendMs.p99),
+        ms(o.driverLateMs.p50),
+        ms(o.driverLateMs.p99),
+        ms(o.driverLateMs.max),
+        o.stealCpu === undefined || o.stealCpu === null ? '-' : pct(o.stealCpu),
+      ]);
+    }
+  }
+  return rows;
+}
+
 function outcomeRows(s: ScenarioReport): string[][] {
   const total: Record<string, number> = {};
   let all = 0;
@@ -483,6 +516,9 @@ export function markdown(rep: BenchReport): string {
     ...goalLines(rep.goals).map((l) => `- ${l}`),
     ...(rep.warnings.length > 0 ? ['', '## Warnings', '', ...rep.warnings.map((w) => `- ${w}`)] : []),
     '',
+    ...(rep.scenarios.some((s) => s.open.length > 0)
+      ? ['## Open-loop runs: driver and server', '', markdownTable(openLoopRows(rep)), '', 'ms; "from write": from the moment the request went on its connection; "driver late": how late the driver saw a request was due (its timer, or a stall of the generator process); both are parts of "from schedule", the figure the goals read.', '']
+      : []),
     '## Closed-loop rounds',
     '',
     markdownTable(runRows(rep)),

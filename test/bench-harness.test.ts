@@ -19,6 +19,7 @@ import {
   latencySummary,
   markdown,
   openRunOf,
+  openLoopRows,
   summarizeClosed,
   warningsOf,
   writeReport,
@@ -61,6 +62,16 @@ describe('open-loop driver and report', () => {
       for (let i = 1; i < r.latenciesMs.length; i++) expect(r.latenciesMs[i]).toBeGreaterThanOrEqual(r.latenciesMs[i - 1]);
       expect(r.latenciesMs[0]).toBeGreaterThan(0);
       expect(r.achievedRate).toBe(rate);
+      // Its parts: the latency from the write and the driver's own lateness, one per answer / per scheduled request.
+      expect(r.fromSendMs.length).toBe(rate);
+      expect(r.lateMs.length).toBe(rate);
+      for (let i = 0; i < rate; i++) {
+        // Each answer's write came at or after its schedule, so (sorted alike) the write-based figure is never larger.
+        expect(r.fromSendMs[i]).toBeLessThanOrEqual(r.latenciesMs[i]);
+        expect(r.fromSendMs[i]).toBeGreaterThan(0);
+        expect(r.lateMs[i]).toBeGreaterThanOrEqual(0);
+        if (i > 0) expect(r.lateMs[i]).toBeGreaterThanOrEqual(r.lateMs[i - 1]);
+      }
     }
   });
 
@@ -134,6 +145,13 @@ describe('open-loop driver and report', () => {
     const md = markdown(rep);
     expect(md).toContain('| scenario | target | load |');
     expect(md).toContain('## Goals');
+    // The open-loop runs' parts, one row each, from the driver's figures.
+    const parts = openLoopRows(rep);
+    expect(parts.length).toBe(1 + scenario.open.length);
+    expect(parts[1][4]).toBe(fmt(runs[0].latenciesMs[Math.ceil(0.99 * runs[0].latenciesMs.length) - 1], 3));
+    expect(parts[1][6]).toBe(fmt(scenario.open[0].fromSendMs.p99, 3));
+    expect(parts[1][8]).toBe(fmt(scenario.open[0].driverLateMs.p99, 3));
+    expect(md).toContain('## Open-loop runs: driver and server');
 
     // The p99 goal is read against the bare server at the same share, and a late driver is called out.
     const bareHalf = openRunOf('demo', 'baseline', 0.5, runs[0], { ...cpu, stealCpu: 0.03 }, null);
