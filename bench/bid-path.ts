@@ -42,7 +42,7 @@ import { DEFAULT_MIX_PARAMS, generateRequestMix, mixParamsFor, summarizeMix, typ
 import { Samples, describeMachine, fmt, machineInfo } from './stats.js';
 import type { DecisionBenchResult } from './decision.js';
 import { writeBenchConfig, type BenchDemo } from './demo-fixtures.js';
-import { runOpenLoop } from './open-loop.js';
+import { runOpenLoopInWorker } from './open-loop.js';
 import {
   BID_PATH,
   cpuMeter,
@@ -171,7 +171,7 @@ async function measureClosed(scenario: Scenario, target: Target, round: number, 
 async function measureOpen(scenario: Scenario, target: Target, share: number, maxRps: number, opts: BenchOptions, bodies: string[]): Promise<OpenRun> {
   const before = target.adminUrl !== null ? await scrapeOutcomes(target.adminUrl) : null;
   const cpu = cpuMeter(target.child.pid);
-  const r = await runOpenLoop({
+  const r = await runOpenLoopInWorker({
     url: target.bidUrl,
     rate: Math.max(1, Math.round(share * maxRps)),
     durationS: opts.openDuration,

@@ -87,6 +87,8 @@ export interface OpenRun extends RunFigures {
   fromSendMs: LatencySummary;
   /** How late the driver noticed each request was due, ms (its own share of latencyMs). */
   driverLateMs: LatencySummary;
+  /** The driver's own garbage collections during the run. */
+  driverGc: { count: number; totalMs: number; maxMs: number };
 }
 
 export interface ClosedSummary extends CpuShares {
@@ -163,6 +165,7 @@ export function openRunOf(scenario: Scenario, target: string, loadShare: number,
     maxSchedulerLagMs: r.maxSchedulerLagMs,
     fromSendMs: latencySummary(r.fromSendMs),
     driverLateMs: latencySummary(r.lateMs),
+    driverGc: r.driverGc,
     outcomes,
     ...cpu,
   };
@@ -409,7 +412,7 @@ function runRows(rep: BenchReport): string[][] {
  * connection), with the host's steal, so a p99 can be read against this machine's floor.
  */
 export function openLoopRows(rep: Pick<BenchReport, 'scenarios'>): string[][] {
-  const rows = [['scenario', 'target', 'load', 'p50 from schedule', 'p99 from schedule', 'p50 from write', 'p99 from write', 'driver late p50', 'driver late p99', 'driver late max', 'host steal']];
+  const rows = [['scenario', 'target', 'load', 'p50 from schedule', 'p99 from schedule', 'p50 from write', 'p99 from write', 'driver late p50', 'driver late p99', 'driver late max', 'driver GC max', 'host steal']];
   for (const s of rep.scenarios) {
     for (const o of s.open) {
       rows.push([
@@ -423,6 +426,7 @@ export function openLoopRows(rep: Pick<BenchReport, 'scenarios'>): string[][] {
         ms(o.driverLateMs.p50),
         ms(o.driverLateMs.p99),
         ms(o.driverLateMs.max),
+        ms(o.driverGc.maxMs),
         o.stealCpu === undefined || o.stealCpu === null ? '-' : pct(o.stealCpu),
       ]);
     }
@@ -517,7 +521,7 @@ export function markdown(rep: BenchReport): string {
     ...(rep.warnings.length > 0 ? ['', '## Warnings', '', ...rep.warnings.map((w) => `- ${w}`)] : []),
     '',
     ...(rep.scenarios.some((s) => s.open.length > 0)
-      ? ['## Open-loop runs: driver and server', '', markdownTable(openLoopRows(rep)), '', 'ms; "from write": from the moment the request went on its connection; "driver late": how late the driver saw a request was due (its timer, or a stall of the generator process); both are parts of "from schedule", the figure the goals read.', '']
+      ? ['## Open-loop runs: driver and server', '', markdownTable(openLoopRows(rep)), '', 'ms; "from write": from the moment the request went on its connection; "driver late": how late the driver saw a request was due (its timer, or a stall of the driver: its longest garbage collection is "driver GC max"; it runs in a worker thread with a heap of its own); both are parts of "from schedule", the figure the goals read.', '']
       : []),
     '## Closed-loop rounds',
     '',

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
-import { runOpenLoop, parseResponse, type OpenLoopResult } from '../bench/open-loop.js';
+import { runOpenLoop, runOpenLoopInWorker, parseResponse, type OpenLoopResult } from '../bench/open-loop.js';
 import { startBaseline, startSegbid, stopTarget, type Target } from '../bench/servers.js';
 import { writeBenchConfig } from '../bench/demo-fixtures.js';
 import {
@@ -73,6 +73,19 @@ describe('open-loop driver and report', () => {
         if (i > 0) expect(r.lateMs[i]).toBeGreaterThanOrEqual(r.lateMs[i - 1]);
       }
     }
+  });
+
+  it('runs the same driver in a worker thread of its own, with the same result', async () => {
+    const r = await runOpenLoopInWorker({ url: baseline.bidUrl, rate: 100, durationS: 0.5, bodies, connections: 4, headers: { 'x-openrtb-version': '2.6' } });
+    expect(r.scheduled).toBe(50);
+    expect(r.completed).toBe(50);
+    expect(r.errors + r.timeouts + r.non2xx).toBe(0);
+    expect(r.latenciesMs).toBeInstanceOf(Float64Array);
+    expect(r.latenciesMs.length).toBe(50);
+    expect(r.fromSendMs.length).toBe(50);
+    expect(r.lateMs.length).toBe(50);
+    expect(r.driverGc.count).toBeGreaterThanOrEqual(0);
+    expect(r.driverGc.maxMs).toBeLessThanOrEqual(r.driverGc.totalMs);
   });
 
   it('counts a refused connection as errors, never hangs', async () => {
