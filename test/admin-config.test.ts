@@ -535,6 +535,33 @@ describe('persistence and files', () => {
     expect(handler.current.config.lineItems[0].bidMicros).toBe(9_000_000); // the document stays
   });
 
+  it('adopts the decider its target already serves (the bidder start-up): no second build, no swap', () => {
+    const dir = freshDir();
+    const path = join(dir, 'config.json');
+    const document = testConfig(3);
+    const serving = deciderFromDocument(document, dir, path);
+    const handler = new BidHandler(serving, new Metrics({ defaultMetrics: false }));
+    let swaps = 0;
+    handler.swapObservers.push({ beforeSwap: () => swaps++, afterSwap: () => {} });
+    const manager = new ConfigManager({ target: handler, document, baseDir: dir, source: path, configPath: path, serving });
+    expect(swaps).toBe(0);
+    expect(handler.current === serving).toBe(true);
+    expect(manager.currentVersion).toMatchObject({ id: 1, action: 'startup' });
+    expect(manager.document()).toEqual(document);
+    // Later changes swap as usual.
+    const doc = manager.document() as Doc;
+    doc.lineItems[0].bid.cpm = 5;
+    manager.replace(doc, { role: 'write', name: 'alice' });
+    expect(swaps).toBe(1);
+    expect(handler.current.config.lineItems[0].bidMicros).toBe(5_000_000);
+    // Without `serving`, the manager builds the document and swaps it in.
+    new ConfigManager({ target: handler, document, baseDir: dir, source: path, configPath: path });
+    expect(swaps).toBe(2);
+    // A decider the target does not serve is refused.
+    const other = deciderFromDocument(document, dir, path);
+    expect(() => new ConfigManager({ target: handler, document, baseDir: dir, source: path, configPath: path, serving: other })).toThrow(/not the one its target serves/);
+  });
+
   it('reloadFile (SIGHUP) makes the file the running document, as a new version', () => {
     const dir = freshDir();
     const path = join(dir, 'config.json');

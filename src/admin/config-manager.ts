@@ -126,6 +126,12 @@ export interface ConfigManagerOptions {
   now?: () => Date;
   /** Called after each swap (e.g. to forward the document to worker threads). */
   onSwap?: (event: SwapEvent) => void;
+  /**
+   * The decider the target already serves, built from this very `document` (the bidder's start-up: its handler
+   * needs a decider before its manager exists). Given, the manager adopts it: no second build of the same
+   * document and no swap. Absent, the manager builds the document and swaps it in.
+   */
+  serving?: Decider;
 }
 
 const SYSTEM_STARTUP: ConfigAuthor = { role: 'system', name: 'startup' };
@@ -219,8 +225,11 @@ export class ConfigManager {
     }
     this.allowedDirs = [...new Set(startDirs)];
 
-    const decider = this.build(doc, false);
-    this.target.swap(decider);
+    if (options.serving === undefined) {
+      this.target.swap(this.build(doc, false));
+    } else if (this.target.current !== options.serving) {
+      throw new SegbidError('CONFIG_SERVING', 'the serving decider given to the config manager is not the one its target serves');
+    }
     const version = this.pushVersion(doc, SYSTEM_STARTUP, 'startup', `loaded ${this.source}`);
     this.audit.record({ time: version.time, author: version.author, action: 'startup', target: 'config', result: 'accepted', summary: version.summary, versionId: version.id });
   }

@@ -27,6 +27,7 @@ export type SegbidErrorCode =
   | 'ADMIN_PATCH_FORBIDDEN_FIELD'
   | 'ADMIN_VERSION_CONFLICT'
   | 'CONFIG_PERSIST'
+  | 'CONFIG_SERVING'
   | 'AUDIT_LOG_WRITE';
 
 export interface ErrorDetail {

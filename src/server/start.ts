@@ -5,13 +5,15 @@
  * Reload compiles the new config and store aside; on any error the old pair keeps serving and the error is
  * logged, counted and shown on /readyz as lastError.
  */
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
 import { createBidApp } from './bid-server.js';
 import { createOpsApp } from './ops-server.js';
 import { Lifecycle, drainInFlight } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
-import { loadDecider } from '../bidding/load-decider.js';
+import { deciderFromDocument } from '../bidding/load-decider.js';
+import { readDocument } from '../config/load.js';
 import { Metrics } from '../metrics/metrics.js';
 import { discrepancies, kpiQueryFromParams } from '../events/kpis.js';
 import { setupEvents, type EventsSetupOptions } from './events-setup.js';
@@ -88,7 +90,11 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const host = options.host ?? '0.0.0.0';
   const metrics = new Metrics({ defaultMetrics: options.defaultMetrics });
   const lifecycle = new Lifecycle();
-  const decider = loadDecider(options.configPath);
+  // Read once: the handler serves this document's decider from the start, and the config manager holds the same
+  // document (it adopts the decider instead of building the file a second time and swapping it in).
+  const configPath = resolve(options.configPath);
+  const document = readDocument(configPath);
+  const decider = deciderFromDocument(document, dirname(configPath), configPath);
   const remote = options.segmentsRedisUrl
     ? await connectRemoteSegments(options.segmentsRedisUrl, decider.config.dictionary, { budgetMs: options.segmentsRedisBudgetMs, logger, metrics })
     : null;
@@ -113,7 +119,17 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   // After the state restore: what it restored seeds the learning hub (src/bidding/shared-learning.ts).
   const shared = startSharedStateSingle(handler, metrics.registry, options.redisUrl);
   const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
-  const manager = ConfigManager.fromFile(options.configPath, { target: handler, persist: options.persistConfig ?? false, audit, logger });
+  const manager = new ConfigManager({
+    target: handler,
+    document,
+    baseDir: dirname(configPath),
+    source: configPath,
+    configPath,
+    serving: decider,
+    persist: options.persistConfig ?? false,
+    audit,
+    logger,
+  });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
   admin.addReadEndpoint(/^\/admin\/kpis$/, (query) => events.kpiReport(kpiQueryFromParams(query)));
   admin.addReadEndpoint(/^\/admin\/discrepancies$/, (query) => ({
