@@ -203,7 +203,10 @@ export class ConfigManager {
   private readonly history: StoredVersion[] = [];
   private nextId = 1;
 
-  /** Builds the start-up document and swaps it in, so that what serves is exactly what the manager holds. */
+  /**
+   * Builds the start-up document and swaps it in (or adopts `serving`, the decider built from it that the target
+   * already serves), so that what serves is exactly what the manager holds.
+   */
   constructor(options: ConfigManagerOptions) {
     this.target = options.target;
     this.baseDir = resolve(options.baseDir);
