@@ -150,7 +150,6 @@ export function runOpenLoop(options: OpenLoopOptions): Promise<OpenLoopResult> {
   let non2xx = 0;
   let errors = 0;
   let maxQueued = 0;
-  let maxLag = 0;
   // FIFO of scheduled times of due requests waiting for a connection (ring over a typed array: no allocation).
   const queue = new Float64Array(total);
   let qHead = 0;
@@ -259,9 +258,7 @@ export function runOpenLoop(options: OpenLoopOptions): Promise<OpenLoopResult> {
       while (next < total) {
         const due = t0 + next * intervalMs;
         if (due > now) break;
-        const late = now - due;
-        if (late > maxLag) maxLag = late;
-        lateness[next] = late;
+        lateness[next] = now - due;
         queue[qTail++] = due;
         next++;
       }
@@ -306,7 +303,7 @@ export function runOpenLoop(options: OpenLoopOptions): Promise<OpenLoopResult> {
         errors,
         timeouts: Math.max(0, total - completed - errors),
         maxQueued,
-        maxSchedulerLagMs: maxLag,
+        maxSchedulerLagMs: late.length > 0 ? late[late.length - 1] : 0,
         driverGc,
       });
     };
