@@ -5,7 +5,7 @@
  * Counts must merge exactly (never lost, never twice) and both threads must end on the same statistics.
  */
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BidHandler } from '../src/bidding/bid-handler.js';
@@ -304,6 +304,7 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
     expect(L2.names.some((n) => n.includes('li-extra'))).toBe(true);
     expect(learningLayout(srcA) === L2).toBe(false); // and back: the inputs decide, not the last call
     expect(learningLayout(srcA).id).toBe(L.id);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('the hub names, pushes and takes external evidence per field (Redis), before or after a layout registers', () => {
@@ -343,7 +344,6 @@ describe('learning layout entries (a curve\'s bins named once)', () => {
   });
 });
 
-// The single-threaded bidder syncs sparse deltas (src/bidding/shared-state.ts); dense ones must do the same.
 describe('single-threaded bidder start (startSharedStateSingle)', () => {
   it('registers the layout at start, before any traffic, not in the first timer sync', () => {
     const handler = new BidHandler(loadDecider(CONFIG), new Metrics());
@@ -359,6 +359,7 @@ describe('single-threaded bidder start (startSharedStateSingle)', () => {
   });
 });
 
+// The single-threaded bidder syncs sparse deltas (src/bidding/shared-state.ts); dense ones must do the same.
 describe.each([true, false])('single-threaded sync (syncInProcess, sparse deltas: %s)', (sparse) => {
   it('a hub fed by one client alone is not applied back; evidence from elsewhere is', () => {
     const w = worker(sparse);

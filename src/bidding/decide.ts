@@ -620,8 +620,7 @@ export class Decider {
   private requestGates(req: Any, out: Decision): number {
     const s = this.config.settings;
     if (req.test === 1 && s.testRequests === 'nobid') return NO_BID.test_request;
-    const wseat = req.wseat as string[] | undefined;
-    if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(s.seat) === -1) return NO_BID.seat_blocked;
+    if (!seatAdmitted(req.wseat as string[] | undefined, s.seat)) return NO_BID.seat_blocked;
     const bseat = req.bseat as string[] | undefined;
     if (bseat !== undefined && bseat.indexOf(s.seat) !== -1) return NO_BID.seat_blocked;
     const tmax = req.tmax === undefined ? s.defaultTmaxMs : (req.tmax as number);
@@ -891,9 +890,7 @@ export class Decider {
     const listed = this.config.lineItems[li].deals;
     const seat = this.config.settings.seat;
     for (let d = 0; d < deals.length; d++) {
-      if (!listed.has(deals[d].id)) continue;
-      const wseat = deals[d].wseat as string[] | undefined;
-      if (wseat === undefined || wseat.length === 0 || wseat.indexOf(seat) !== -1) return true;
+      if (listed.has(deals[d].id) && seatAdmitted(deals[d].wseat as string[] | undefined, seat)) return true;
     }
     return false;
   }
@@ -1147,8 +1144,7 @@ export class Decider {
       for (let d = 0; d < deals.length && price < 0; d++) {
         const deal = deals[d];
         if (!li.deals.has(deal.id)) continue;
-        const wseat = deal.wseat as string[] | undefined;
-        if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+        if (!seatAdmitted(deal.wseat as string[] | undefined, this.config.settings.seat)) {
           this.note(NO_BID.deal_mismatch);
           continue;
         }
@@ -1287,6 +1283,11 @@ export class Decider {
 
 /** Largest creative x line-item table (32-bit words) the decider keeps for the per-imp creative mask: 16 MB. */
 const MAX_CREATIVE_USER_WORDS = 1 << 22;
+
+/** An OpenRTB seat allow-list (request or deal `wseat`): absent or empty admits every seat. */
+export function seatAdmitted(wseat: readonly string[] | undefined, seat: string): boolean {
+  return wseat === undefined || wseat.length === 0 || wseat.indexOf(seat) !== -1;
+}
 
 function intersects(a: readonly string[], b: readonly string[]): boolean {
   for (let i = 0; i < a.length; i++) if (b.indexOf(a[i]) !== -1) return true;

@@ -36,7 +36,7 @@ import { PRIVACY_REASON_LABELS, PrivacyVerdict } from '../privacy/verdict.js';
 import { BudgetPolicy, REFUSAL_NAMES } from '../budget/budget-policy.js';
 import { MultiplierContext } from './multipliers.js';
 import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.js';
-import { dealPriceMicros, floorMicrosOf, type BidPolicy, type Decider, type Decision } from './decide.js';
+import { dealPriceMicros, floorMicrosOf, seatAdmitted, type BidPolicy, type Decider, type Decision } from './decide.js';
 import type { BidHandler, BidResult } from './bid-handler.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -562,8 +562,7 @@ class LineItemContext {
       for (let k = 0; k < deals.length && price < 0; k++) {
         const deal = deals[k];
         if (!li.deals.has(deal.id)) continue;
-        const wseat = deal.wseat as string[] | undefined;
-        if (wseat !== undefined && wseat.length > 0 && wseat.indexOf(this.config.settings.seat) === -1) {
+        if (!seatAdmitted(deal.wseat as string[] | undefined, this.config.settings.seat)) {
           note(NO_BID.deal_mismatch, `deal ${deal.id}: our seat is not in its wseat`);
           continue;
         }
