@@ -1240,7 +1240,7 @@ export class Decider {
     this.formatOk = true;
     if (v === 1) return false;
     const wadomain = this.curWadomain;
-    return wadomain === undefined || wadomain.length === 0 || intersects(this.config.creatives[c].adomain, wadomain);
+    return wadomain === undefined || wadomain.length === 0 || intersects(this.config.creatives[c].adomainLower, wadomain);
   }
 
   /**
@@ -1270,7 +1270,8 @@ export class Decider {
       blocked = cattax !== cr.cattax || intersects(cr.catWithParents, bcat);
     }
     const badv = req.badv as string[] | undefined;
-    if (!blocked && badv !== undefined && badv.length > 0) blocked = intersects(cr.adomain, badv);
+    // Domains ignore case: validate.ts lower-cases badv, the config's adomain is kept lower-cased too.
+    if (!blocked && badv !== undefined && badv.length > 0) blocked = intersects(cr.adomainLower, badv);
     const bapp = req.bapp as string[] | undefined;
     if (!blocked && bapp !== undefined && cr.bundle !== null) blocked = bapp.indexOf(cr.bundle) !== -1;
     const wlang = req.wlang as string[] | undefined;

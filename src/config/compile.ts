@@ -39,6 +39,8 @@ export interface CompiledCreative {
   readonly bundle: string | null;
   readonly attr: readonly number[];
   readonly adomain: readonly string[];
+  /** adomain in lower case: what badv and a deal's wadomain are matched against (domains ignore case). */
+  readonly adomainLower: readonly string[];
   readonly cattax: number;
   /** Categories and their parents ("IAB2-1" also yields "IAB2"), so a bcat of a parent blocks its children. */
   readonly catWithParents: readonly string[];
@@ -209,6 +211,7 @@ function compileCreative(def: CreativeDef, index: number, eventsSecure: boolean)
     bundle: def.bundle ?? null,
     attr,
     adomain: def.adomain,
+    adomainLower: def.adomain.map((d) => d.toLowerCase()),
     cattax: def.cattax ?? 1,
     catWithParents: catWithParents(cat),
     jsonFields,

@@ -131,15 +131,23 @@ export function primaryUserHash(req: RequestLike): void {
   userHash.lo = keyHash.lo;
 }
 
-/** The exchange a request came from: `ext.exchange`, `source.ext.exchange`, else the first supply-chain node. */
+/**
+ * The exchange a request came from: `ext.exchange`, `source.ext.exchange`, else the first supply-chain node.
+ * Reads extension objects validate.ts does not check (exchanges put anything in `ext`), so every step is
+ * type-checked here: a null or a string where an object is expected means "not said", never a throw.
+ */
 export function exchangeName(req: RequestLike): string {
-  if (req.ext !== undefined && typeof req.ext.exchange === 'string') return req.ext.exchange;
+  const ext = req.ext;
+  if (typeof ext === 'object' && ext !== null && typeof ext.exchange === 'string') return ext.exchange;
   const source = req.source;
-  if (source === undefined) return '';
-  if (source.ext !== undefined && typeof source.ext.exchange === 'string') return source.ext.exchange;
-  const schain = source.schain ?? source.ext?.schain;
-  const first = schain !== undefined && Array.isArray(schain.nodes) ? schain.nodes[0] : undefined;
-  return first !== undefined && first !== null && typeof first.asi === 'string' ? first.asi : '';
+  if (typeof source !== 'object' || source === null) return '';
+  const sext = source.ext;
+  const sourceExt = typeof sext === 'object' && sext !== null ? sext : undefined;
+  if (sourceExt !== undefined && typeof sourceExt.exchange === 'string') return sourceExt.exchange;
+  const schain = source.schain ?? sourceExt?.schain;
+  const nodes = typeof schain === 'object' && schain !== null ? schain.nodes : undefined;
+  const first = Array.isArray(nodes) ? nodes[0] : undefined;
+  return typeof first === 'object' && first !== null && typeof first.asi === 'string' ? first.asi : '';
 }
 
 /** Configured exchange names <-> token exchange index (1-based; 0 = other). At most 255 exchanges. */

@@ -203,6 +203,16 @@ export function safeLanding(u: string, domains: readonly string[]): URL | null {
   return hostAllowed(url.hostname, domains) ? url : null;
 }
 
+/**
+ * Whether an id read from a notice URL is the one the token carries (its hash32). Form decoding (URLSearchParams)
+ * reads `+` as a space, but exchanges substitute ${AUCTION_ID} into the URL as it is, without encoding it: an id
+ * such as "abc+def==" (base64-style ids are common) arrives as "abc def==". A decoded space is therefore also
+ * tried as the `+` it may have been.
+ */
+function sameId(text: string, hash: number): boolean {
+  return hash32(text) === hash || (text.indexOf(' ') !== -1 && hash32(text.replaceAll(' ', '+')) === hash);
+}
+
 export class EventHandler {
   readonly signer: TokenSigner;
   readonly kpis: KpiStore;
@@ -418,7 +428,7 @@ export class EventHandler {
     const a = readMacro(q.get('a'));
     const i = readMacro(q.get('i'));
     if (a.state === 'audit' || i.state === 'audit') return this.audit(kind);
-    if ((a.state === 'value' && hash32(a.text) !== tok.requestHash) || (i.state === 'value' && hash32(i.text) !== tok.impHash)) {
+    if ((a.state === 'value' && !sameId(a.text, tok.requestHash)) || (i.state === 'value' && !sameId(i.text, tok.impHash))) {
       return this.reject(kind, 'auction_mismatch', 400);
     }
 

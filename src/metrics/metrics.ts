@@ -107,6 +107,11 @@ export class Metrics {
   readonly noBidCounters: CounterCell[];
   readonly badRequestCounters: CounterCell[];
   readonly transportCounters: Record<TransportReason, CounterCell>;
+  /**
+   * Requests whose handling threw (a bug: the decision returns reason codes, it never throws on request content).
+   * They are answered 204, counted here (outcome `error`, reason `internal_error`) and logged by the server.
+   */
+  readonly internalErrors: CounterCell;
   readonly knownUser: CounterCell;
   /** Privacy verdicts by reason (ok, coppa, gdpr_no_consent, ...), indexed by PRIVACY_REASON code. */
   readonly privacyCounters: CounterCell[];
@@ -155,7 +160,7 @@ export class Metrics {
     };
     this.requests = new client.Counter({
       name: 'segbid_bid_requests_total',
-      help: 'Bid requests by outcome (bid, nobid, bad_request, rejected) and reason',
+      help: 'Bid requests by outcome (bid, nobid, bad_request, rejected, error) and reason',
       labelNames: ['outcome', 'reason'],
       registers,
       collect,
@@ -217,6 +222,7 @@ export class Metrics {
       TransportReason,
       CounterCell
     >;
+    this.internalErrors = cell(this.requests.labels('error', 'internal_error'));
     const privacy = new client.Counter({
       name: 'segbid_privacy_verdicts_total',
       help: 'Per decided request: may personal data be used (ok) or why not',

@@ -31,6 +31,67 @@ function isFlag(v: unknown): boolean {
 }
 
 /**
+ * Tolerance: JSON null where an optional field may be is read as the field's absence (exchanges that serialise
+ * empty fields as null are common), and currency codes in lower case as the ISO code they spell. The request is
+ * normalised in place, each field read by name (see badInt on keyed reads): the decision then sees `undefined`,
+ * as for an absent field, and upper-case codes. Assigning undefined keeps the object's shape (no delete).
+ */
+function nullsAbsentTop(r: Obj): void {
+  if (r.site === null) r.site = undefined;
+  if (r.app === null) r.app = undefined;
+  if (r.dooh === null) r.dooh = undefined;
+  if (r.device === null) r.device = undefined;
+  if (r.user === null) r.user = undefined;
+  if (r.regs === null) r.regs = undefined;
+  if (r.source === null) r.source = undefined;
+  if (r.ext === null) r.ext = undefined;
+  if (r.cur === null) r.cur = undefined;
+  if (r.tmax === null) r.tmax = undefined;
+  if (r.at === null) r.at = undefined;
+  if (r.test === null) r.test = undefined;
+  if (r.wseat === null) r.wseat = undefined;
+  if (r.bseat === null) r.bseat = undefined;
+  if (r.bcat === null) r.bcat = undefined;
+  if (r.badv === null) r.badv = undefined;
+  if (r.bapp === null) r.bapp = undefined;
+  if (r.wlang === null) r.wlang = undefined;
+  lowerDomains(r.badv);
+  const cur = r.cur;
+  if (Array.isArray(cur)) for (let i = 0; i < cur.length; i++) if (isLowerCurrency(cur[i])) cur[i] = (cur[i] as string).toUpperCase();
+}
+
+function nullsAbsentImp(imp: Obj): void {
+  if (imp.banner === null) imp.banner = undefined;
+  if (imp.video === null) imp.video = undefined;
+  if (imp.audio === null) imp.audio = undefined;
+  if (imp.native === null) imp.native = undefined;
+  if (imp.pmp === null) imp.pmp = undefined;
+  if (imp.bidfloor === null) imp.bidfloor = undefined;
+  if (imp.bidfloorcur === null || imp.bidfloorcur === '') imp.bidfloorcur = undefined; // OpenRTB: USD
+  else if (isLowerCurrency(imp.bidfloorcur)) imp.bidfloorcur = (imp.bidfloorcur as string).toUpperCase();
+  if (imp.secure === null) imp.secure = undefined;
+  if (imp.instl === null) imp.instl = undefined;
+  if (imp.metric === null) imp.metric = undefined;
+}
+
+/** Domain lists (badv, a deal's wadomain) in lower case, as the config's adomain is matched: domains ignore case. */
+function lowerDomains(list: unknown): void {
+  if (!Array.isArray(list)) return;
+  for (let i = 0; i < list.length; i++) {
+    const d = list[i];
+    if (typeof d === 'string' && d !== d.toLowerCase()) list[i] = d.toLowerCase();
+  }
+}
+
+/**
+ * A three-letter code with a lower-case letter ("usd", "Eur"): upper-cased by the caller, assigning only then (an
+ * assignment of an unchanged or absent field would add a property to every imp).
+ */
+function isLowerCurrency(v: unknown): boolean {
+  return typeof v === 'string' && v.length === 3 && (v.charCodeAt(0) >= 97 || v.charCodeAt(1) >= 97 || v.charCodeAt(2) >= 97);
+}
+
+/**
  * Paths are built only on the failure path: the validators inside an imp take the imp's index and the rest of
  * the path as a constant suffix, and `at` joins them when there is something to report.
  */
@@ -142,9 +203,12 @@ function pmpError(p: unknown, imp: number): string | null {
     if (!isObj(d)) return `${at(imp, '.pmp')}.deals[${i}] must be an object`;
     if (typeof d.id !== 'string' || d.id.length === 0) return `${at(imp, '.pmp')}.deals[${i}].id must be a non-empty string`;
     if (d.bidfloor !== undefined && !isNonNegNumber(d.bidfloor)) return `${at(imp, '.pmp')}.deals[${i}].bidfloor must be a non-negative number`;
+    if (d.bidfloorcur === null || d.bidfloorcur === '') d.bidfloorcur = undefined;
+    else if (isLowerCurrency(d.bidfloorcur)) d.bidfloorcur = (d.bidfloorcur as string).toUpperCase();
     if (d.bidfloorcur !== undefined && typeof d.bidfloorcur !== 'string') return `${at(imp, '.pmp')}.deals[${i}].bidfloorcur must be a string`;
     if (d.at !== undefined && !Number.isInteger(d.at)) return `${at(imp, '.pmp')}.deals[${i}].at must be an integer`;
     // Deal seat and domain lists are rare: their path string is built only when present.
+    lowerDomains(d.wadomain);
     if (d.wseat !== undefined || d.wadomain !== undefined) {
       const dp = `${at(imp, '.pmp')}.deals[${i}]`;
       const e = stringArrayError(d.wseat, `${dp}.wseat`) ?? stringArrayError(d.wadomain, `${dp}.wadomain`);
@@ -156,6 +220,7 @@ function pmpError(p: unknown, imp: number): string | null {
 
 function impError(imp: unknown, i: number): string | null {
   if (!isObj(imp)) return `${at(i, '')} must be an object`;
+  nullsAbsentImp(imp);
   if (typeof imp.id !== 'string' || imp.id.length === 0) return `${at(i, '')}.id must be a non-empty string`;
   // An imp offering no format is not malformed: nothing fits it, so it gets no bid (no_matching_format).
   if (imp.bidfloor !== undefined && !isNonNegNumber(imp.bidfloor)) return `${at(i, '')}.bidfloor must be a non-negative number`;
@@ -189,7 +254,7 @@ function impError(imp: unknown, i: number): string | null {
 }
 
 function geoError(g: unknown, path: string): string | null {
-  if (g === undefined) return null;
+  if (g === undefined || g === null) return null; // null: absent (the caller sets it undefined)
   if (!isObj(g)) return `${path} must be an object`;
   if (g.country !== undefined && typeof g.country !== 'string') return `${path}.country must be a string`;
   if (g.accuracy !== undefined && !isNonNegNumber(g.accuracy)) return `${path}.accuracy must be a non-negative number`;
@@ -198,6 +263,11 @@ function geoError(g: unknown, path: string): string | null {
 
 function userError(u: unknown): string | null {
   if (!isObj(u)) return 'user must be an object';
+  if (u.geo === null) u.geo = undefined;
+  if (u.ext === null) u.ext = undefined;
+  if (u.eids === null) u.eids = undefined;
+  if (u.data === null) u.data = undefined;
+  if (u.consent === null) u.consent = undefined;
   if (u.id !== undefined && typeof u.id !== 'string') return 'user.id must be a string';
   if (u.buyeruid !== undefined && typeof u.buyeruid !== 'string') return 'user.buyeruid must be a string';
   if (u.consent !== undefined && typeof u.consent !== 'string') return 'user.consent must be a string';
@@ -215,6 +285,11 @@ function userError(u: unknown): string | null {
 
 function regsError(r: unknown): string | null {
   if (!isObj(r)) return 'regs must be an object';
+  if (r.ext === null) r.ext = undefined;
+  if (r.gdpr === null) r.gdpr = undefined;
+  if (r.coppa === null) r.coppa = undefined;
+  if (r.us_privacy === null) r.us_privacy = undefined;
+  if (r.gpp === null) r.gpp = undefined;
   if (r.coppa !== undefined && !isFlag(r.coppa)) return 'regs.coppa must be 0 or 1';
   if (r.gdpr !== undefined && !isFlag(r.gdpr)) return 'regs.gdpr must be 0 or 1';
   if (r.us_privacy !== undefined && typeof r.us_privacy !== 'string') return 'regs.us_privacy must be a string';
@@ -252,6 +327,7 @@ export function validateBidRequest(req: unknown): string | null {
   if (!isObj(req)) return 'request must be a JSON object';
   if (typeof req.id !== 'string' || req.id.length === 0) return 'id must be a non-empty string';
   if (!Array.isArray(req.imp)) return 'imp must be an array';
+  nullsAbsentTop(req);
   if (req.imp.length === 0) return 'imp is empty';
   // Real requests carry a handful of imps; thousands would hold the event loop (and every other request)
   // for hundreds of milliseconds and amplify into a response of megabytes.
@@ -271,6 +347,7 @@ export function validateBidRequest(req: unknown): string | null {
   if (e) return e;
   if (req.device !== undefined) {
     if (!isObj(req.device)) return 'device must be an object';
+    if (req.device.geo === null) req.device.geo = undefined;
     const bad = badDeviceInt(req.device);
     if (bad !== null) return `device.${bad} must be a non-negative integer`;
     e = geoError(req.device.geo, 'device.geo');

@@ -51,7 +51,10 @@ function writePending(): void {
     return;
   }
   res.writeHeader('content-type', 'application/json');
-  if (pendingGzip) res.writeHeader('content-encoding', 'gzip');
+  if (pendingGzip) {
+    res.writeHeader('content-encoding', 'gzip');
+    res.writeHeader('vary', 'accept-encoding');
+  }
   res.end(pendingBody, pendingClose);
 }
 
@@ -65,6 +68,35 @@ function respond(res: uWS.HttpResponse, status: string, body: string | Buffer, v
   res.cork(writePending);
   pendingRes = null;
   pendingBody = '';
+}
+
+/**
+ * Whether an Accept-Encoding header lets the response be gzipped (RFC 9110 12.5.3): `gzip`, `x-gzip` or `*` with
+ * a non-zero weight, `gzip;q=0` refusing it even next to `*`. The usual header ("gzip", "gzip, deflate, br") has
+ * no weights: one substring search.
+ */
+export function acceptsGzip(header: string): boolean {
+  if (header.indexOf(';') === -1) return header.indexOf('gzip') !== -1 || header.indexOf('*') !== -1;
+  let star = false;
+  for (const part of header.toLowerCase().split(',')) {
+    const semi = part.indexOf(';');
+    const name = (semi === -1 ? part : part.slice(0, semi)).trim();
+    const q = semi === -1 ? 1 : weightOf(part.slice(semi + 1));
+    if (name === 'gzip' || name === 'x-gzip') return q > 0;
+    if (name === '*') star = q > 0;
+  }
+  return star;
+}
+
+function weightOf(params: string): number {
+  for (const p of params.split(';')) {
+    const eq = p.indexOf('=');
+    if (eq !== -1 && p.slice(0, eq).trim() === 'q') {
+      const q = Number(p.slice(eq + 1).trim());
+      return Number.isFinite(q) ? q : 1;
+    }
+  }
+  return 1;
 }
 
 function statusLine(status: number): string {
@@ -84,6 +116,8 @@ export interface BidServerOptions {
   handler: BidHandler;
   metrics: Metrics;
   lifecycle: Lifecycle;
+  /** Told of a request whose handling threw (answered 204 and counted); the server logs it, rate-limited. */
+  onInternalError?: (e: Error) => void;
 }
 
 /**
@@ -125,6 +159,7 @@ const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
   const { handler, metrics, lifecycle } = options;
+  const onInternalError = options.onInternalError ?? (() => {});
   const app = uWS.App();
 
   const reject = (res: uWS.HttpResponse, reason: TransportReason, status: string, message: string, version: string, close: boolean) => {
@@ -132,30 +167,54 @@ export function createBidApp(options: BidServerOptions): uWS.TemplatedApp {
     respond(res, status, JSON.stringify({ error: reason, reason: message }), version, false, close);
   };
 
-  /** Decides a complete body and writes the answer (the Redis segment store may make it wait: onAborted is set). */
+  /** A request whose handling threw: a bug, not bad input (the decision answers bad input with reason codes). */
+  const internalError = (res: uWS.HttpResponse, e: unknown, version: string) => {
+    metrics.internalErrors.inc();
+    onInternalError(e instanceof Error ? e : new Error(String(e)));
+    respond(res, '204 No Content', '', version, false, lifecycle.draining);
+  };
+
+  /**
+   * Decides a complete body and writes the answer (the Redis segment store may make it wait: onAborted is set).
+   * Whatever throws is answered with a no-bid and counted (internalError): the exchange gets an answer and the
+   * process keeps serving, where one request that hit a bug would otherwise take the bidder down.
+   */
   const answerText = (res: uWS.HttpResponse, reader: BodyReader, body: string, version: string, acceptGzip: boolean, debug: DebugRequest | null) => {
     const settings = handler.current.config.settings;
-    if (debug === null && handler.remote !== null) {
-      // Redis segment store (src/segments/remote-segments.ts): only a request whose user the local store does
-      // not know waits; the late answer goes through respond (res.cork).
-      const later = handler.handleAsync(body);
-      if (later instanceof Promise) {
-        void later.then((r) => {
-          if (!reader.aborted) answerBid(res, r, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
-        });
-      } else answerBid(res, later, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
+    let result: BidResult;
+    try {
+      if (debug === null && handler.remote !== null) {
+        // Redis segment store (src/segments/remote-segments.ts): only a request whose user the local store does
+        // not know waits; the late answer goes through respond (res.cork).
+        const later = handler.handleAsync(body);
+        if (later instanceof Promise) {
+          void later.then(
+            (r) => {
+              if (!reader.aborted) answerBid(res, r, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
+            },
+            (e: unknown) => {
+              if (!reader.aborted) internalError(res, e, version);
+            },
+          );
+          return;
+        }
+        result = later;
+      } else result = debug === null ? handler.handle(body) : handler.handleDebug(body, debug);
+    } catch (e) {
+      internalError(res, e, version);
       return;
     }
-    const result = debug === null ? handler.handle(body) : handler.handleDebug(body, debug);
     answerBid(res, result, version, acceptGzip, settings.gzipMinBytes, lifecycle.draining);
   };
 
   app.post(BID_PATH, (res, req) => {
     // Headers must be read before the handler returns (uWS reuses the request object).
     const declared = req.getHeader('content-length');
-    const encoding = req.getHeader('content-encoding').toLowerCase();
+    const declaredEncoding = req.getHeader('content-encoding').toLowerCase();
+    // RFC 9110: x-gzip is gzip.
+    const encoding = declaredEncoding === 'x-gzip' ? 'gzip' : declaredEncoding;
     const identity = encoding === '' || encoding === 'identity';
-    const acceptGzip = req.getHeader('accept-encoding').indexOf('gzip') !== -1;
+    const acceptGzip = acceptsGzip(req.getHeader('accept-encoding'));
     const version = req.getHeader('x-openrtb-version') || '2.6';
     // Content-Type is not checked: exchanges send JSON as text/plain, form types or nothing; the body is
     // parsed as JSON whatever it says, and a body that is not JSON gets a 400.

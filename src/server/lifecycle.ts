@@ -20,3 +20,20 @@ export async function drainInFlight(inFlight: () => number, boundMs: number, pol
   while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, pollMs));
   return inFlight();
 }
+
+/**
+ * Logs requests whose handling threw (bid-server.ts answers them 204 and counts them), at most once per
+ * `everyMs` with the count since the last line: a bug hit by every request must not flood the log.
+ */
+export function internalErrorLog(warn: (fields: object, message: string) => void, everyMs = 10_000): (e: Error) => void {
+  let lastMs = -Infinity;
+  let since = 0;
+  return (e) => {
+    since++;
+    const now = Date.now();
+    if (now - lastMs < everyMs) return;
+    lastMs = now;
+    warn({ err: e.message, stack: e.stack, requests: since }, 'bid request handling threw: answered 204 (segbid_bid_requests_total{outcome="error"})');
+    since = 0;
+  };
+}

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
 import { createBidApp } from './bid-server.js';
 import { createOpsApp } from './ops-server.js';
-import { Lifecycle, drainInFlight } from './lifecycle.js';
+import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
 import { readDocument } from '../config/load.js';
@@ -164,7 +164,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
       uwsNative: isNativeUws(),
     };
   };
-  const bidApp = createBidApp({ handler, metrics, lifecycle });
+  const bidApp = createBidApp({ handler, metrics, lifecycle, onInternalError: internalErrorLog((f, m) => logger.error(f, m)) });
   const opsApp = createOpsApp({ metrics, lifecycle, status, admin });
   const bid = await listen(bidApp, host, options.port ?? 8080);
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { createBidApp } from './bid-server.js';
 import { closeListenSocket, listen, type uWS } from './uws.js';
-import { Lifecycle, drainInFlight } from './lifecycle.js';
+import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -115,7 +115,7 @@ try {
   startLearningTimers(() => handler.current);
   // After the state restore (it seeds the hub): learning deltas to the main thread, totals back; Redis caps.
   const shared = startWorkerLearning(handler, metrics.registry, send, data.redisUrl);
-  const app = createBidApp({ handler, metrics, lifecycle });
+  const app = createBidApp({ handler, metrics, lifecycle, onInternalError: internalErrorLog((f, m) => logger.error(f, m)) });
   const { socket, port: bound } = await listen(app, data.host, data.port);
   appRef = app;
   eventsRef = events;
