@@ -28,8 +28,10 @@
  *     re-asserts what it saw before anything new is granted: what can be forgotten is only what was granted
  *     after the last heartbeat of the surviving clients to processes that did not come back.
  *   - A call that fails (authority down, slow, timeout) changes nothing locally: the process spends what it
- *     holds, no more, and retries on the next tick. A call that timed out but succeeded loses that grant for
- *     this process (it stays counted): conservative.
+ *     holds, no more, and retries on the next tick. A call that timed out here may still have run at the
+ *     authority (Redis runs every command written to its socket, late): each reply carries the lease's whole
+ *     grant, and the client adopts what it did not know of, so a stall of Redis strands nothing. Only the grants
+ *     of a lease that expired meanwhile (no reply for its TTL) stay counted and lost to the process: conservative.
  * Overspend bound: while the authority keeps its totals, none beyond the ledger's own late-win bound; after a
  * loss of the totals, what was granted after the last heartbeat of the surviving clients, in practice at most
  * one slice per process (README, "Running in production").
@@ -71,6 +73,15 @@ export interface LeaseRequest {
 
 export interface LeaseReply {
   granted: number;
+  /**
+   * The client's lease after this call: everything granted to it so far (this call's `granted` included), and
+   * whether this call created it (first call, or the lease had expired or was lost with the totals). A client
+   * adopts what the lease says it holds: a call that timed out on the client may still have run at the authority
+   * (Redis runs what was written to its socket), and its grant shows up here on the next reply instead of being
+   * stranded.
+   */
+  leaseGranted: number;
+  leaseFresh: boolean;
   /** Campaign totals after this call: granted to everyone (base included), spent reported, day granted. */
   total: number;
   dayTotal: number;
@@ -191,6 +202,8 @@ interface ClientCampaign {
   /** flightSpent at attach: spend before the bank (a restored ledger) is not reported again. */
   spentOrigin: number;
   granted: number;
+  /** The lease's whole grant at the authority as the last reply said (LeaseReply.leaseGranted). */
+  leaseGranted: number;
   acked: number;
   epoch: string;
   seen: number;
@@ -261,6 +274,7 @@ export class LeaseBank implements BudgetBank {
           origin: committed,
           spentOrigin: ledger.flightSpentOf(c),
           granted: 0,
+          leaseGranted: 0,
           acked: 0,
           epoch: '',
           seen: 0,
@@ -354,8 +368,14 @@ export class LeaseBank implements BudgetBank {
         s.seenDayIndex = day;
         s.totalSpent = reply.spent;
         s.exhausted = reply.granted < want;
-        if (reply.granted > 0) {
-          s.granted += reply.granted;
+        // This call's grant, plus those of earlier calls that failed here but ran at the authority (a timeout):
+        // the lease's total moved by more than this call granted. A fresh lease starts from what this call did
+        // (an expired lease's grants stay counted at the authority: lost to this process, conservative).
+        const before = reply.leaseFresh ? 0 : s.leaseGranted;
+        const got = Math.max(reply.granted, reply.leaseGranted - before);
+        s.leaseGranted = reply.leaseGranted;
+        if (got > 0) {
+          s.granted += got;
           this.applyGrant(s);
         }
       },
@@ -496,7 +516,8 @@ export class BankBook {
     }
     if (req.dailyMicros >= 0) day.cap = req.dailyMicros;
     let lease = camp.leases.get(client);
-    if (lease === undefined || lease.expiresMs <= nowMs) {
+    const leaseFresh = lease === undefined || lease.expiresMs <= nowMs;
+    if (lease === undefined || leaseFresh) {
       lease = { granted: 0, spent: req.ackedSpent, expiresMs: 0 };
       camp.leases.set(client, lease);
     }
@@ -514,7 +535,7 @@ export class BankBook {
     day.granted += g;
     lease.granted += g;
     lease.expiresMs = nowMs + req.ttlMs;
-    return { granted: g, total: total + g, dayTotal: dayTotal + g, spent: camp.spent, epoch: camp.epoch };
+    return { granted: g, total: total + g, dayTotal: dayTotal + g, spent: camp.spent, epoch: camp.epoch, leaseGranted: lease.granted, leaseFresh };
   }
 
   giveBack(client: string, req: ReturnRequest): number {

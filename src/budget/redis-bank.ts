@@ -53,7 +53,9 @@ elseif foreign and seenDay > num(redis.call('HGET', dayk, 'base')) then
   redis.call('HSET', dayk, 'base', n(seenDay))
 end
 if daily >= 0 then redis.call('HSET', dayk, 'cap', n(daily)) end
+local fresh = 0
 if redis.call('EXISTS', lease) == 0 then
+  fresh = 1
   redis.call('HSET', lease, 'granted', '0', 'spent', n(acked))
 end
 local prev = num(redis.call('HGET', lease, 'spent'))
@@ -72,13 +74,15 @@ if g > flight - total then g = flight - total end
 if g > cap - dayTotal then g = cap - dayTotal end
 if g < 0 then g = 0 end
 g = math.floor(g)
+local lg = num(redis.call('HGET', lease, 'granted'))
 if g > 0 then
+  lg = lg + g
   redis.call('HSET', camp, 'granted', n(granted + g))
   redis.call('HSET', dayk, 'granted', n(num(redis.call('HGET', dayk, 'granted')) + g))
-  redis.call('HSET', lease, 'granted', n(num(redis.call('HGET', lease, 'granted')) + g))
+  redis.call('HSET', lease, 'granted', n(lg))
 end
 redis.call('PEXPIRE', lease, ttl)
-return {n(g), n(total + g), n(dayTotal + g), n(cspent), cur}
+return {n(g), n(total + g), n(dayTotal + g), n(cspent), cur, n(lg), fresh}
 `;
 
 const RETURN_LUA = `
@@ -157,7 +161,15 @@ export class RedisBankTransport implements BankTransport {
       String(req.daysLeft),
       String(RESEED_HOLD_MS),
     );
-    return { granted: Number(reply[0]), total: Number(reply[1]), dayTotal: Number(reply[2]), spent: Number(reply[3]), epoch: String(reply[4]) };
+    return {
+      granted: Number(reply[0]),
+      total: Number(reply[1]),
+      dayTotal: Number(reply[2]),
+      spent: Number(reply[3]),
+      epoch: String(reply[4]),
+      leaseGranted: Number(reply[5]),
+      leaseFresh: Number(reply[6]) === 1,
+    };
   }
 
   async giveBack(client: string, req: ReturnRequest): Promise<number> {

@@ -20,9 +20,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A real redis-server on `port` that keeps nothing on disk; resolves once it answers PING. */
-export async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+/**
+ * A real redis-server on `port` that keeps nothing on disk; resolves once it answers PING. `extra`: more
+ * arguments (e.g. `--enable-debug-command local`, for DEBUG SLEEP: a Redis that stalls).
+ */
+export async function startRedis(port: number, extra: string[] = []): Promise<ChildProcess> {
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], { stdio: 'ignore' });
   const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   probe.on('error', () => {});
   for (let i = 0; i < 100; i++) {
