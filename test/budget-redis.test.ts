@@ -254,3 +254,44 @@ describe.skipIf(!hasRedis)('a lease call that times out but runs in Redis (real 
     }
   });
 });
+
+describe.skipIf(!hasRedis || !built)('notices that reach another instance (real redis-server, real bidder processes)', () => {
+  it('settle where the bid was made: within budget + one slice per process, with a short reservation TTL', async () => {
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}`;
+    const server = await startRedis(port);
+    // A 3 s reservation TTL: a reservation whose notice never came back to its process would go back into that
+    // process's grant every 3 s and be bid again (before the relay: 2.8x the budget billed in 25 s).
+    const config = budgetedDemo(FLIGHT, SLICE, { reservationTtlMs: 3000 });
+    const [a, b] = await Promise.all([serve(config, ['--workers', '1', '--redis', url]), serve(config, ['--workers', '1', '--redis', url])]);
+    try {
+      const tally = newTally();
+      const other = (s: Serving) => (s === a ? b : a);
+      // Every win notice goes to the other instance, as a load balancer may send it.
+      const end = Date.now() + 12_000;
+      const loop = async (s: Serving) => {
+        while (Date.now() < end) await auctionOn(s, tally, { noticeTo: other(s) });
+      };
+      await Promise.all([a, b].flatMap((s) => [loop(s), loop(s), loop(s)]));
+      const bound = BUDGET_MICROS + 2 * SLICE_MICROS;
+      const relayed = async (s: Serving, outcome: string) => {
+        const m = new RegExp(`segbid_notice_relay_total\\{outcome="${outcome}"\\} (\\d+)`).exec(await metricsText(s.adminPort));
+        return m === null ? 0 : Number(m[1]);
+      };
+      const sent = (await relayed(a, 'sent')) + (await relayed(b, 'sent'));
+      const received = (await relayed(a, 'received')) + (await relayed(b, 'received'));
+      console.log(`cross-instance notices: billed ${tally.spentMicros} of ${BUDGET_MICROS} (bound ${bound}), ${tally.bids} bids, relayed ${sent} sent / ${received} received`);
+      expect(tally.bids).toBeGreaterThan(50);
+      expect(tally.noticeRefused).toBe(0);
+      expect(tally.errors).toBe(0);
+      expect(sent).toBe(tally.bids);
+      expect(received).toBe(sent);
+      expect(tally.spentMicros).toBeLessThanOrEqual(bound);
+      expect(tally.spentMicros).toBeGreaterThanOrEqual(0.75 * BUDGET_MICROS); // the budget is still spent
+    } finally {
+      await stop(a);
+      await stop(b);
+      await stopRedis(server);
+    }
+  }, 60_000);
+});

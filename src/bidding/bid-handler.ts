@@ -67,10 +67,11 @@ export class BidHandler {
   /** Where the ledger's grants come from when processes share the budgets (src/budget/bank.ts). */
   readonly bank: BudgetBank;
   /**
-   * Worker threads: budget notices whose reservation another worker made are sent there (bank-threads.ts);
-   * null: every notice settles here.
+   * Budget notices whose reservation another worker (bank-threads.ts) or another process (Redis,
+   * src/budget/notice-relay.ts) made are sent there: `route` returns true when it took the notice. Null: every
+   * notice settles here.
    */
-  noticeRouter: { owns(handle: number): boolean; forward(notice: ForwardedNotice): void } | null = null;
+  noticeRouter: { route(notice: ForwardedNotice, handle: number): boolean } | null = null;
   /** Learned-state feedback (strategies, rotation, shading, caps); taps share it beyond this thread. */
   readonly learning: LearningListener;
   /** Told around every swap (shared learning queues the old plan's delta, then rebases on the new one). */
@@ -111,17 +112,16 @@ export class BidHandler {
     this.events.addListener(forward);
   }
 
-  /** Sends a budget notice to the worker that holds its reservation; false: it settles here. */
+  /** Sends a budget notice to the worker or process that holds its reservation; false: it settles here. */
   private routed(kind: ForwardedNotice['kind'], lineItem: number, price: number, ctx: OutcomeContext): boolean {
     const router = this.noticeRouter;
     if (router === null) return false;
     const handle = reservationOf(ctx.bidId);
-    if (handle < 0 || router.owns(handle)) return false;
-    router.forward({ kind, lineItem, price, bidId: ctx.bidId, nowMs: ctx.nowMs });
-    return true;
+    if (handle < 0) return false; // no reservation: nothing to settle elsewhere
+    return router.route({ kind, lineItem, price, bidId: ctx.bidId, nowMs: ctx.nowMs }, handle);
   }
 
-  /** A budget notice forwarded by another worker: settled here, never routed again. */
+  /** A budget notice forwarded by another worker or process: settled here, never routed again. */
   applyNotice(n: ForwardedNotice): void {
     const listener = this.budgetListener;
     if (listener === null) return;

@@ -36,9 +36,10 @@
  * loss of the totals, what was granted after the last heartbeat of the surviving clients, in practice at most
  * one slice per process (README, "Running in production").
  *
- * Handles: processes sharing campaigns mint disjoint reservation handles (Ledger genBase, genBaseFor), so a
- * notice that reaches another process than the one that bid is booked there as unknown (bookUnreserved, capped
- * at the line item's bid and at that process's grant) instead of settling someone else's reservation.
+ * Handles: processes sharing campaigns mint disjoint reservation handles (Ledger genBase, genBaseFor), and a
+ * notice that reaches another process than the one that bid is sent back to it (the bid id names its minter:
+ * src/budget/notice-relay.ts) to settle the reservation where it was made; only one that cannot be sent is booked
+ * where it landed as unknown (bookUnreserved, capped at the line item's bid and at that process's grant).
  */
 import { randomBytes } from 'node:crypto';
 import { DAY_MS, type CompiledBudgetPlan } from './types.js';

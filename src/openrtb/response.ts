@@ -12,18 +12,58 @@ import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
 import { emptyToken, hash32, type TokenFields, type TokenPair } from '../events/token.js';
 import { bidIdWithReservation } from '../budget/outcome-listener.js';
+import { randomBytes } from 'node:crypto';
 import { configEpoch, dealIndex, mostSpecificSegment, primaryUserHash, userHash } from '../events/bid-context.js';
 
 const NURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}"';
 const LURL_TAIL = '&a=${AUCTION_ID}&i=${AUCTION_IMP_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"';
 
 let sequence = 0;
-const instance = (process.pid.toString(36) + Date.now().toString(36)).slice(-8);
 
-/** A response-unique id: instance prefix + sequence (cheap, no crypto on the hot path). */
+/** Characters of a bid id that name the thread that minted it: 6 for the process, 2 for the worker. */
+export const OWNER_TAG_LENGTH = 8;
+const PROCESS_TAG_LENGTH = 6;
+
+/** A random process tag (6 base-36 characters: one chance in ~2 billion that two processes share one). */
+export function randomProcessTag(): string {
+  return (randomBytes(8).readBigUInt64BE() % 36n ** 6n).toString(36).padStart(PROCESS_TAG_LENGTH, '0');
+}
+
+/** The owner tag of worker `index` (0 for a process without workers) of the process tagged `processTag`. */
+export function ownerTag(processTag: string, index: number): string {
+  return processTag + (index % 1296).toString(36).padStart(OWNER_TAG_LENGTH - PROCESS_TAG_LENGTH, '0');
+}
+
+let owner = ownerTag(randomProcessTag(), 0);
+
+/**
+ * This thread's owner tag, the prefix of every bid id it mints: a budget notice names the thread (and the
+ * process) that holds its reservation (src/budget/notice-relay.ts). Random per process unless the server sets it
+ * (a cluster's workers share their process's tag).
+ */
+export function bidIdOwner(): string {
+  return owner;
+}
+
+export function setBidIdOwner(tag: string): void {
+  if (tag.length !== OWNER_TAG_LENGTH) throw new Error(`owner tag must be ${OWNER_TAG_LENGTH} characters`);
+  owner = tag;
+}
+
+/** The owner tag a bid id starts with, '' when it is too short to carry one. */
+export function ownerOfBidId(bidId: string): string {
+  return bidId.length > OWNER_TAG_LENGTH ? bidId.slice(0, OWNER_TAG_LENGTH) : '';
+}
+
+/** Whether two owner tags name the same process (its workers differ in their last two characters). */
+export function sameProcess(a: string, b: string): boolean {
+  return a.length === OWNER_TAG_LENGTH && b.length === OWNER_TAG_LENGTH && a.startsWith(b.slice(0, PROCESS_TAG_LENGTH));
+}
+
+/** A response-unique id: the owner tag + sequence (cheap, no crypto on the hot path). */
 export function nextBidId(): string {
   sequence = (sequence + 1) % 0x7fffffff;
-  return instance + sequence.toString(36);
+  return owner + sequence.toString(36);
 }
 
 function jsonString(s: string): string {

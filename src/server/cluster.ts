@@ -29,6 +29,7 @@ import { startClusterHub, type LearnMessage, type LearnedMessage } from '../bidd
 import type { Decider } from '../bidding/decide.js';
 import { ThreadBankHost, type BankReplyMessage, type BankRequestMessage, type NoticeDeliverMessage, type NoticeRouteMessage } from '../budget/bank-threads.js';
 import { genBaseFor } from '../budget/bank.js';
+import { processTagFor } from '../budget/notice-relay.js';
 import { registerBookMetrics } from '../budget/bank-metrics.js';
 import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
@@ -70,6 +71,8 @@ export interface WorkerData {
    * the worker's own generation range, so that notices reaching another worker are forwarded to it.
    */
   bank: { client: string; genBase: number; via: 'main' | 'redis' };
+  /** The process's tag, which starts every bid id its workers mint (src/openrtb/response.ts ownerTag). */
+  processTag: string;
 }
 
 export type WorkerMessage =
@@ -146,6 +149,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const bankHost = options.redisUrl ? null : new ThreadBankHost({ stateDir: options.stateDir ?? null });
   if (bankHost !== null) registerBookMetrics(mainMetrics.registry, bankHost.book, () => bankHost.reclaimed);
   const bankRun = randomBytes(4).toString('hex');
+  const processTag = processTagFor(options.stateDir);
   let budgetPlan = probe.config.budgetPlan;
   const workers: (Worker | null)[] = new Array(options.workers).fill(null);
   /** Last health report of each live worker (null: none yet, or the worker is gone). */
@@ -193,6 +197,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           genBase: genBaseFor(index * 8 + (generations[index] % 8)),
           via: bankHost === null ? 'redis' : 'main',
         },
+        processTag,
       };
       const worker = new Worker(WORKER_ENTRY, { workerData: data });
       const born = Date.now();

@@ -25,6 +25,9 @@ import { AuditLog } from '../admin/audit-log.js';
 import { ConfigManager } from '../admin/config-manager.js';
 import { connectRemoteSegments } from '../segments/remote-segments.js';
 import { createRedisBank } from '../budget/redis-bank.js';
+import { processTagFor } from '../budget/notice-relay.js';
+import { ownerTag } from '../openrtb/response.js';
+import { startNoticeRouting } from './notice-routing.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { BudgetStateStore, registerStateMetrics } from '../budget/state-store.js';
 import { HistoryRecorder, historyQueryFromParams } from '../admin/history.js';
@@ -111,6 +114,9 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     registerBankMetrics(metrics.registry, () => bank);
     metrics.addHealthCheck(bankHealthCheck(bank));
   }
+  // Bid ids name this process (kept across restarts with the state): with Redis, a notice that reaches another
+  // instance comes back here to settle its reservation (src/budget/notice-relay.ts).
+  const notices = startNoticeRouting({ handler, metrics, own: ownerTag(processTagFor(options.stateDir), 0), redisUrl: options.redisUrl ?? null, toWorker: null });
   if (state !== null) {
     state.start(() => handler.current.plan);
     registerStateMetrics(state, metrics.registry);
@@ -204,6 +210,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     await drainInFlight(() => metrics.inFlight, 2000);
     stopLearning();
     shared.close();
+    await notices.close(); // notices for other instances go out; the last ones for this one settle here
     await handler.bank.close(); // gives back the budget held unspent (Redis), before the final snapshot
     state?.close(); // final journal flush and snapshot: a clean stop loses no ledger change
     stopHistory();

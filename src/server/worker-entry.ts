@@ -8,6 +8,8 @@ import { existsSync } from 'node:fs';
 import { createBidApp } from './bid-server.js';
 import { closeListenSocket, listen, type uWS } from './uws.js';
 import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
+import { startNoticeRouting } from './notice-routing.js';
+import { ownerTag } from '../openrtb/response.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { loadDecider } from '../bidding/load-decider.js';
 import { Metrics } from '../metrics/metrics.js';
@@ -23,7 +25,6 @@ import { startWorkerLearning } from '../bidding/shared-state.js';
 import { LeaseBank, type BudgetBank } from '../budget/bank.js';
 import { ThreadBankTransport, ownerOfHandle } from '../budget/bank-threads.js';
 import { createRedisBank } from '../budget/redis-bank.js';
-import { reservationOf } from '../budget/outcome-listener.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { connectRemoteSegments } from '../segments/remote-segments.js';
 
@@ -101,10 +102,20 @@ try {
     ? await connectRemoteSegments(data.segmentsRedisUrl, decider.config.dictionary, { budgetMs: data.segmentsRedisBudgetMs, logger, metrics })
     : null;
   // A budget notice for another worker's reservation is settled there, through the main thread (bank-threads.ts).
-  handler.noticeRouter = {
-    owns: (handle) => ownerOfHandle(handle) === data.index,
-    forward: (notice) => send({ type: 'bank-notice', to: ownerOfHandle(reservationOf(notice.bidId)), notice }),
-  };
+  // Bid ids name this worker of this process. A budget notice for another worker's reservation is settled there,
+  // through the main thread (bank-threads.ts); with Redis, one for another process goes there (notice-relay.ts).
+  const notices = startNoticeRouting({
+    handler,
+    metrics,
+    own: ownerTag(data.processTag, data.index),
+    redisUrl: data.bank.via === 'redis' ? data.redisUrl : null,
+    toWorker: (notice, handle) => {
+      const to = ownerOfHandle(handle);
+      if (to === data.index) return false;
+      send({ type: 'bank-notice', to, notice });
+      return true;
+    },
+  });
   port.on('message', (m: MainMessage) => {
     if (m.type === 'bank-notice') handler.applyNotice(m.notice);
   });
@@ -160,6 +171,7 @@ try {
       // Requests whose body is still arriving are answered (bounded), then the event log is flushed and
       // fsynced before the thread exits.
       void drainInFlight(() => metrics.inFlight, DRAIN_MS)
+        .then(() => notices.close()) // notices for other processes go out; the last ones for this worker settle
         .then(() => handler.bank.close()) // gives back the budget held unspent
         .then(() => handler.remote?.redis.close())
         .then(() => {

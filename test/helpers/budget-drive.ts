@@ -106,10 +106,12 @@ export interface Tally {
   maxMs: number;
   /** Connection errors of processes that were alive when asked (must stay 0). */
   errors: number;
+  /** Win notices not answered 204. */
+  noticeRefused: number;
 }
 
 export function newTally(): Tally {
-  return { requests: 0, byStatus: {}, bids: 0, spentMicros: 0, maxMs: 0, errors: 0 };
+  return { requests: 0, byStatus: {}, bids: 0, spentMicros: 0, maxMs: 0, errors: 0, noticeRefused: 0 };
 }
 
 function fill(url: string, values: Record<string, string>): string {
@@ -125,7 +127,7 @@ let auction = 0;
  * One auction on `s`: a bid request for a known demo user; a bid is won at its price and its win notice sent
  * to the same process (the exchange pays the bid: the most each bid can cost). Returns the micros spent.
  */
-export async function auctionOn(s: Serving, tally: Tally): Promise<number> {
+export async function auctionOn(s: Serving, tally: Tally, options: { noticeTo?: Serving } = {}): Promise<number> {
   const id = `a${++auction}`;
   const request = {
     id,
@@ -157,10 +159,13 @@ export async function auctionOn(s: Serving, tally: Tally): Promise<number> {
   // Billed by the exchange whether or not the notice arrives: the money is spent once the bid won.
   const micros = Math.round(price * 1000);
   tally.spentMicros += micros;
+  // The exchange's notice goes to `noticeTo` when given: behind a load balancer, any instance may get it.
+  const to = options.noticeTo ?? s;
   try {
-    await raw(s.bidPort, { method: 'GET', path: win });
+    const r = await raw(to.bidPort, { method: 'GET', path: win });
+    if (r.status !== 204) tally.noticeRefused++;
   } catch {
-    if (s.alive) tally.errors++;
+    if (to.alive) tally.errors++;
   }
   return micros;
 }
