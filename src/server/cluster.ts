@@ -17,11 +17,16 @@ import client from 'prom-client';
 import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
 import { createOpsApp } from './ops-server.js';
 import { Lifecycle } from './lifecycle.js';
-import { loadDecider } from '../bidding/load-decider.js';
+import { deciderFromDocument } from '../bidding/load-decider.js';
+import { readDocument } from '../config/load.js';
+import { ConfigManager } from '../admin/config-manager.js';
+import { AdminApi } from '../admin/admin-api.js';
+import { AdminAuth } from '../admin/auth.js';
+import { AuditLog } from '../admin/audit-log.js';
+import { dirname, join } from 'node:path';
 import { Metrics, type HealthState } from '../metrics/metrics.js';
 import { SegbidError } from '../common/errors.js';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { EventsSetupOptions } from './events-setup.js';
 import type { StartOptions } from './start.js';
 import { CapTableOwner, type SharedCapTable } from '../bidding/shared-caps.js';
@@ -35,13 +40,35 @@ import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
 import { hugePagesMB } from '../common/node-flags.js';
 
-/** The options of one bidder that a cluster takes too (the cluster does not serve the admin API yet). */
-export interface ClusterOptions extends Pick<StartOptions, 'configPath' | 'host' | 'port' | 'adminPort' | 'allowUwsFallback' | 'logger' | 'signals' | 'stateDir' | 'stateSnapshotMs' | 'redisUrl' | 'paceShare' | 'segmentsRedisUrl' | 'segmentsRedisBudgetMs' | keyof EventsSetupOptions> {
+/** The options of one bidder that a cluster takes too (its main thread serves the admin API: see startCluster). */
+export interface ClusterOptions
+  extends Pick<
+    StartOptions,
+    | 'configPath'
+    | 'host'
+    | 'port'
+    | 'adminPort'
+    | 'allowUwsFallback'
+    | 'logger'
+    | 'signals'
+    | 'stateDir'
+    | 'stateSnapshotMs'
+    | 'redisUrl'
+    | 'paceShare'
+    | 'segmentsRedisUrl'
+    | 'segmentsRedisBudgetMs'
+    | 'adminTokens'
+    | 'persistConfig'
+    | 'auditLogPath'
+    | keyof EventsSetupOptions
+  > {
   workers: number;
 }
 
 export interface WorkerData {
   configPath: string;
+  /** The running config document (it may differ from the file: admin changes not persisted). */
+  document: unknown;
   host: string;
   port: number;
   storeBuffer: SharedArrayBuffer | null;
@@ -88,7 +115,8 @@ export type WorkerMessage =
 
 export type MainMessage =
   | { type: 'metrics'; id: number }
-  | { type: 'reload'; storeBuffer: SharedArrayBuffer | null; capTable: SharedCapTable | null }
+  /** The running config document (the admin API's, or the file's on SIGHUP), built by each worker as it is. */
+  | { type: 'reload'; storeBuffer: SharedArrayBuffer | null; capTable: SharedCapTable | null; document: unknown }
   | LearnedMessage
   | BankReplyMessage
   | NoticeDeliverMessage
@@ -135,9 +163,14 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const { logger } = options;
   assertNativeUws(options.allowUwsFallback ?? false);
   const host = options.host ?? '0.0.0.0';
-  // Validate in the main thread first: a broken config fails the start, not N workers.
-  const probe = loadDecider(options.configPath);
+  // Validate in the main thread first: a broken config fails the start, not N workers. The main thread keeps
+  // this decider as the admin API's view of the running config (the workers serve their own copies).
+  const document = readDocument(options.configPath);
+  const probe = deciderFromDocument(document, dirname(options.configPath), options.configPath);
+  let serving = probe;
   let storeBuffer = readStoreShared(probe.config.storePath);
+  let storeOfBuffer = probe.store;
+  let runningDocument: unknown = document;
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
   // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
@@ -176,6 +209,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     new Promise((resolve, reject) => {
       const data: WorkerData = {
         configPath: options.configPath,
+        document: runningDocument,
         host,
         port,
         storeBuffer,
@@ -293,44 +327,96 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     return client.AggregatorRegistry.aggregate(parts);
   };
 
+  /**
+   * Sends the running document to every live worker, which builds and swaps it (the main thread validated it);
+   * resolves with whether every worker took it. A new segment store goes out as a new shared buffer.
+   */
+  const pushToWorkers = async (next: Decider, doc: unknown): Promise<boolean> => {
+    if (next.store !== storeOfBuffer) {
+      storeBuffer = readStoreShared(next.config.storePath);
+      storeOfBuffer = next.store;
+    }
+    capTable = capTableOf(next); // the same table while the caps layout is unchanged
+    budgetPlan = next.config.budgetPlan;
+    runningDocument = doc; // a worker started from now on (a restart) starts on it
+    const live = workers.filter((w): w is Worker => w !== null);
+    const results = await Promise.all(
+      live.map(
+        (w) =>
+          new Promise<boolean>((resolve) => {
+            const onMessage = (m: WorkerMessage) => {
+              if (m.type !== 'reloaded') return;
+              w.off('message', onMessage);
+              if (!m.ok) logger.error({ err: m.error }, 'a worker rejected the config the main thread accepted');
+              resolve(m.ok);
+            };
+            w.on('message', onMessage);
+            w.postMessage({ type: 'reload', storeBuffer, capTable, document: doc } satisfies MainMessage);
+          }),
+      ),
+    );
+    const ok = results.every(Boolean);
+    lifecycle.lastError = ok ? null : 'a worker rejected the reload';
+    return ok;
+  };
+  /** The last push to the workers (SIGHUP waits for it; the admin API answers once the main thread swapped). */
+  let pushed: Promise<boolean> = Promise.resolve(true);
+
+  // The admin API (config, line items, versions, rollback, audit), served by the main thread: a change is
+  // validated and built here, then every worker builds the same document (pushToWorkers).
+  const audit = new AuditLog({ path: options.auditLogPath ?? process.env.SEGBID_AUDIT_LOG ?? null, logger });
+  const manager = new ConfigManager({
+    target: {
+      get current() {
+        return serving;
+      },
+      swap(next: Decider) {
+        serving = next;
+      },
+    },
+    document,
+    baseDir: dirname(options.configPath),
+    source: options.configPath,
+    configPath: options.configPath,
+    serving: probe,
+    persist: options.persistConfig ?? false,
+    audit,
+    logger,
+    onSwap: (event) => {
+      pushed = pushToWorkers(event.decider, event.document);
+    },
+  });
+  const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
+  admin.addReadEndpoint(/^\/admin\/segmentation$/, () => ({
+    segments: serving.config.dictionary.segments.map(({ id, name, parent, kind }) => ({ id, name, parent, kind })),
+  }));
+  // Per-worker state (events, KPIs, budgets, history) is not gathered across workers yet: said, not a 404.
+  admin.addReadEndpoint(/^\/admin\/(kpis|discrepancies|events|budget|history)$/, () => {
+    throw new SegbidError('ADMIN_NOT_IN_CLUSTER', 'KPIs, events, budgets and history are kept per worker and not gathered yet with --workers > 1: read /metrics, or run one worker');
+  });
+
   const opsApp = createOpsApp({
     metrics: mainMetrics,
     lifecycle,
-    status: () => ({ config: options.configPath, workers: alive(), workersWanted: options.workers, uwsNative: isNativeUws() }),
+    status: () => ({ config: options.configPath, workers: alive(), workersWanted: options.workers, uwsNative: isNativeUws(), configVersion: manager.currentVersion.id }),
     registry: aggregateRegistry,
     ready: () => alive() === options.workers && workersHealthy(),
     readyDetail,
+    admin,
   });
   const ops = await listen(opsApp, host, options.adminPort ?? 8081);
   lifecycle.ready = true;
   mainMetrics.ready.set(1);
   logger.info({ bidPort: port, adminPort: ops.port, workers: options.workers, hugePagesMB: hugePagesMB() }, 'segbid listening');
 
+  /** SIGHUP: the config file (and its segment store) again, through the manager (versioned, audited). */
   const reload = async (): Promise<boolean> => {
     lifecycle.reloading = true;
     try {
-      const next = loadDecider(options.configPath);
-      storeBuffer = readStoreShared(next.config.storePath);
-      capTable = capTableOf(next); // the same table while the caps layout is unchanged
-      budgetPlan = next.config.budgetPlan;
-      const live = workers.filter((w): w is Worker => w !== null);
-      const results = await Promise.all(
-        live.map(
-          (w) =>
-            new Promise<boolean>((resolve) => {
-              const onMessage = (m: WorkerMessage) => {
-                if (m.type !== 'reloaded') return;
-                w.off('message', onMessage);
-                resolve(m.ok);
-              };
-              w.on('message', onMessage);
-              w.postMessage({ type: 'reload', storeBuffer, capTable } satisfies MainMessage);
-            }),
-        ),
-      );
-      lifecycle.lastError = results.every(Boolean) ? null : 'a worker rejected the reload';
-      mainMetrics.configReloads.inc({ result: results.every(Boolean) ? 'ok' : 'rejected' });
-      return results.every(Boolean);
+      manager.reloadFile({ role: 'system', name: 'reload' });
+      const ok = await pushed;
+      mainMetrics.configReloads.inc({ result: ok ? 'ok' : 'rejected' });
+      return ok;
     } catch (e) {
       lifecycle.lastError = (e as Error).message;
       mainMetrics.configReloads.inc({ result: 'rejected' });

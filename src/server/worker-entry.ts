@@ -11,7 +11,8 @@ import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
 import { startNoticeRouting } from './notice-routing.js';
 import { ownerTag } from '../openrtb/response.js';
 import { BidHandler } from '../bidding/bid-handler.js';
-import { loadDecider } from '../bidding/load-decider.js';
+import { deciderFromDocument } from '../bidding/load-decider.js';
+import { dirname } from 'node:path';
 import { Metrics } from '../metrics/metrics.js';
 import { pino } from 'pino';
 import { eventLogOf, setupEvents } from './events-setup.js';
@@ -77,7 +78,8 @@ try {
   const metrics = new Metrics({ defaultMetrics: false });
   const lifecycle = new Lifecycle();
   installSharedCapTable(data.capTable); // before any config is compiled: its cap store lies over the shared table
-  const decider = loadDecider(data.configPath, sharedStore(data.storeBuffer));
+  // The running document, which admin changes may have moved away from the file.
+  const decider = deciderFromDocument(data.document, dirname(data.configPath), data.configPath, sharedStore(data.storeBuffer));
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', worker: data.index } });
   const events = setupEvents(data, decider.config, metrics, logger);
   const state = data.stateDir ? BudgetStateStore.open({ dir: data.stateDir, logger, snapshotIntervalMs: data.stateSnapshotMs }) : null;
@@ -159,7 +161,7 @@ try {
     } else if (m.type === 'reload') {
       try {
         installSharedCapTable(m.capTable);
-        handler.swap(loadDecider(data.configPath, sharedStore(m.storeBuffer)));
+        handler.swap(deciderFromDocument(m.document, dirname(data.configPath), data.configPath, sharedStore(m.storeBuffer)));
         send({ type: 'reloaded', ok: true });
       } catch (e) {
         send({ type: 'reloaded', ok: false, error: (e as Error).message });

@@ -1,0 +1,107 @@
+/**
+ * The admin API of a bidder with several worker threads (`serve --workers 2`, a real process, the default on a
+ * multi-core machine): the main thread validates and builds a change, every worker then serves it; an invalid
+ * change is refused with paths and every worker keeps the old config; what is kept per worker (KPIs, events,
+ * budgets) says so (501) instead of a 404. Needs dist/ (npm test builds it).
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { raw } from './helpers/bidder.js';
+import { serve, stop, type Serving } from './helpers/budget-drive.js';
+
+/* Config documents are plain JSON here. */
+type Doc = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const READ = 'read-token-0123456789abcdef';
+const WRITE = 'write-token-fedcba9876543210';
+const R = { authorization: `Bearer ${READ}` };
+const W = { authorization: `Bearer ${WRITE}`, 'content-type': 'application/json' };
+
+function config(cpm: number): Doc {
+  return {
+    version: 1,
+    bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
+    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
+    segmentStore: null,
+    creatives: [{ id: 'cr-300x250', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<img src="https://cdn.shop.example/a.png">' }],
+    lineItems: [{ id: 'li-a', bid: { cpm }, creatives: ['cr-300x250'] }],
+  };
+}
+
+const BID = JSON.stringify({
+  id: 'req-cluster-1',
+  imp: [{ id: '1', banner: { w: 300, h: 250 } }],
+  site: { id: 'site-1', domain: 'news.example', page: 'https://news.example/a' },
+  device: { devicetype: 2, geo: { country: 'FRA' } },
+  tmax: 150,
+  cur: ['USD'],
+});
+
+let bidder: Serving;
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segbid-admin-cluster-'));
+  const path = join(dir, 'config.json');
+  writeFileSync(path, JSON.stringify(config(1)));
+  bidder = await serve(path, ['--workers', '2'], { SEGBID_ADMIN_TOKENS: `read:${READ},write:alice:${WRITE}` });
+}, 30_000);
+afterAll(async () => {
+  if (bidder) await stop(bidder);
+});
+
+const admin = (method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+  raw(bidder.adminPort, { method, path, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+
+/** Prices bid on 12 fresh connections (the kernel spreads them over both workers). */
+async function prices(): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const r = await raw(bidder.bidPort, { body: BID });
+    expect(r.status).toBe(200);
+    out.push(JSON.parse(r.text).seatbid[0].bid[0].price as number);
+  }
+  return out;
+}
+
+describe('admin API with --workers 2', () => {
+  it('serves the running config, behind its tokens', async () => {
+    expect((await admin('GET', '/admin/config', {})).status).toBe(401);
+    const r = await admin('GET', '/admin/config', R);
+    expect(r.status).toBe(200);
+    expect(r.headers.etag).toBe('"v1"');
+    expect(JSON.parse(r.text)).toEqual(config(1));
+    expect(new Set(await prices())).toEqual(new Set([1]));
+  });
+
+  it('applies a change in every worker', async () => {
+    const r = await admin('PATCH', '/admin/line-items/li-a', W, { bid: { cpm: 2.5 } });
+    expect(r.status, r.text).toBe(200);
+    // The workers swap right after the main thread answered: give them a moment.
+    let seen: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      seen = await prices();
+      if (seen.every((p) => p === 2.5)) break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(new Set(seen)).toEqual(new Set([2.5]));
+  });
+
+  it('refuses an invalid change with its paths; every worker keeps bidding on the old config', async () => {
+    const bad = config(3);
+    bad.lineItems[0].creatives = ['no-such-creative'];
+    const r = await admin('PUT', '/admin/config', W, bad);
+    expect(r.status).toBe(422);
+    expect(r.text).toContain('/lineItems/0/creatives');
+    expect(new Set(await prices())).toEqual(new Set([2.5]));
+  });
+
+  it('says that per-worker reports are not gathered (501), not that they do not exist', async () => {
+    const r = await admin('GET', '/admin/kpis', R);
+    expect(r.status).toBe(501);
+    expect(JSON.parse(r.text).error).toBe('not_in_cluster');
+    const seg = await admin('GET', '/admin/segmentation', R);
+    expect(seg.status).toBe(200);
+  });
+});
