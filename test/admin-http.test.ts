@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningBidder } from '../src/server/start.js';
-import { raw, startTestBidder, type RawResponse } from './helpers/bidder.js';
+import { metricValue, raw, startTestBidder, type RawResponse } from './helpers/bidder.js';
 
 /* Config documents are plain JSON here; the tests edit them freely. */
 type Doc = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -106,6 +106,22 @@ describe('admin API on the operations port', () => {
     const r = await admin('PUT', '/admin/config', W, bad);
     expect(r.status).toBe(422);
     expect(JSON.parse(r.text).details).toEqual([{ path: '/lineItems/1/creatives/0', message: 'unknown creative "cr-nope"' }]);
+    expect(await bidPrices()).toEqual([2.5, 1]);
+    // Counted and shown as a SIGHUP rejection is (README, "Reliability"), until a change is accepted.
+    expect(await metricValue(bidder.adminPort, 'segbid_config_reloads_total', { result: 'rejected' })).toBe(1);
+    const ready = JSON.parse((await raw(bidder.adminPort, { method: 'GET', path: '/readyz' })).text);
+    expect(ready.lastError).toMatch(/invalid configuration/);
+  });
+
+  it('a nested-too-deep document is refused by path (422), not with a 500', async () => {
+    // Written as text: JSON.stringify itself recurses.
+    const deep = JSON.stringify(smallConfig(2)).replace('"bid":{"cpm":2}', '"targeting":' + '{"all":['.repeat(3000) + '"loyal"' + ']}'.repeat(3000) + ',"bid":{"cpm":2}');
+    expect(deep.length).toBeGreaterThan(30_000);
+    for (const path of ['/admin/config/validate', '/admin/config']) {
+      const r = await raw(bidder.adminPort, { method: path.endsWith('validate') ? 'POST' : 'PUT', path, headers: W, body: deep });
+      expect([200, 422], r.text.slice(0, 200)).toContain(r.status);
+      expect(r.text).toMatch(/deeper than 64/);
+    }
     expect(await bidPrices()).toEqual([2.5, 1]);
   });
 

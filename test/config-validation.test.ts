@@ -85,6 +85,11 @@ describe('config validation', () => {
       ['unknown noBidStyle', (d) => (d.bidder.noBidStyle = 'empty'), ['/bidder/noBidStyle'], /204, nbr/],
       ['wrong version', (d) => (d.version = 2), ['/version']],
       ['missing lineItems', (d) => delete d.lineItems, [''], /lineItems/],
+      // 1e400 parses as Infinity, which the schema's `integer` accepted (it then sized a cache: a crash at start).
+      ['a window of 1e400 (Infinity)', (d) => ((d.kpis ??= {}).attribution = { clickWindowSec: JSON.parse('1e400') }), ['/kpis/attribution/clickWindowSec'], /finite/],
+      ['a gzip threshold of -1e400', (d) => (d.bidder.gzipMinBytes = -Infinity), ['/bidder/gzipMinBytes'], /finite/],
+      // Nested thousands deep, a targeting overflowed the validator's stack: a 500 and a stack trace.
+      ['targeting nested 3,000 deep', (d) => (d.lineItems[0].targeting = nested(3000)), ['/lineItems/0/targeting' + '/all/0'.repeat(30) + '/all'], /deeper than 64/],
     ];
     itReportsPaths(cases);
   });
@@ -202,4 +207,11 @@ describe('config validation', () => {
 function addSegments(d: Doc, n: number): true {
   for (let i = 0; i < n; i++) d.segmentation.segments.push({ id: `extra-${i}`, name: `Extra ${i}`, kind: 'crm', rule: { col: 'tier', eq: 'x' } });
   return true;
+}
+
+/** A targeting expression `{ all: [ ... ] }` nested `depth` deep around one segment. */
+function nested(depth: number): Doc {
+  let t: Doc = 'loyal';
+  for (let i = 0; i < depth; i++) t = { all: [t] };
+  return t;
 }

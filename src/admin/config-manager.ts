@@ -19,6 +19,7 @@
  *   - Synchronous throughout: JavaScript runs it between two bid requests, so no lock is needed and two admin
  *     calls never interleave.
  */
+import { documentLimitErrors } from '../config/document-limits.js';
 import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, extname, isAbsolute, relative, resolve } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
@@ -127,6 +128,13 @@ export interface ConfigManagerOptions {
   /** Called after each swap (e.g. to forward the document to worker threads). */
   onSwap?: (event: SwapEvent) => void;
   /**
+   * Called after each change attempt that got as far as the config (replace, patch, rollback, store or file
+   * reload): accepted (swapped, or the same document), or rejected with the error (CONFIG_* and STORE_* codes;
+   * a malformed request, an unknown id or a version conflict is not a config rejection). The server counts them
+   * (`segbid_config_reloads_total{result}`) and shows the last rejection on `/readyz` (`lastError`).
+   */
+  onOutcome?: (accepted: boolean, error: SegbidError | null) => void;
+  /**
    * The decider the target already serves, built from this very `document` (the bidder's start-up: its handler
    * needs a decider before its manager exists). Given, the manager adopts it: no second build of the same
    * document and no swap. Absent, the manager builds the document and swaps it in.
@@ -141,6 +149,16 @@ type Obj = Record<string, Json>;
 
 function isObject(v: Json): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The document itself when it is within the limits every config must keep (document-limits.ts), else a
+ * CONFIG_INVALID with their paths: checked before anything recursive (structuredClone, the diff) touches it.
+ */
+function withinLimits(doc: unknown): unknown {
+  const errors = documentLimitErrors(doc);
+  if (errors.length > 0) throw new SegbidError('CONFIG_INVALID', 'invalid configuration', errors);
+  return doc;
 }
 
 /** RFC 7396: objects merge key by key, `null` deletes, anything else (arrays too) replaces. */
@@ -200,6 +218,7 @@ export class ConfigManager {
   private readonly allowedDirs: string[];
   private readonly now: () => Date;
   private readonly onSwap: ((event: SwapEvent) => void) | undefined;
+  private readonly onOutcome: ((accepted: boolean, error: SegbidError | null) => void) | undefined;
   private readonly history: StoredVersion[] = [];
   private nextId = 1;
 
@@ -219,6 +238,7 @@ export class ConfigManager {
     this.audit = options.audit ?? new AuditLog({ logger: this.logger });
     this.now = options.now ?? (() => new Date());
     this.onSwap = options.onSwap;
+    this.onOutcome = options.onOutcome;
     // The start-up document is trusted (the operator wrote it): whatever it points at stays allowed.
     const startDirs = [this.baseDir, ...(options.allowedDirs ?? []).map((d) => resolve(d))];
     const doc = structuredClone(options.document); // the history must not change if the caller's object does
@@ -279,6 +299,8 @@ export class ConfigManager {
 
   /** What replacing the running document with `doc` would change, and whether it would be accepted. */
   dryRun(doc: unknown): DryRunResult {
+    const limits = documentLimitErrors(doc);
+    if (limits.length > 0) return { ok: false, errors: limits, diff: diffConfigs(null, null), summary: 'not compared: the document is past the limits' };
     const diff = diffConfigs(this.history[this.history.length - 1].document, doc);
     return { ...this.validate(doc), diff, summary: summarizeDiff(diff) };
   }
@@ -286,7 +308,7 @@ export class ConfigManager {
   // ---- changes ------------------------------------------------------------------------------------------
 
   replace(doc: unknown, author: ConfigAuthor, options: ChangeOptions = {}): ChangeResult {
-    return this.attempt('replace', 'config', author, doc, () => this.apply(structuredClone(doc), 'replace', 'config', author, options, ''));
+    return this.attempt('replace', 'config', author, doc, () => this.apply(structuredClone(withinLimits(doc)), 'replace', 'config', author, options, ''));
   }
 
   patchLineItem(id: string, patch: unknown, author: ConfigAuthor, options: ChangeOptions = {}): ChangeResult {
@@ -358,8 +380,11 @@ export class ConfigManager {
   /** Runs a change; a SegbidError is audited as a rejection (with the error count) and rethrown. */
   private attempt<T>(action: AuditAction, target: string, author: ConfigAuthor, doc: unknown, run: () => T): T {
     try {
-      return run();
+      const result = run();
+      this.onOutcome?.(true, null);
+      return result;
     } catch (e) {
+      if (e instanceof SegbidError && (e.code.startsWith('CONFIG_') || e.code.startsWith('STORE_'))) this.onOutcome?.(false, e);
       if (e instanceof SegbidError) {
         const errors = detailsOf(e, doc ?? this.history[this.history.length - 1].document, this.baseDir);
         this.audit.record({
@@ -381,6 +406,7 @@ export class ConfigManager {
 
   /** The running document with one element of `collection` merge-patched. Throws 400/404-class errors. */
   private patched(collection: 'lineItems' | 'campaigns', what: string, id: string, patch: unknown, allowed: readonly string[]): unknown {
+    withinLimits(patch); // before the recursive merge
     if (!isObject(patch)) {
       throw new SegbidError('ADMIN_BAD_REQUEST', 'the patch must be a JSON object', [{ path: '', message: 'must be a JSON object (a JSON merge patch)' }]);
     }

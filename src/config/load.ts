@@ -11,6 +11,7 @@ import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { configSchema, segmentationSchema } from './schema.js';
 import type { SegbidConfig, SegmentationDef } from './types.js';
 import { validateSegmentation } from '../segments/rules-schema.js';
+import { documentLimitErrors } from './document-limits.js';
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validateConfigSchema = ajv.compile(configSchema);
@@ -39,6 +40,8 @@ function ajvDetails(errors: ErrorObject[] | null | undefined, prefix = ''): Erro
 
 export function parseDocument(text: string, source: string): unknown {
   const ext = extname(source).toLowerCase();
+  // A byte order mark (some Windows editors write one) is not content; YAML skips it, JSON.parse does not.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return ext === '.yaml' || ext === '.yml' ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
@@ -70,6 +73,8 @@ export interface LoadedConfig {
 
 /** Validates a config document already in memory. `baseDir` resolves relative paths in it. */
 export function validateConfigDocument(doc: unknown, baseDir: string, source: string): LoadedConfig {
+  const limits = documentLimitErrors(doc);
+  if (limits.length > 0) throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, limits);
   if (!validateConfigSchema(doc)) {
     throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, ajvDetails(validateConfigSchema.errors));
   }
@@ -78,6 +83,8 @@ export function validateConfigDocument(doc: unknown, baseDir: string, source: st
   if (typeof config.segmentation === 'string') {
     const segPath = resolve(baseDir, config.segmentation);
     const segDoc = readDocument(segPath);
+    const segLimits = documentLimitErrors(segDoc);
+    if (segLimits.length > 0) throw new SegbidError('CONFIG_INVALID', `${segPath}: invalid segmentation`, segLimits);
     if (!validateSegmentationSchema(segDoc)) {
       throw new SegbidError('CONFIG_INVALID', `${segPath}: invalid segmentation`, ajvDetails(validateSegmentationSchema.errors));
     }

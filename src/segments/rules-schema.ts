@@ -7,6 +7,7 @@
  * Branches are chosen with if/then on a discriminating property (kind, all/any/not) rather than anyOf, so an
  * error is reported once, inside the branch the author meant, not once per alternative.
  */
+import { documentLimitErrors } from '../config/document-limits.js';
 import { Ajv, type ErrorObject } from 'ajv';
 import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import type { SegmentationDef } from '../config/types.js';
@@ -245,6 +246,8 @@ export function crossCheckSegmentation(def: SegmentationDef, errors: ErrorDetail
  * SegbidError('CONFIG_INVALID') whose details list every problem with its path.
  */
 export function validateSegmentation(doc: unknown, source: string): SegmentationDef {
+  const limits = documentLimitErrors(doc);
+  if (limits.length > 0) throw new SegbidError('CONFIG_INVALID', `${source}: invalid segmentation`, limits);
   if (!validateSchema(doc)) {
     throw new SegbidError('CONFIG_INVALID', `${source}: invalid segmentation`, schemaDetails(validateSchema.errors));
   }

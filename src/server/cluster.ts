@@ -385,6 +385,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     onSwap: (event) => {
       pushed = pushToWorkers(event.decider, event.document);
     },
+    // Every change (admin API, SIGHUP): counted, and the last rejection shown on /readyz until one is accepted.
+    onOutcome: (accepted, error) => {
+      mainMetrics.configReloads.inc({ result: accepted ? 'ok' : 'rejected' });
+      lifecycle.lastError = accepted ? null : (error?.message ?? null);
+    },
   });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
   admin.addReadEndpoint(/^\/admin\/segmentation$/, () => ({
@@ -413,13 +418,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const reload = async (): Promise<boolean> => {
     lifecycle.reloading = true;
     try {
-      manager.reloadFile({ role: 'system', name: 'reload' });
-      const ok = await pushed;
-      mainMetrics.configReloads.inc({ result: ok ? 'ok' : 'rejected' });
-      return ok;
+      manager.reloadFile({ role: 'system', name: 'reload' }); // counted and shown by onOutcome
+      return await pushed;
     } catch (e) {
       lifecycle.lastError = (e as Error).message;
-      mainMetrics.configReloads.inc({ result: 'rejected' });
       logger.error({ err: e }, 'config reload rejected, previous config keeps serving');
       return false;
     } finally {

@@ -135,6 +135,11 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
     persist: options.persistConfig ?? false,
     audit,
     logger,
+    // Every change (admin API, SIGHUP): counted, and the last rejection shown on /readyz until one is accepted.
+    onOutcome: (accepted, error) => {
+      metrics.configReloads.inc({ result: accepted ? 'ok' : 'rejected' });
+      lifecycle.lastError = accepted ? null : (error?.message ?? null);
+    },
   });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
   admin.addReadEndpoint(/^\/admin\/kpis$/, (query) => events.kpiReport(kpiQueryFromParams(query)));
@@ -181,13 +186,10 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   const reload = (): boolean => {
     lifecycle.reloading = true;
     try {
-      manager.reloadFile({ role: 'system', name: 'reload' });
-      metrics.configReloads.inc({ result: 'ok' });
-      lifecycle.lastError = null;
+      manager.reloadFile({ role: 'system', name: 'reload' }); // counted and shown by onOutcome
       logger.info(status(), 'config reloaded');
       return true;
     } catch (e) {
-      metrics.configReloads.inc({ result: 'rejected' });
       lifecycle.lastError = (e as Error).message;
       logger.error({ err: e }, 'config reload rejected, previous config keeps serving');
       return false;
