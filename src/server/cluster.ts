@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
-import { assertNativeUws, closeListenSocket, listen, isNativeUws } from './uws.js';
+import { assertNativeUws, closeListenSocket, listen, isNativeUws, portIsFree } from './uws.js';
 import { createOpsApp } from './ops-server.js';
 import { Lifecycle } from './lifecycle.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
@@ -293,6 +293,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   // uWebSockets.js binds port 0 without SO_REUSEPORT, so the other workers could not join the port the first
   // one got: a free port is chosen here instead (a tiny race with other processes, acceptable for port 0).
   if (port === 0) port = await freeTcpPort(host);
+  // The workers share the port (SO_REUSEPORT), so none of them would notice another process already on it. The
+  // operations port too, before any worker runs: a failure with worker threads running aborts the process.
+  for (const p of [port, options.adminPort ?? 8081]) {
+    if (p !== 0 && !(await portIsFree(host, p))) throw new SegbidError('LISTEN_FAILED', `cannot listen on ${host}:${p} (is another process on it?)`);
+  }
   for (let i = 0; i < options.workers; i++) await spawn(i);
   const alive = () => workers.filter((w) => w !== null).length;
   new client.Gauge({

@@ -22,13 +22,36 @@ export function assertNativeUws(allowFallback: boolean): void {
   );
 }
 
-export function listen(app: uWS.TemplatedApp, host: string, port: number): Promise<{ socket: uWS.us_listen_socket; port: number }> {
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => void;
+/** uSockets' listen options (ListenOptions in the typings; the module exports only the second at run time). */
+const LISTEN_DEFAULT = 0;
+const LISTEN_EXCLUSIVE_PORT = 1;
+
+/**
+ * Listens on host:port. `exclusive` (the default): the port must be free. uWebSockets.js listens with
+ * SO_REUSEPORT otherwise, and a second bidder started on a port already served (an old process left after a
+ * deploy) would silently share its traffic, old and new config mixed. Only the workers of one cluster share a
+ * port, on purpose (after the main thread checked it free: portIsFree).
+ */
+export function listen(app: uWS.TemplatedApp, host: string, port: number, exclusive = true): Promise<{ socket: uWS.us_listen_socket; port: number }> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
-      if (!socket) reject(new SegbidError('LISTEN_FAILED', `cannot listen on ${host}:${port}`));
+    // The typings lack the (host, port, options, cb) form the native module takes.
+    (app.listen as unknown as ListenWithOptions).call(app, host, port, exclusive ? LISTEN_EXCLUSIVE_PORT : LISTEN_DEFAULT, (socket) => {
+      if (!socket) reject(new SegbidError('LISTEN_FAILED', `cannot listen on ${host}:${port}${port !== 0 ? ' (is another process on it?)' : ''}`));
       else resolve({ socket, port: uWS.us_socket_local_port(socket) });
     });
   });
+}
+
+/** Whether nothing listens on host:port now (an exclusive listen succeeds; it is closed at once). */
+export async function portIsFree(host: string, port: number): Promise<boolean> {
+  try {
+    const { socket } = await listen(uWS.App(), host, port, true);
+    uWS.us_listen_socket_close(socket);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function closeListenSocket(socket: uWS.us_listen_socket): void {

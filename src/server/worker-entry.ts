@@ -129,7 +129,7 @@ try {
   // After the state restore (it seeds the hub): learning deltas to the main thread, totals back; Redis caps.
   const shared = startWorkerLearning(handler, metrics.registry, send, data.redisUrl);
   const app = createBidApp({ handler, metrics, lifecycle, onInternalError: internalErrorLog((f, m) => logger.error(f, m)) });
-  const { socket, port: bound } = await listen(app, data.host, data.port);
+  const { socket, port: bound } = await listen(app, data.host, data.port, false); // shared with the other workers
   appRef = app;
   eventsRef = events;
   lifecycle.ready = true;
