@@ -184,3 +184,23 @@ describe('atomic swap under load', () => {
     expect(handler.current.store === store).toBe(true);
   });
 });
+
+describe('the events section of a swapped config', () => {
+  it('applies at once: a win notice older than the new maxAgeSec.win is refused as expired', () => {
+    const handler = new BidHandler(deciderFromDocument(smallConfig(), '/nonexistent', 'events-swap'), new Metrics({ defaultMetrics: false }));
+    const body = JSON.stringify({ id: 'r1', imp: [{ id: '1', banner: { w: 300, h: 250 } }], site: { domain: 'news.example' }, device: { geo: { country: 'FRA' } } });
+    const win = (nowMs: number) => {
+      const r = handler.handle(body);
+      expect(r.status).toBe(200);
+      const nurl = new URL((JSON.parse(r.body).seatbid[0].bid[0].nurl as string).replace('${AUCTION_PRICE}', '1').replace('${AUCTION_ID}', 'r1').replace('${AUCTION_IMP_ID}', '1'));
+      return handler.events.handle({ method: 'GET', path: nurl.pathname, query: nurl.search.slice(1) }, nowMs).status;
+    };
+    expect(win(Date.now() + 5000)).toBe(204); // the default window is minutes
+    const doc = smallConfig();
+    doc.events = { maxAgeSec: { win: 2 } };
+    handler.swap(deciderFromDocument(doc, '/nonexistent', 'events-swap'));
+    expect(handler.events.settings.maxAgeSec.win).toBe(2);
+    expect(win(Date.now() + 5000)).toBe(410);
+    expect(win(Date.now() + 500)).toBe(204);
+  });
+});

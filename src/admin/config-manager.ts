@@ -446,6 +446,10 @@ export class ConfigManager {
     const decider = this.build(doc, freshStore);
     if (how.persist ?? this.persist) this.persistDocument(doc);
     this.target.swap(decider);
+    if (isObject(doc) && isObject(current.document) && JSON.stringify(doc.kpis ?? null) !== JSON.stringify(current.document.kpis ?? null)) {
+      // The KPI store's dimensions, exchanges and attribution windows shape counters it keeps from the start.
+      this.logger.warn({ author: label }, 'config swapped; its kpis section changed and applies at the next start (the events section applies now)');
+    }
     let version: ConfigVersion;
     if (diff.identical) {
       version = publicVersion(current); // a file reload that only re-read the store

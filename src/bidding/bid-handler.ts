@@ -191,11 +191,12 @@ export class BidHandler {
   }
 
   swap(next: Decider): void {
+    // First: the only step that may refuse the config (its events section), before anything has changed.
+    this.events.setConfig(next.config);
     for (const o of this.swapObservers) o.beforeSwap();
     if (next.plan !== this.decider.plan) adoptLearning(next.plan, this.decider.plan);
     if (next.config.budgetPlan !== this.decider.config.budgetPlan) this.attachBudget(next);
     else if (this.budget !== null) next.policy = this.budget;
-    this.events.setConfig(next.config);
     this.decider = next;
     for (const o of this.swapObservers) o.afterSwap();
   }

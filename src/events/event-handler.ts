@@ -217,7 +217,8 @@ export class EventHandler {
   readonly signer: TokenSigner;
   readonly kpis: KpiStore;
   readonly stats = new EventStats();
-  readonly settings: EventsConfig;
+  /** From the config's `events` section; replaced when a swap changes that section (setConfig). */
+  settings: EventsConfig;
   readonly exchanges: ExchangeTable;
   private readonly keyring: Keyring;
   private log: EventLog | null;
@@ -266,8 +267,17 @@ export class EventHandler {
     this.conversionKey = this.settings.conversionSecret === null ? null : Buffer.from(this.settings.conversionSecret, 'utf8');
   }
 
-  /** Makes `config` current (after a reload); tokens minted under the previous few configs still resolve. */
+  /**
+   * Makes `config` current (after a reload); tokens minted under the previous few configs still resolve. A
+   * changed `events` section applies from here (ages, spend events, landing and click settings); the caches keep
+   * their size (dedupeMax, touchMax: read at start), each dedupe entry its own window. An invalid section
+   * throws before anything changes (the swap then fails whole).
+   */
   setConfig(config: CompiledConfig): void {
+    const previous = this.current as CompiledConfig | undefined;
+    if (previous !== undefined && previous !== config && JSON.stringify(previous.events ?? {}) !== JSON.stringify(config.events ?? {})) {
+      this.settings = eventsConfig(config.events ?? {});
+    }
     const epoch = configEpoch(config);
     this.configs.delete(epoch);
     this.configs.set(epoch, config);
