@@ -11,11 +11,13 @@
  * are said so in the brief, never an error. `readStoreHeader(path)` reads only the header of a segment store
  * (not the key table). `writeBrief(options)` loads, builds and writes brief.html and brief.md.
  */
-import { closeSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { unpack } from 'msgpackr';
 import type { CreativeDef, LineItemDef, SegbidConfig, SegmentDef, SegmentationDef, TargetingExpr } from '../config/types.js';
 import { loadConfigFile } from '../config/load.js';
+import { compileConfig } from '../config/compile.js';
+import { SegbidError } from '../common/errors.js';
 import { replayEventLog } from '../events/event-log.js';
 import { DEFAULT_KPI_CONFIG, KPI_DEFINITIONS, KPI_NAMES, KpiStore, NO_SEGMENT_KEY, kpiReport, type KpiConfig, type KpiReport, type KpiRow } from '../events/kpis.js';
 import { STORE_MAGIC } from '../segments/segment-store.js';
@@ -458,9 +460,59 @@ export interface WriteBriefOptions {
   generatedAt?: string;
 }
 
-/** Loads the config (and store header, and event log), writes brief.html and brief.md; returns their paths. */
+/** The output folder or a file in it cannot be written (a user error: the CLI says so in one line, exit 2). */
+export class BriefOutputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BriefOutputError';
+  }
+}
+
+/**
+ * `mkdir -p` for the output folder. Not `mkdirSync(dir, { recursive: true })`: on Node 20 that loops forever
+ * (at full CPU) where mkdir answers ENOENT although the parent exists, e.g. under /proc.
+ */
+function makeOutDir(dir: string): void {
+  const missing: string[] = [];
+  for (let p = resolve(dir); ; ) {
+    try {
+      if (!statSync(p).isDirectory()) throw new BriefOutputError(`${p} is not a directory`);
+      break;
+    } catch (e) {
+      if (e instanceof BriefOutputError || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    missing.push(p);
+    const parent = dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const p of missing.reverse()) {
+    try {
+      mkdirSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(p).isDirectory()) continue;
+      throw e;
+    }
+  }
+}
+
+/**
+ * Loads the config (and store header, and event log), writes brief.html and brief.md; returns their paths.
+ * The config goes through the bidder's whole validation (schema, then every cross-reference: duplicate ids,
+ * unknown creatives or segments, budgets...): a brief never describes a config the bidder would refuse.
+ * Throws SegbidError (CONFIG_INVALID with every error by path) or BriefOutputError.
+ */
 export function writeBrief(options: WriteBriefOptions): { html: string; markdown: string; warnings: string[] } {
   const loaded = loadConfigFile(options.configPath);
+  compileConfig(loaded);
+  if (loaded.config.kpis !== undefined) {
+    try {
+      new KpiStore(loaded.config.kpis, loaded.segmentation.segments);
+    } catch (e) {
+      if (!(e instanceof SegbidError)) throw e;
+      throw new SegbidError('CONFIG_INVALID', `${loaded.source}: invalid configuration`, [{ path: '/kpis', message: e.message }]);
+    }
+  }
   const warnings: string[] = [];
   let store: StoreSummary | null = null;
   if (loaded.storePath) {
@@ -489,10 +541,15 @@ export function writeBrief(options: WriteBriefOptions): { html: string; markdown
     store,
     kpis,
   });
-  mkdirSync(options.outDir, { recursive: true });
   const html = join(options.outDir, 'brief.html');
   const markdown = join(options.outDir, 'brief.md');
-  writeFileSync(html, brief.html);
-  writeFileSync(markdown, brief.markdown);
+  try {
+    makeOutDir(options.outDir);
+    writeFileSync(html, brief.html);
+    writeFileSync(markdown, brief.markdown);
+  } catch (e) {
+    if (e instanceof BriefOutputError) throw e;
+    throw new BriefOutputError(`cannot write the brief to ${options.outDir}: ${(e as Error).message}`);
+  }
   return { html, markdown, warnings };
 }

@@ -19,8 +19,53 @@ import { BIDDER_NODE_FLAGS, HUGE_PAGE_TUNABLE, runsWithBidderFlags, runsWithHuge
 
 function port(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer 0-65535');
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer 0-65535');
   return n;
+}
+
+function workerCount(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('workers is an integer 1-256');
+  return n;
+}
+
+function snapshotSec(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 1 || n > 3600) throw new InvalidArgumentError('state-snapshot-sec is a number 1-3600');
+  return n;
+}
+
+function instanceCount(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError('instances is an integer 1-10000');
+  return n;
+}
+
+function userCount(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('users is a positive integer');
+  return n;
+}
+
+/** A user's mistake on the command line or in the environment: one line on stderr, exit 2 (no stack). */
+function userError(message: string): never {
+  process.stderr.write(`segbid: ${message}\n`);
+  process.exit(2);
+}
+
+/**
+ * An environment variable read with the parser of its command-line option; unset or empty: undefined. A bad
+ * value is a user error (exit 2), never a silent default.
+ */
+function fromEnv<T>(name: string, parse: (value: string) => T): T | undefined {
+  const value = process.env[name];
+  if (value === undefined || value === '') return undefined;
+  try {
+    return parse(value);
+  } catch (e) {
+    if (!(e instanceof InvalidArgumentError)) throw e;
+    userError(`${name}: ${e.message} (got ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '...' : value)})`);
+  }
 }
 
 const program = new Command();
@@ -34,32 +79,33 @@ program
   .option('--admin-port <port>', 'operations port (default $ADMIN_PORT or 8081)', port)
   .option('--host <host>', 'listen address', process.env.HOST ?? '0.0.0.0')
   .option('--allow-uws-fallback', 'run even if uWebSockets.js fell back to its slow pure-JS server', false)
-  .option('--workers <n>', 'bid worker threads on the shared port (default $SEGBID_WORKERS or the number of cores; 1 = no threads)', (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('workers is an integer 1-256');
-    return n;
-  })
+  .option('--workers <n>', 'bid worker threads on the shared port (default $SEGBID_WORKERS or the number of cores; 1 = no threads)', workerCount)
   .option('--event-log <dir>', 'durable event log directory ($SEGBID_EVENT_LOG_DIR, default var/events; "none" to disable)')
   .option('--event-log-fsync <policy>', 'always | interval:<ms> | never ($SEGBID_EVENT_LOG_FSYNC, default interval:1000)')
   .option('--state-dir <dir>', 'budget ledger journal and learning-state snapshots ($SEGBID_STATE_DIR, default var/state; "none" for memory only)')
-  .option('--state-snapshot-sec <n>', 'state snapshot period in seconds ($SEGBID_STATE_SNAPSHOT_SEC, default 15)', (v) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 1 || n > 3600) throw new InvalidArgumentError('state-snapshot-sec is a number 1-3600');
-    return n;
-  })
+  .option('--state-snapshot-sec <n>', 'state snapshot period in seconds ($SEGBID_STATE_SNAPSHOT_SEC, default 15)', snapshotSec)
   .option('--redis <url>', 'Redis shared by every bidder instance: campaign budgets are leased from it in slices, frequency caps and learning statistics are shared through it ($SEGBID_REDIS_URL)')
-  .option('--instances <m>', 'bidder instances behind the load balancer, for pacing: each paces toward 1/M of every campaign\'s day ($SEGBID_INSTANCES, default 1)', (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError('instances is an integer 1-10000');
-    return n;
-  })
+  .option('--instances <m>', 'bidder instances behind the load balancer, for pacing: each paces toward 1/M of every campaign\'s day ($SEGBID_INSTANCES, default 1)', instanceCount)
   .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL)')
   .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', (v) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < 1 || n > 1000) throw new InvalidArgumentError('segments-redis-budget-ms is a number 1-1000');
     return n;
   })
-  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }) => {
+  // `serve` is the default command: `segbid frobnicate` lands here with "frobnicate" as an operand.
+  .allowExcessArguments(true)
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }, cmd: Command) => {
+    if (cmd.args.length > 0) {
+      const got = JSON.stringify(cmd.args[0]);
+      if (program.args[0] === 'serve') userError(`serve takes no arguments (got ${got}); see segbid serve --help`);
+      userError(`unknown command ${got}; commands: ${program.commands.map((c) => c.name()).join(', ')} (serve is the default); see segbid --help`);
+    }
+    // The environment is checked like the options, before anything is started or written.
+    const envPort = fromEnv('PORT', port);
+    const envAdminPort = fromEnv('ADMIN_PORT', port);
+    const envWorkers = fromEnv('SEGBID_WORKERS', workerCount);
+    const envSnapshotSec = fromEnv('SEGBID_STATE_SNAPSHOT_SEC', snapshotSec);
+    const envInstances = fromEnv('SEGBID_INSTANCES', instanceCount);
     const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
     let configPath = opts.config ?? process.env.SEGBID_CONFIG;
     if (!configPath) {
@@ -70,24 +116,23 @@ program
       const eventLog = opts.eventLog ?? process.env.SEGBID_EVENT_LOG_DIR ?? 'var/events';
       const stateDir = opts.stateDir ?? process.env.SEGBID_STATE_DIR ?? 'var/state';
       const segmentsRedisUrl = opts.segmentsRedis ?? process.env.SEGBID_SEGMENTS_REDIS_URL ?? null;
-      const explicitWorkers = opts.workers ?? (process.env.SEGBID_WORKERS !== undefined ? Number(process.env.SEGBID_WORKERS) : undefined);
-      const workers = explicitWorkers ?? availableParallelism();
+      const workers = opts.workers ?? envWorkers ?? availableParallelism();
       const common = {
         configPath,
         host: opts.host,
-        port: opts.port ?? port(process.env.PORT ?? '8080'),
-        adminPort: opts.adminPort ?? port(process.env.ADMIN_PORT ?? '8081'),
+        port: opts.port ?? envPort ?? 8080,
+        adminPort: opts.adminPort ?? envAdminPort ?? 8081,
         allowUwsFallback: opts.allowUwsFallback || process.env.SEGBID_ALLOW_UWS_FALLBACK === '1',
         logger,
         signals: true,
         eventLogDir: eventLog === 'none' ? null : eventLog,
         eventLogFsync: opts.eventLogFsync ?? process.env.SEGBID_EVENT_LOG_FSYNC,
         stateDir: stateDir === 'none' ? null : stateDir,
-        stateSnapshotMs: (opts.stateSnapshotSec ?? (Number(process.env.SEGBID_STATE_SNAPSHOT_SEC) || 15)) * 1000,
+        stateSnapshotMs: (opts.stateSnapshotSec ?? envSnapshotSec ?? 15) * 1000,
         redisUrl: opts.redis ?? process.env.SEGBID_REDIS_URL ?? null,
         segmentsRedisUrl,
         segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,
-        paceShare: 1 / (opts.instances ?? (Number(process.env.SEGBID_INSTANCES) || 1)),
+        paceShare: 1 / (opts.instances ?? envInstances ?? 1),
       };
       if (process.platform === 'linux' && !runsWithHugePages()) {
         logger.info({ expected: `GLIBC_TUNABLES=${HUGE_PAGE_TUNABLE}` }, 'started without huge pages for the segment store: a big store pays a TLB miss per lookup (npm start, bin/segbid and the Docker image set it)');
@@ -114,7 +159,7 @@ program
   .command('demo')
   .description('write the demo segmentation, config and segment store (deterministic)')
   .option('--dir <dir>', 'output folder', DEMO_DIR)
-  .option('--users <n>', 'demo CRM users', (v) => Number(v), 100_000)
+  .option('--users <n>', 'demo CRM users', userCount, 100_000)
   .action((opts: { dir: string; users: number }) => {
     writeDemo(opts.dir, { users: opts.users });
     process.stdout.write(`demo fixtures written to ${opts.dir}\n`);

@@ -471,6 +471,11 @@ export interface DiscrepancyRow {
 
 /** The bidder's own discrepancies per day and line item, flagged beyond the threshold. */
 export function discrepancies(store: KpiStore, threshold = store.config.discrepancyThreshold, from?: string, to?: string): DiscrepancyRow[] {
+  // The operations port hands the query parameters straight in: a NaN threshold or a day that is not one
+  // would silently match nothing (200 with no rows), so they are refused (ADMIN_BAD_REQUEST, a 400).
+  checkThreshold(threshold);
+  if (from !== undefined) checkDay('from', from);
+  if (to !== undefined) checkDay('to', to);
   const rows: DiscrepancyRow[] = [];
   for (const [day, byLi] of store.daily('line_item')) {
     if ((from !== undefined && day < from) || (to !== undefined && day > to)) continue;
@@ -523,16 +528,53 @@ export interface KpiReport {
   discrepancies?: { threshold: number; rows: DiscrepancyRow[] };
 }
 
+/** A refused query parameter: ADMIN_BAD_REQUEST (400 on the operations port), the reason naming the parameter. */
+function badParam(name: string, message: string, expected: string): SegbidError {
+  return new SegbidError('ADMIN_BAD_REQUEST', `${name}: ${message}`, [{ path: `/query/${name}`, message: expected }]);
+}
+
+/** Shown back in an error message: short, one line. */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '...' : value);
+}
+
+/** A calendar day, YYYY-MM-DD (2026-02-30 is not one). */
+export function isDay(text: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (m === null) return false;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return d.getUTCFullYear() === Number(m[1]) && d.getUTCMonth() === Number(m[2]) - 1 && d.getUTCDate() === Number(m[3]);
+}
+
+function checkDay(name: 'from' | 'to', day: string): void {
+  if (!isDay(day)) throw badParam(name, `must be a day, YYYY-MM-DD (got ${shown(day)})`, 'expected a day, YYYY-MM-DD');
+}
+
+function checkThreshold(threshold: number, raw?: string): void {
+  if (!(threshold >= 0)) {
+    throw badParam('threshold', `must be a number >= 0, e.g. 0.05 for 5 %${raw === undefined ? '' : ` (got ${shown(raw)})`}`, 'expected a number >= 0');
+  }
+}
+
+function flag(params: URLSearchParams, name: string): boolean | undefined {
+  const v = params.get(name);
+  if (v === null) return undefined;
+  if (v === '0' || v === 'false') return false;
+  if (v === '' || v === '1' || v === 'true') return true;
+  throw badParam(name, `must be 0, 1, false or true (got ${shown(v)})`, 'expected 0, 1, false or true');
+}
+
 /**
  * A KpiQuery from URL query parameters (`?dimension=segment&keys=a,b&from=2026-01-01&to=...&discrepancies=0
- * &flagged=1`), for the operations port. Throws EVENT_CONFIG_INVALID on an unknown dimension or a bad day.
+ * &flagged=1`), for the operations port. Throws ADMIN_BAD_REQUEST (a 400 there) naming the parameter on an
+ * unknown dimension, a day that is not one or a flag that is not 0/1/false/true.
  */
 export function kpiQueryFromParams(params: URLSearchParams): KpiQuery {
   const q: KpiQuery = {};
   const dimension = params.get('dimension');
   if (dimension !== null) {
     if (!(DIMENSIONS as readonly string[]).includes(dimension)) {
-      throw new SegbidError('EVENT_CONFIG_INVALID', `unknown dimension "${dimension.slice(0, 40)}"; known: ${DIMENSIONS.join(', ')}`);
+      throw badParam('dimension', `unknown dimension ${shown(dimension)}; known: ${DIMENSIONS.join(', ')}`, `expected one of ${DIMENSIONS.join(', ')}`);
     }
     q.dimension = dimension as Dimension;
   }
@@ -541,13 +583,34 @@ export function kpiQueryFromParams(params: URLSearchParams): KpiQuery {
   for (const bound of ['from', 'to'] as const) {
     const day = params.get(bound);
     if (day === null) continue;
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new SegbidError('EVENT_CONFIG_INVALID', `${bound} must be a day, YYYY-MM-DD`);
+    checkDay(bound, day);
     q[bound] = day;
   }
-  const disc = params.get('discrepancies');
-  if (disc !== null) q.discrepancies = disc !== '0' && disc !== 'false';
-  const flagged = params.get('flagged');
-  if (flagged !== null) q.flaggedOnly = flagged !== '0' && flagged !== 'false';
+  const disc = flag(params, 'discrepancies');
+  if (disc !== undefined) q.discrepancies = disc;
+  const flagged = flag(params, 'flagged');
+  if (flagged !== undefined) q.flaggedOnly = flagged;
+  return q;
+}
+
+/**
+ * The arguments of `discrepancies` from URL query parameters (`?threshold=0.05&from=2026-01-01&to=...`), for
+ * the operations port. Throws ADMIN_BAD_REQUEST naming the parameter (an empty threshold included).
+ */
+export function discrepancyQueryFromParams(params: URLSearchParams): { threshold?: number; from?: string; to?: string } {
+  const q: { threshold?: number; from?: string; to?: string } = {};
+  const raw = params.get('threshold');
+  if (raw !== null) {
+    const threshold = raw.trim() === '' ? NaN : Number(raw);
+    checkThreshold(threshold, raw);
+    q.threshold = threshold;
+  }
+  for (const bound of ['from', 'to'] as const) {
+    const day = params.get(bound);
+    if (day === null) continue;
+    checkDay(bound, day);
+    q[bound] = day;
+  }
   return q;
 }
 

@@ -15,7 +15,7 @@ import { BidHandler } from '../bidding/bid-handler.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
 import { readDocument } from '../config/load.js';
 import { Metrics } from '../metrics/metrics.js';
-import { discrepancies, kpiQueryFromParams } from '../events/kpis.js';
+import { discrepancies, discrepancyQueryFromParams, kpiQueryFromParams } from '../events/kpis.js';
 import { setupEvents, type EventsSetupOptions } from './events-setup.js';
 import { startLearningTimers } from '../bidding/learning.js';
 import { startSharedStateSingle } from '../bidding/shared-state.js';
@@ -143,9 +143,10 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   });
   const admin = new AdminApi({ auth: AdminAuth.fromEnv(process.env, logger, options.adminTokens), manager, logger });
   admin.addReadEndpoint(/^\/admin\/kpis$/, (query) => events.kpiReport(kpiQueryFromParams(query)));
-  admin.addReadEndpoint(/^\/admin\/discrepancies$/, (query) => ({
-    rows: discrepancies(events.kpis, query.has('threshold') ? Number(query.get('threshold')) : undefined, query.get('from') ?? undefined, query.get('to') ?? undefined),
-  }));
+  admin.addReadEndpoint(/^\/admin\/discrepancies$/, (query) => {
+    const q = discrepancyQueryFromParams(query); // 400 on a bad threshold, from or to
+    return { rows: discrepancies(events.kpis, q.threshold, q.from, q.to) };
+  });
   admin.addReadEndpoint(/^\/admin\/events$/, () => events.stats);
   // Budgets: spend, reservations, pacing and every allocation with its reason (explore, exploit, guard rail).
   admin.addReadEndpoint(/^\/admin\/budget$/, () => handler.budget?.report(Date.now()) ?? { campaigns: [] });
