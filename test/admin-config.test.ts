@@ -578,3 +578,33 @@ describe('persistence and files', () => {
     expect(manager.audit.tail(1)[0]).toMatchObject({ action: 'reload_file', result: 'rejected' });
   });
 });
+
+describe('error paths: a change refused by PUT names the same paths validate does', () => {
+  it('for a segmentation file with an unknown parent: once, at its path in the file, in both', () => {
+    const dir = freshDir();
+    const seg = { segments: [{ id: 'a', name: 'A', kind: 'crm', rule: { col: 'tier', eq: 'x' } }, { id: 'b', name: 'B', kind: 'crm', parent: 'ghost', rule: { col: 'tier', eq: 'y' } }] };
+    writeFileSync(join(dir, 'seg.json'), JSON.stringify(seg));
+    const good = {
+      version: 1,
+      bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
+      segmentation: { segments: [{ id: 'a', name: 'A', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
+      segmentStore: null,
+      creatives: [{ id: 'c', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<img>' }],
+      lineItems: [{ id: 'li', bid: { cpm: 1 }, creatives: ['c'] }],
+    };
+    const handler = new BidHandler(deciderFromDocument(good, dir, 'paths'), new Metrics({ defaultMetrics: false }));
+    const manager = new ConfigManager({ target: handler, document: good, baseDir: dir, source: 'paths', serving: handler.current });
+    const bad = { ...good, segmentation: 'seg.json' };
+    const validated = manager.validate(bad);
+    expect(validated.ok).toBe(false);
+    let refused: { path: string; message: string }[] = [];
+    try {
+      manager.replace(bad, { role: 'write', name: 'alice' });
+    } catch (e) {
+      refused = (e as { details: { path: string; message: string }[] }).details;
+    }
+    expect(refused).toEqual(validated.errors);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toEqual({ path: '/segmentation(seg.json)/segments/1/parent', message: 'unknown parent segment "ghost"' });
+  });
+});

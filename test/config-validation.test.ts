@@ -196,6 +196,24 @@ describe('config validation', () => {
     expect(pathsOf(problems(d))).toEqual(['/segmentation/segments/0/kind']);
   });
 
+  // Two different mistakes at one path are both reported (they used to be merged by path).
+  it('two errors at one path are both reported', () => {
+    const d = base();
+    d.campaigns = [
+      {
+        id: 'c1',
+        name: 'C1',
+        budget: { daily: 10, flight: 100, flightStart: '2026-01-01T00:00:00Z', flightEnd: '2026-12-31T00:00:00Z' },
+        kpi: 'cpc',
+        lineItems: [d.lineItems[0].id],
+        pacing: { curve: 'even', hourlyProfile: new Array(24).fill(0) },
+      },
+    ];
+    const details = problems(d);
+    expect(pathsOf(details)).toEqual(['/campaigns/0/pacing/hourlyProfile']);
+    expect(messageAt(details, '/campaigns/0/pacing/hourlyProfile')).toMatch(/only meaningful with curve "traffic" \| needs at least one positive weight/);
+  });
+
   // With a dozen rates the trader must be told which key is wrong.
   it('a lower-case rate currency is named in the error', () => {
     const d = base();

@@ -399,6 +399,9 @@ export class ConfigManager {
           errors,
         });
         this.logger.warn({ author: authorLabel(author), action, target, code: e.code, errorCount: errors.length }, 'config change rejected');
+        // The caller reports the same paths as validate() does (in the document sent, a segmentation file's
+        // errors under /segmentation, a missing store at /segmentStore), not the loader's own.
+        throw new SegbidError(e.code, e.message, errors);
       }
       throw e;
     }

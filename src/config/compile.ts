@@ -263,7 +263,8 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   if (settings.minTmaxMs >= settings.defaultTmaxMs) {
     errors.push({ path: '/bidder/minTmaxMs', message: 'must be below defaultTmaxMs' });
   }
-  const dictionary = buildDictionary(segmentation, typeof config.segmentation === 'string' ? config.segmentation : '/segmentation', errors);
+  // Errors in a segmentation file carry the paths load.ts gives them: /segmentation(<file>)/...
+  const dictionary = buildDictionary(segmentation, typeof config.segmentation === 'string' ? `/segmentation(${config.segmentation})` : '/segmentation', errors);
 
   const creativeIndex = new Map<string, number>();
   config.creatives.forEach((c, i) => {
@@ -317,8 +318,9 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   const plan = compileBiddingPlan(config, settings, dictionary, supply.words, errors);
   const budgetPlan = compileBudget(config, lineItems, dictionary, errors);
   if (errors.length) {
-    // The segmentation validator and the dictionary builder may both name one path (an unknown parent).
-    const unique = errors.filter((e, i) => errors.findIndex((o) => o.path === e.path) === i);
+    // The segmentation validator and the dictionary builder may both report one error (an unknown parent);
+    // two different errors at one path are both kept.
+    const unique = errors.filter((e, i) => errors.findIndex((o) => o.path === e.path && o.message === e.message) === i);
     throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, unique);
   }
 
