@@ -270,14 +270,15 @@ describe('replace, patch, versions, rollback, audit', () => {
     const r = call(s.api, 'PUT', '/admin/config', W, doc);
     expect(r.status).toBe(422);
     expect(r.json.error).toBe('config_rejected');
-    expect(r.json.details.map((d: { path: string }) => d.path)).toEqual(['/lineItems/1/bid/cpm']); // schema first
+    // Every mistake at once: the schema's, then the cross-references found on the rest (compileDocument).
+    expect(r.json.details.map((d: { path: string }) => d.path)).toEqual(['/lineItems/1/bid/cpm', '/lineItems/0/creatives/0']);
     expect(s.handler.current).toBe(before);
     expect(prices(s.handler)).toEqual([1, 1, 1]);
     expect(s.manager.currentVersion.id).toBe(1);
     expect(s.manager.versions()).toHaveLength(1);
     const audit = call(s.api, 'GET', '/admin/audit?limit=1', R).json.entries;
     expect(audit).toHaveLength(1);
-    expect(audit[0]).toMatchObject({ author: 'write:alice', action: 'replace', result: 'rejected', errorCount: 1, versionId: 1 });
+    expect(audit[0]).toMatchObject({ author: 'write:alice', action: 'replace', result: 'rejected', errorCount: 2, versionId: 1 });
     expect(audit[0].errors[0].path).toBe('/lineItems/1/bid/cpm');
   });
 

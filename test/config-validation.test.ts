@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SegbidError, type ErrorDetail } from '../src/common/errors.js';
 import { validateConfigDocument } from '../src/config/load.js';
-import { compileConfig } from '../src/config/compile.js';
+import { compileConfig, compileDocument } from '../src/config/compile.js';
 
 const BASE_FILE = fileURLToPath(new URL('./cases/base.json', import.meta.url));
 
@@ -194,6 +194,31 @@ describe('config validation', () => {
     const d = base();
     d.segmentation.segments[0].kind = 'tribe';
     expect(pathsOf(problems(d))).toEqual(['/segmentation/segments/0/kind']);
+  });
+
+  // Prebid-style: a trader fixes everything in one go, whichever phase found it.
+  it('a schema mistake and a cross-reference mistake in one document are both reported (compileDocument)', () => {
+    const d = base();
+    d.lineItems[1].bid.cpm = -5; // schema
+    d.lineItems[0].targeting = 'no-such-seg'; // cross-reference
+    d.lineItems[2].creatives = ['cr-nope']; // cross-reference
+    let details: readonly ErrorDetail[] = [];
+    try {
+      compileDocument(d, '/nonexistent', 'test-config');
+    } catch (e) {
+      details = (e as SegbidError).details;
+    }
+    expect(pathsOf([...details])).toEqual(['/lineItems/0/targeting', '/lineItems/1/bid/cpm', '/lineItems/2/creatives/0']);
+    // A document too broken to cross-check still gets its schema errors, alone.
+    const broken = base();
+    broken.lineItems = 'none';
+    let brokenPaths: string[] = [];
+    try {
+      compileDocument(broken, '/nonexistent', 'test-config');
+    } catch (e) {
+      brokenPaths = pathsOf([...(e as SegbidError).details]);
+    }
+    expect(brokenPaths).toEqual(['/lineItems']);
   });
 
   // Two different mistakes at one path are both reported (they used to be merged by path).

@@ -15,8 +15,8 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } fro
 import { dirname, join, resolve } from 'node:path';
 import { unpack } from 'msgpackr';
 import type { CreativeDef, LineItemDef, SegbidConfig, SegmentDef, SegmentationDef, TargetingExpr } from '../config/types.js';
-import { loadConfigFile } from '../config/load.js';
-import { compileConfig } from '../config/compile.js';
+import { readConfigFile, validateConfigDocument } from '../config/load.js';
+import { compileDocument } from '../config/compile.js';
 import { SegbidError } from '../common/errors.js';
 import { replayEventLog } from '../events/event-log.js';
 import { DEFAULT_KPI_CONFIG, KPI_DEFINITIONS, KPI_NAMES, KpiStore, NO_SEGMENT_KEY, kpiReport, type KpiConfig, type KpiReport, type KpiRow } from '../events/kpis.js';
@@ -503,8 +503,9 @@ function makeOutDir(dir: string): void {
  * Throws SegbidError (CONFIG_INVALID with every error by path) or BriefOutputError.
  */
 export function writeBrief(options: WriteBriefOptions): { html: string; markdown: string; warnings: string[] } {
-  const loaded = loadConfigFile(options.configPath);
-  compileConfig(loaded);
+  const { doc, baseDir, source } = readConfigFile(options.configPath);
+  compileDocument(doc, baseDir, source); // every error at once, as the bidder reports them
+  const loaded = validateConfigDocument(doc, baseDir, source);
   if (loaded.config.kpis !== undefined) {
     try {
       new KpiStore(loaded.config.kpis, loaded.segmentation.segments);

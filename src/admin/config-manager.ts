@@ -401,7 +401,7 @@ export class ConfigManager {
         this.logger.warn({ author: authorLabel(author), action, target, code: e.code, errorCount: errors.length }, 'config change rejected');
         // The caller reports the same paths as validate() does (in the document sent, a segmentation file's
         // errors under /segmentation, a missing store at /segmentStore), not the loader's own.
-        throw new SegbidError(e.code, e.message, errors);
+        throw new SegbidError(e.code, e.message.split('\n')[0], errors);
       }
       throw e;
     }

@@ -3,14 +3,15 @@
  * compile the config, read + verify the segment store, check that both speak the same segment dictionary. Any
  * failure throws a SegbidError and leaves whatever is serving untouched; the caller swaps only a complete Decider.
  */
-import { loadConfigFile, validateConfigDocument, type LoadedConfig } from '../config/load.js';
-import { compileConfig } from '../config/compile.js';
+import { readConfigFile } from '../config/load.js';
+import { compileDocument, type CompiledConfig } from '../config/compile.js';
 import { SegmentStore, checkStoreMatches, readStore } from '../segments/segment-store.js';
 import { Decider } from './decide.js';
 
 /** `sharedStore`: a store already mapped (worker threads share one over a SharedArrayBuffer). */
 export function loadDecider(configPath: string, sharedStore?: SegmentStore): Decider {
-  return deciderFromLoaded(loadConfigFile(configPath), sharedStore);
+  const { doc, baseDir, source } = readConfigFile(configPath);
+  return deciderFromDocument(doc, baseDir, source, sharedStore);
 }
 
 /**
@@ -18,11 +19,10 @@ export function loadDecider(configPath: string, sharedStore?: SegmentStore): Dec
  * relative paths in it (segmentation file, segment store); `source` names it in error messages.
  */
 export function deciderFromDocument(doc: unknown, baseDir: string, source: string, sharedStore?: SegmentStore): Decider {
-  return deciderFromLoaded(validateConfigDocument(doc, baseDir, source), sharedStore);
+  return deciderFromConfig(compileDocument(doc, baseDir, source), sharedStore);
 }
 
-function deciderFromLoaded(loaded: LoadedConfig, sharedStore?: SegmentStore): Decider {
-  const config = compileConfig(loaded);
+function deciderFromConfig(config: CompiledConfig, sharedStore?: SegmentStore): Decider {
   let store: SegmentStore;
   if (sharedStore !== undefined) {
     store = sharedStore;

@@ -8,7 +8,7 @@ import { SegbidError, type ErrorDetail } from '../common/errors.js';
 import { buildDictionary, type SegmentDictionary } from '../segments/segmentation.js';
 import { compileTargeting, type TargetingProgram } from '../segments/targeting.js';
 import { DEFAULT_BIDDER, type SegbidConfig, type BidderSettings, type Channel, type CreativeDef, type LineItemDef, type TargetingExpr } from './types.js';
-import type { LoadedConfig } from './load.js';
+import { isSchemaRefusal, validateConfigDocument, type LoadedConfig } from './load.js';
 import { compileBiddingPlan, type BiddingPlan } from '../bidding/bidding-plan.js';
 import { compileCampaigns } from '../budget/compile.js';
 import type { CompiledBudgetPlan } from '../budget/types.js';
@@ -252,6 +252,32 @@ function compileSupply(items: readonly LineItemDef[], compiled: readonly Compile
     }
   });
   return { words, active, byChannel, byDeviceType, anyDeviceType, byCountry, anyCountry };
+}
+
+/**
+ * Validates and compiles a config document, reporting every mistake at once: when the schema refuses it, the
+ * cross-reference checks still run on what is there (as if the shapes were right), and their errors are added
+ * to the schema's, except at a path the schema already named or under it. A document too broken for that (the
+ * compiler throws anything but CONFIG_INVALID) gets the schema's errors alone.
+ */
+export function compileDocument(doc: unknown, baseDir: string, source: string): CompiledConfig {
+  let loaded: LoadedConfig;
+  try {
+    loaded = validateConfigDocument(doc, baseDir, source);
+  } catch (e) {
+    if (!isSchemaRefusal(e)) throw e;
+    let more: readonly ErrorDetail[] = [];
+    try {
+      compileConfig(validateConfigDocument(doc, baseDir, source, { schema: false }));
+    } catch (c) {
+      if (c instanceof SegbidError && c.code === 'CONFIG_INVALID') more = c.details;
+    }
+    const named = e.details.map((d) => d.path);
+    const extra = more.filter((d) => !named.some((p) => d.path === p || d.path.startsWith(p + '/')));
+    if (extra.length === 0) throw e;
+    throw new SegbidError('CONFIG_INVALID', e.message.split('\n')[0], [...e.details, ...extra]);
+  }
+  return compileConfig(loaded);
 }
 
 /** Compiles a validated config. Throws SegbidError CONFIG_INVALID with every cross-reference error by path. */

@@ -71,12 +71,25 @@ export interface LoadedConfig {
   segmentationErrors?: ErrorDetail[];
 }
 
-/** Validates a config document already in memory. `baseDir` resolves relative paths in it. */
-export function validateConfigDocument(doc: unknown, baseDir: string, source: string): LoadedConfig {
+const schemaRefusals = new WeakSet<SegbidError>();
+
+/** Whether validateConfigDocument threw `e` because the config's own schema refused it (not its segmentation file). */
+export function isSchemaRefusal(e: unknown): e is SegbidError {
+  return e instanceof SegbidError && schemaRefusals.has(e);
+}
+
+/**
+ * Validates a config document already in memory. `baseDir` resolves relative paths in it. `schema: false`
+ * (compileDocument only, after the schema refused it): the rest as if the shapes were right, to find the
+ * cross-reference errors too; the caller guards against what a wrong shape then throws.
+ */
+export function validateConfigDocument(doc: unknown, baseDir: string, source: string, options: { schema?: boolean } = {}): LoadedConfig {
   const limits = documentLimitErrors(doc);
   if (limits.length > 0) throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, limits);
-  if (!validateConfigSchema(doc)) {
-    throw new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, ajvDetails(validateConfigSchema.errors));
+  if (options.schema !== false && !validateConfigSchema(doc)) {
+    const e = new SegbidError('CONFIG_INVALID', `${source}: invalid configuration`, ajvDetails(validateConfigSchema.errors));
+    schemaRefusals.add(e);
+    throw e;
   }
   const config = doc as unknown as SegbidConfig;
   let segmentation: SegmentationDef;
@@ -105,6 +118,12 @@ export function validateConfigDocument(doc: unknown, baseDir: string, source: st
   }
   const storePath = config.segmentStore ? resolve(baseDir, config.segmentStore) : null;
   return { config, segmentation, storePath, source, segmentationErrors };
+}
+
+/** The document of a config file, its directory and its absolute path (compileDocument's arguments). */
+export function readConfigFile(path: string): { doc: unknown; baseDir: string; source: string } {
+  const abs = resolve(path);
+  return { doc: readDocument(abs), baseDir: dirname(abs), source: abs };
 }
 
 export function loadConfigFile(path: string): LoadedConfig {
