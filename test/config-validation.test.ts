@@ -96,6 +96,7 @@ describe('config validation', () => {
 
   describe('compile phase: one mistake, one path', () => {
     const cases: [string, (d: Doc) => void, string[], RegExp?][] = [
+      ['a rate other than 1 for the bidder currency itself', (d) => (d.bidder.rates[d.bidder.currency] = 2), [`/bidder/rates/USD`], /must be 1/],
       ['unknown creative id in a line item', (d) => (d.lineItems[0].creatives = ['cr-300x250', 'cr-nope']), ['/lineItems/0/creatives/1'], /cr-nope/],
       ['unknown segment in targeting', (d) => (d.lineItems[0].targeting = 'ghost'), ['/lineItems/0/targeting'], /ghost/],
       [

@@ -285,6 +285,11 @@ export function compileConfig(loaded: LoadedConfig): CompiledConfig {
   const { config, segmentation, storePath, source } = loaded;
   const errors: ErrorDetail[] = [...(loaded.segmentationErrors ?? [])];
   const settings: BidderSettings = { ...DEFAULT_BIDDER, ...config.bidder, rates: { ...(config.bidder?.rates ?? {}) } };
+  const own = settings.rates[settings.currency];
+  if (own !== undefined && own !== 1) {
+    // Rates are bidder-currency units per unit of the other currency: the bidder's own is 1 by definition.
+    errors.push({ path: `/bidder/rates/${settings.currency}`, message: `the bidder currency's own rate must be 1 (or left out), not ${own}` });
+  }
   settings.rates[settings.currency] = 1;
   if (settings.minTmaxMs >= settings.defaultTmaxMs) {
     errors.push({ path: '/bidder/minTmaxMs', message: 'must be below defaultTmaxMs' });
