@@ -97,8 +97,33 @@ describe('admin API with --workers 2', () => {
     expect(new Set(await prices())).toEqual(new Set([2.5]));
   });
 
-  it('says that per-worker reports are not gathered (501), not that they do not exist', async () => {
-    const r = await admin('GET', '/admin/kpis', R);
+  it('reports the KPIs and event counts of all workers summed', async () => {
+    // Win notices on fresh connections: the kernel spreads them over both workers.
+    let wins = 0;
+    for (let i = 0; i < 16; i++) {
+      const r = await raw(bidder.bidPort, { body: BID.replace('req-cluster-1', `req-kpi-${i}`) });
+      const bid = JSON.parse(r.text).seatbid[0].bid[0] as { price: number; nurl: string };
+      const u = new URL(bid.nurl.replace('${AUCTION_PRICE}', String(bid.price)).replace('${AUCTION_ID}', `req-kpi-${i}`).replace('${AUCTION_IMP_ID}', '1').replace('${AUCTION_CURRENCY}', 'USD'));
+      if ((await raw(bidder.bidPort, { method: 'GET', path: u.pathname + u.search })).status === 204) wins++;
+    }
+    expect(wins).toBe(16);
+    let report: { total: { counters: { wins: number } }; rows: { key: string; counters: { wins: number } }[] } | null = null;
+    for (let i = 0; i < 60; i++) {
+      const r = await admin('GET', '/admin/kpis?dimension=line_item', R);
+      expect(r.status).toBe(200);
+      report = JSON.parse(r.text);
+      if (report!.total.counters.wins >= 16) break;
+      await new Promise((res) => setTimeout(res, 100)); // workers send every 2 s
+    }
+    expect(report!.total.counters.wins).toBe(16);
+    expect(report!.rows.find((row) => row.key === 'li-a')!.counters.wins).toBe(16);
+    const events = JSON.parse((await admin('GET', '/admin/events', R)).text);
+    expect(events.results.win.accepted).toBe(16);
+    expect((await admin('GET', '/admin/discrepancies', R)).status).toBe(200);
+  }, 30_000);
+
+  it('says that per-worker budgets and history are not gathered (501), not that they do not exist', async () => {
+    const r = await admin('GET', '/admin/history', R);
     expect(r.status).toBe(501);
     expect(JSON.parse(r.text).error).toBe('not_in_cluster');
     const seg = await admin('GET', '/admin/segmentation', R);

@@ -153,3 +153,17 @@ export function registerEventMetrics(stats: EventStats, registry: client.Registr
     },
   });
 }
+
+/** The sum of several EventStats.toJSON() (a cluster's workers), in the same shape. */
+export function mergeEventStats(list: readonly ReturnType<EventStats['toJSON']>[]): ReturnType<EventStats['toJSON']> {
+  const results: Record<string, Record<string, number>> = {};
+  const notes: Record<string, number> = {};
+  for (const s of list) {
+    for (const [kind, byResult] of Object.entries(s.results)) {
+      const into = (results[kind] ??= {});
+      for (const [result, n] of Object.entries(byResult)) into[result] = (into[result] ?? 0) + n;
+    }
+    for (const [note, n] of Object.entries(s.notes)) notes[note] = (notes[note] ?? 0) + n;
+  }
+  return { results, notes };
+}

@@ -216,7 +216,88 @@ export interface SegmentNode {
   parent?: string | null;
 }
 
-export class KpiStore {
+/** What the KPI report and the discrepancy rows read: a KpiStore, or the workers' stores summed (MergedKpis). */
+export interface KpiView {
+  readonly config: KpiConfig;
+  readonly total: Counters;
+  readonly test: Counters;
+  readonly unattributed: Counters;
+  dimension(dim: Dimension): ReadonlyMap<string, Counters>;
+  daily(kind: 'line_item' | 'deal'): ReadonlyMap<string, ReadonlyMap<string, DayCounters>>;
+}
+
+/** Everything a KpiStore counted, as plain arrays (it crosses threads: a worker's share of a cluster's KPIs). */
+export interface KpiImage {
+  total: Counters;
+  test: Counters;
+  unattributed: Counters;
+  dims: [Dimension, [string, Counters][]][];
+  daily: ['line_item' | 'deal', [string, [string, DayCounters][]][]][];
+}
+
+function addInto<T extends object>(into: T, from: T): void {
+  const a = into as Record<string, number>;
+  const b = from as Record<string, number>;
+  for (const k in b) a[k] = (a[k] ?? 0) + b[k];
+}
+
+/**
+ * The KPIs of a cluster: its workers' KpiImages summed, read through the same report as one store (counters
+ * add up; the derived KPIs and the discrepancy gaps are computed from the sums, never averaged).
+ */
+export class MergedKpis implements KpiView {
+  readonly total: Counters = zeroCounters();
+  readonly test: Counters = zeroCounters();
+  readonly unattributed: Counters = zeroCounters();
+  private readonly dims = new Map<Dimension, Map<string, Counters>>(DIMENSIONS.map((d) => [d, new Map()]));
+  private readonly days = new Map<'line_item' | 'deal', Map<string, Map<string, DayCounters>>>([
+    ['line_item', new Map()],
+    ['deal', new Map()],
+  ]);
+
+  constructor(
+    readonly config: KpiConfig,
+    images: readonly KpiImage[],
+  ) {
+    for (const image of images) {
+      addInto(this.total, image.total);
+      addInto(this.test, image.test);
+      addInto(this.unattributed, image.unattributed);
+      for (const [dim, rows] of image.dims) {
+        const into = this.dims.get(dim);
+        if (into === undefined) continue;
+        for (const [key, c] of rows) {
+          const row = into.get(key);
+          if (row === undefined) into.set(key, { ...c });
+          else addInto(row, c);
+        }
+      }
+      for (const [kind, byDay] of image.daily) {
+        const into = this.days.get(kind);
+        if (into === undefined) continue;
+        for (const [day, rows] of byDay) {
+          let m = into.get(day);
+          if (m === undefined) into.set(day, (m = new Map()));
+          for (const [key, c] of rows) {
+            const row = m.get(key);
+            if (row === undefined) m.set(key, { ...c });
+            else addInto(row, c);
+          }
+        }
+      }
+    }
+  }
+
+  dimension(dim: Dimension): ReadonlyMap<string, Counters> {
+    return this.dims.get(dim)!;
+  }
+
+  daily(kind: 'line_item' | 'deal'): ReadonlyMap<string, ReadonlyMap<string, DayCounters>> {
+    return this.days.get(kind)!;
+  }
+}
+
+export class KpiStore implements KpiView {
   readonly config: KpiConfig;
   private readonly parentOf = new Map<string, string | null>();
   private readonly chains = new Map<string, readonly string[]>();
@@ -358,6 +439,21 @@ export class KpiStore {
     return kind === 'line_item' ? this.dailyLineItems : this.dailyDeals;
   }
 
+  /** Everything counted, as plain arrays (MergedKpis sums the images of a cluster's workers). */
+  image(): KpiImage {
+    const rows = <T extends object>(m: ReadonlyMap<string, T>): [string, T][] => [...m].map(([k, v]) => [k, { ...v }]);
+    return {
+      total: { ...this.total },
+      test: { ...this.test },
+      unattributed: { ...this.unattributed },
+      dims: DIMENSIONS.map((d) => [d, rows(this.dims[d])]),
+      daily: [
+        ['line_item', [...this.dailyLineItems].map(([day, m]) => [day, rows(m)])],
+        ['deal', [...this.dailyDeals].map(([day, m]) => [day, rows(m)])],
+      ],
+    };
+  }
+
   /** A plain, key-sorted copy of everything counted: equal snapshots = equal stores. */
   snapshot(): Record<string, unknown> {
     const sortMap = <T>(m: ReadonlyMap<string, T>, f: (v: T) => unknown) =>
@@ -470,7 +566,7 @@ export interface DiscrepancyRow {
 }
 
 /** The bidder's own discrepancies per day and line item, flagged beyond the threshold. */
-export function discrepancies(store: KpiStore, threshold = store.config.discrepancyThreshold, from?: string, to?: string): DiscrepancyRow[] {
+export function discrepancies(store: KpiView, threshold = store.config.discrepancyThreshold, from?: string, to?: string): DiscrepancyRow[] {
   // The operations port hands the query parameters straight in: a NaN threshold or a day that is not one
   // would silently match nothing (200 with no rows), so they are refused (ADMIN_BAD_REQUEST, a 400).
   checkThreshold(threshold);
@@ -615,7 +711,7 @@ export function discrepancyQueryFromParams(params: URLSearchParams): { threshold
 }
 
 /** The JSON KPI report (transport-independent: the operations port serialises it). */
-export function kpiReport(store: KpiStore, query: KpiQuery = {}): KpiReport {
+export function kpiReport(store: KpiView, query: KpiQuery = {}): KpiReport {
   const dimension = query.dimension ?? 'line_item';
   if (!(DIMENSIONS as readonly string[]).includes(dimension)) {
     throw new SegbidError('EVENT_CONFIG_INVALID', `unknown dimension "${String(dimension)}"; known: ${DIMENSIONS.join(', ')}`);

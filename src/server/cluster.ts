@@ -35,6 +35,8 @@ import type { Decider } from '../bidding/decide.js';
 import { ThreadBankHost, type BankReplyMessage, type BankRequestMessage, type NoticeDeliverMessage, type NoticeRouteMessage } from '../budget/bank-threads.js';
 import { genBaseFor } from '../budget/bank.js';
 import { processTagFor } from '../budget/notice-relay.js';
+import { MergedKpis, discrepancies, discrepancyQueryFromParams, kpiConfig, kpiQueryFromParams, kpiReport, type KpiImage } from '../events/kpis.js';
+import { mergeEventStats, type EventStats } from '../events/event-stats.js';
 import { registerBookMetrics } from '../budget/bank-metrics.js';
 import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
@@ -108,6 +110,8 @@ export type WorkerMessage =
   | { type: 'metrics'; id: number; metrics: client.MetricObjectWithValues<client.MetricValue<string>>[] }
   | { type: 'reloaded'; ok: boolean; error?: string }
   | { type: 'health'; checks: HealthState[] }
+  /** A worker's KPIs and event counts (sent every 2 s when they changed): the admin API reports their sum. */
+  | { type: 'kpis'; image: KpiImage; events: ReturnType<EventStats['toJSON']> }
   | LearnMessage
   | BankRequestMessage
   | NoticeRouteMessage
@@ -171,6 +175,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let storeBuffer = readStoreShared(probe.config.storePath);
   let storeOfBuffer = probe.store;
   let runningDocument: unknown = document;
+  /** Each worker's last KPIs and event counts (by worker index; a restarted worker replays its log, then sends). */
+  const kpiImages: (KpiImage | null)[] = new Array(options.workers).fill(null);
+  const eventStats: (ReturnType<EventStats['toJSON']> | null)[] = new Array(options.workers).fill(null);
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
   // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
@@ -251,6 +258,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           worker.postMessage(hub.onLearn(m) satisfies MainMessage);
         } else if (m.type === 'health') {
           if (workers[index] === worker) health[index] = m.checks;
+        } else if (m.type === 'kpis') {
+          kpiImages[index] = m.image;
+          eventStats[index] = m.events;
         } else if (m.type === 'metrics') {
           const p = pending.get(m.id);
           if (p) {
@@ -400,9 +410,17 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   admin.addReadEndpoint(/^\/admin\/segmentation$/, () => ({
     segments: serving.config.dictionary.segments.map(({ id, name, parent, kind }) => ({ id, name, parent, kind })),
   }));
-  // Per-worker state (events, KPIs, budgets, history) is not gathered across workers yet: said, not a 404.
-  admin.addReadEndpoint(/^\/admin\/(kpis|discrepancies|events|budget|history)$/, () => {
-    throw new SegbidError('ADMIN_NOT_IN_CLUSTER', 'KPIs, events, budgets and history are kept per worker and not gathered yet with --workers > 1: read /metrics, or run one worker');
+  // KPIs and event counts: the sum of what the workers last sent (at most KPI_PUSH_MS old, worker-entry.ts).
+  const mergedKpis = () => new MergedKpis(kpiConfig(serving.config.kpis ?? {}), kpiImages.filter((i): i is KpiImage => i !== null));
+  admin.addReadEndpoint(/^\/admin\/kpis$/, (query) => kpiReport(mergedKpis(), kpiQueryFromParams(query)));
+  admin.addReadEndpoint(/^\/admin\/discrepancies$/, (query) => {
+    const q = discrepancyQueryFromParams(query);
+    return { rows: discrepancies(mergedKpis(), q.threshold, q.from, q.to) };
+  });
+  admin.addReadEndpoint(/^\/admin\/events$/, () => mergeEventStats(eventStats.filter((e) => e !== null)));
+  // Budgets and history are kept per worker and not gathered yet: said (501), not a 404.
+  admin.addReadEndpoint(/^\/admin\/(budget|history)$/, () => {
+    throw new SegbidError('ADMIN_NOT_IN_CLUSTER', 'budgets and history are kept per worker and not gathered yet with --workers > 1: read /metrics (segbid_budget_*), or run one worker');
   });
 
   const opsApp = createOpsApp({

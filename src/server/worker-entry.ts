@@ -9,6 +9,9 @@ import { createBidApp } from './bid-server.js';
 import { closeListenSocket, listen, type uWS } from './uws.js';
 import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
 import { startNoticeRouting } from './notice-routing.js';
+
+/** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
+const KPI_PUSH_MS = 2000;
 import { ownerTag } from '../openrtb/response.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
@@ -132,6 +135,18 @@ try {
   const { socket, port: bound } = await listen(app, data.host, data.port, false); // shared with the other workers
   appRef = app;
   eventsRef = events;
+  // This worker's KPIs and event counts for the main thread's admin API (the cluster's are their sum): sent every
+  // 2 s when notices changed them (an image of a large store is a few hundred KB: not every second for nothing).
+  let kpisSent = -1;
+  let statsSent = '';
+  setInterval(() => {
+    const stats = events.stats.toJSON();
+    const statsText = JSON.stringify(stats);
+    if (events.kpis.applied === kpisSent && statsText === statsSent) return;
+    kpisSent = events.kpis.applied;
+    statsSent = statsText;
+    send({ type: 'kpis', image: events.kpis.image(), events: stats });
+  }, KPI_PUSH_MS).unref();
   lifecycle.ready = true;
   send({ type: 'listening', port: bound });
   // Component health (the event log) for the main thread's /readyz: sent when it changes.
