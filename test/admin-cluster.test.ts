@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { raw } from './helpers/bidder.js';
+import { smallConfig } from './helpers/small-config.js';
 import { serve, stop, type Serving } from './helpers/budget-drive.js';
 
 /* Config documents are plain JSON here. */
@@ -19,16 +20,7 @@ const WRITE = 'write-token-fedcba9876543210';
 const R = { authorization: `Bearer ${READ}` };
 const W = { authorization: `Bearer ${WRITE}`, 'content-type': 'application/json' };
 
-function config(cpm: number): Doc {
-  return {
-    version: 1,
-    bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
-    segmentStore: null,
-    creatives: [{ id: 'cr-300x250', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<img src="https://cdn.shop.example/a.png">' }],
-    lineItems: [{ id: 'li-a', bid: { cpm }, creatives: ['cr-300x250'] }],
-  };
-}
+const config = (cpm: number): Doc => smallConfig({ cpm });
 
 const BID = JSON.stringify({
   id: 'req-cluster-1',

@@ -12,20 +12,10 @@ import { discrepancyQueryFromParams, isDay, kpiQueryFromParams } from '../src/ev
 import type { RunningBidder } from '../src/server/start.js';
 import { raw } from './helpers/bidder.js';
 import { startTestBidder } from './helpers/bidder.js';
+import { smallConfig } from './helpers/small-config.js';
 
 const READ = 'read-token-query-0123456789';
 
-function smallConfig() {
-  const banner = (id: string) => ({ id, format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: `<img src="https://cdn.shop.example/${id}.png">` });
-  return {
-    version: 1,
-    bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
-    segmentStore: null,
-    creatives: [banner('cr-a')],
-    lineItems: [{ id: 'li-a', bid: { cpm: 1 }, creatives: ['cr-a'] }],
-  };
-}
 
 /** [endpoint and query, the parameter the answer must name] */
 const BAD: [string, string][] = [

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { writeBrief } from '../src/admin/brief.js';
 import { SegbidError } from '../src/common/errors.js';
 import { PACKAGE_ROOT } from '../src/common/paths.js';
+import { smallConfig } from './helpers/small-config.js';
 
 /** SEGBID_TEST_CLI: run another build (as test/helpers/segbid-process.ts). */
 const CLI = process.env.SEGBID_TEST_CLI ?? resolve(PACKAGE_ROOT, 'dist/src/cli/main.js');
@@ -45,24 +46,10 @@ function expectOneLineUserError(r: Run, prefix: RegExp): void {
   expect(r.stderr).not.toMatch(/^\s+at /m);
 }
 
-function smallConfig(): Record<string, unknown> {
-  const banner = (id: string) => ({ id, format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: `<img src="https://cdn.shop.example/${id}.png">` });
-  return {
-    version: 1,
-    bidder: { currency: 'USD', rates: { USD: 1 }, eventBaseUrl: 'https://ev.segbid.test', defaultTmaxMs: 200, minTmaxMs: 10 },
-    segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
-    segmentStore: null,
-    creatives: [banner('cr-a'), banner('cr-b')],
-    lineItems: [
-      { id: 'li-a', bid: { cpm: 1 }, creatives: ['cr-a'] },
-      { id: 'li-b', bid: { cpm: 1 }, creatives: ['cr-b'] },
-    ],
-  };
-}
 
 /** Schema-valid, refused by the bidder: duplicate ids and an unknown creative. */
 function crossRefBadConfig(): Record<string, unknown> {
-  const c = smallConfig() as { creatives: { id: string }[]; lineItems: { id: string; creatives: string[] }[] };
+  const c = smallConfig({ lineItems: 2 }) as { creatives: { id: string }[]; lineItems: { id: string; creatives: string[] }[] };
   c.creatives[1].id = 'cr-a';
   c.lineItems[1].id = 'li-a';
   c.lineItems[1].creatives = ['cr-nope'];
@@ -143,7 +130,7 @@ describe('brief', () => {
   // Node 20's mkdirSync(recursive) looped forever at full CPU there (mkdir answers ENOENT, the parent exists).
   if (process.platform === 'linux') unwritable.push(['a folder mkdir cannot create (/proc)', '/proc/segbid-nope/brief']);
   it.each(unwritable)('--out at %s: one line, exit 2, no hang', (_what, out) => {
-    const config = configFile(smallConfig());
+    const config = configFile(smallConfig({ lineItems: 2 }));
     const target = out.startsWith('/') ? out : join(config, '..', out);
     const started = Date.now();
     const r = segbid(['brief', '--config', config, '--out', target], {}, 20_000);
@@ -152,7 +139,7 @@ describe('brief', () => {
   });
 
   it('a valid config: exit 0, brief.html and brief.md written', () => {
-    const r = segbid(['brief', '--config', configFile(smallConfig()), '--out', 'out/nested']);
+    const r = segbid(['brief', '--config', configFile(smallConfig({ lineItems: 2 })), '--out', 'out/nested']);
     expect(r.status, r.stderr).toBe(0);
     expect(readdirSync(join(r.dir, 'out/nested')).sort()).toEqual(['brief.html', 'brief.md']);
   });

@@ -17,35 +17,24 @@ import { registerCompileCommand } from './compile-command.js';
 import { registerBriefCommand } from './brief-command.js';
 import { BIDDER_NODE_FLAGS, HUGE_PAGE_TUNABLE, runsWithBidderFlags, runsWithHugePages } from '../common/node-flags.js';
 
-function port(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer 0-65535');
-  return n;
+/**
+ * An option's parser: a number in [min, max] (an integer when `integer`), else commander's InvalidArgumentError
+ * with `rule` (fromEnv reuses it for the environment variable of the same option).
+ */
+function numberIn(rule: string, min: number, max: number, integer: boolean): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    const shaped = integer ? Number.isSafeInteger(n) : Number.isFinite(n);
+    if (value.trim() === '' || !shaped || n < min || n > max) throw new InvalidArgumentError(rule);
+    return n;
+  };
 }
 
-function workerCount(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('workers is an integer 1-256');
-  return n;
-}
-
-function snapshotSec(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 1 || n > 3600) throw new InvalidArgumentError('state-snapshot-sec is a number 1-3600');
-  return n;
-}
-
-function instanceCount(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError('instances is an integer 1-10000');
-  return n;
-}
-
-function userCount(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('users is a positive integer');
-  return n;
-}
+const port = numberIn('a port is an integer 0-65535', 0, 65535, true);
+const workerCount = numberIn('workers is an integer 1-256', 1, 256, true);
+const snapshotSec = numberIn('state-snapshot-sec is a number 1-3600', 1, 3600, false);
+const instanceCount = numberIn('instances is an integer 1-10000', 1, 10000, true);
+const userCount = numberIn('users is a positive integer', 1, Number.MAX_SAFE_INTEGER, true);
 
 /** A user's mistake on the command line or in the environment: one line on stderr, exit 2 (no stack). */
 function userError(message: string): never {
@@ -87,11 +76,7 @@ program
   .option('--redis <url>', 'Redis shared by every bidder instance: campaign budgets are leased from it in slices, frequency caps and learning statistics are shared through it ($SEGBID_REDIS_URL)')
   .option('--instances <m>', 'bidder instances behind the load balancer, for pacing: each paces toward 1/M of every campaign\'s day ($SEGBID_INSTANCES, default 1)', instanceCount)
   .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL)')
-  .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', (v) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 1 || n > 1000) throw new InvalidArgumentError('segments-redis-budget-ms is a number 1-1000');
-    return n;
-  })
+  .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', numberIn('segments-redis-budget-ms is a number 1-1000', 1, 1000, false))
   // `serve` is the default command: `segbid frobnicate` lands here with "frobnicate" as an operand.
   .allowExcessArguments(true)
   .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }, cmd: Command) => {
