@@ -199,6 +199,19 @@ describe('tolerance', () => {
     expect(decide(floored('USD')).status).toBe(200);
   });
 
+  it('reads GPP section ids given as strings as the integers they spell (they used to let personal data through)', () => {
+    const gpp = 'DBABLA~BVVqAAEABCA.QA'; // the US national section only: no CRM data without its consent
+    const price = (regs: Json) => {
+      const r = handler.handle(JSON.stringify(biddable({ regs })));
+      return r.status === 200 ? (JSON.parse(r.body).seatbid[0].bid[0].price as number) : r.status;
+    };
+    const withoutPersonalData = price({ gpp, gpp_sid: [7] });
+    expect(withoutPersonalData).toBeLessThan(price({})); // the CRM line item's bid is higher
+    expect(price({ gpp, gpp_sid: ['7'] })).toBe(withoutPersonalData);
+    expect(price({ ext: { gpp, gpp_sid: ['7'] } })).toBe(price({ ext: { gpp, gpp_sid: [7] } }));
+    expect(decide(biddable({ regs: { gpp, gpp_sid: ['seven'] } })).status).toBe(400);
+  });
+
   it('matches badv and a deal wadomain whatever their case', () => {
     expect(decide(biddable({ badv: ['shop.segbid.example'] })).status).toBe(204);
     expect(decide(biddable({ badv: ['SHOP.Segbid.Example'] })).status).toBe(204);

@@ -48,7 +48,7 @@ export function compileBiddingPlan(
     resolveShadingSettings(settings.shading),
   );
   const selector = compileCreativeSelector(config.lineItems, config.creatives, dictionary, tree, resolveRotationSettings(settings.rotation));
-  const capCampaigns = (config.campaigns ?? []).map((c) => ({ id: c.id, name: c.name, frequencyCaps: c.frequencyCaps ?? [] }));
+  const capCampaigns = (config.campaigns ?? []).map((c) => ({ id: c.id, name: c.name, frequencyCaps: c.frequencyCaps ?? [], lineItems: c.lineItems }));
   const capPlan = compileFrequencyCaps(config.lineItems, capCampaigns, errors);
   const caps = new InProcessCapStore(capPlan, settings.capStore);
   const privacy = new PrivacyGate(resolvePrivacySettings(settings.privacy, errors));

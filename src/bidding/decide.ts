@@ -810,6 +810,9 @@ export class Decider {
       out.arm[k] = shadingArm(this.auctionType === 1 && bestDeal === null, floorMicros * respRate);
       out.w[k] = bestCreative.w;
       out.h[k] = bestCreative.h;
+      // A frequency-capped line item bids on one imp of a request: the cap was checked once for the request, and
+      // two bids that both win would show the user two impressions against what may be one left.
+      if (isSet(this.cappedMask, bestIndex)) cand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));
       return;
     }
   }

@@ -39,6 +39,7 @@ import { exchangeName, primaryUserHash, userHash } from '../events/bid-context.j
 import { dealPriceMicros, floorMicrosOf, seatAdmitted, type BidPolicy, type Decider, type Decision } from './decide.js';
 import type { BidHandler, BidResult } from './bid-handler.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { isDeviceId } from '../segments/user-keys.js';
 
 /* The request as validated by src/openrtb/validate.ts (handle() validated it before we re-parse it). */
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -355,7 +356,7 @@ function userKeys(decider: Decider, req: Any, personal: boolean, state: ExplainS
     }
   }
   const device = req.device;
-  if (device !== undefined && typeof device.ifa === 'string' && device.ifa.length > 0) {
+  if (device !== undefined && isDeviceId(device.ifa)) {
     hashKey(KEY_KIND.ifa, device.ifa);
     out.push({ kind: 'ifa', id: device.ifa, known: lookup() });
   }

@@ -127,13 +127,25 @@ export function compileFrequencyCaps(lineItems: readonly CapLineItemDef[], campa
     if (campaignItemOf.has(c.id)) errors.push({ path: `/campaigns/${i}/id`, message: `duplicate campaign id "${c.id}"` });
     else campaignItemOf.set(c.id, c.frequencyCaps.length > 0 ? addItem(`campaign:${c.id}`, c.frequencyCaps, `/campaigns/${i}/frequencyCaps`) : -1);
   });
+  // A line item belongs to a campaign by naming it (`campaign`) or by being listed in its `lineItems` (as a
+  // budgeted campaign lists them): either link applies the campaign's caps. Before, only the first did, so a
+  // campaign written as the README shows it (lineItems + frequencyCaps) capped nobody.
+  const listedIn = new Map<string, string>();
+  (campaigns ?? []).forEach((c) => {
+    for (const id of c.lineItems ?? []) if (!listedIn.has(id)) listedIn.set(id, c.id);
+  });
   const lineItemItem = new Int32Array(lineItems.length).fill(-1);
   const campaignItem = new Int32Array(lineItems.length).fill(-1);
   lineItems.forEach((li, i) => {
     if (li.frequencyCaps !== undefined && li.frequencyCaps.length > 0) lineItemItem[i] = addItem(`lineItem:${li.id}`, li.frequencyCaps, `/lineItems/${i}/frequencyCaps`);
-    if (li.campaign !== undefined) {
-      const item = campaignItemOf.get(li.campaign);
-      if (item === undefined) errors.push({ path: `/lineItems/${i}/campaign`, message: `unknown campaign "${li.campaign}"` });
+    const listed = listedIn.get(li.id);
+    if (li.campaign !== undefined && listed !== undefined && listed !== li.campaign) {
+      errors.push({ path: `/lineItems/${i}/campaign`, message: `names campaign "${li.campaign}" but campaign "${listed}" lists it` });
+    }
+    const campaign = li.campaign ?? listed;
+    if (campaign !== undefined) {
+      const item = campaignItemOf.get(campaign);
+      if (item === undefined) errors.push({ path: `/lineItems/${i}/campaign`, message: `unknown campaign "${campaign}"` });
       else campaignItem[i] = item;
     }
   });

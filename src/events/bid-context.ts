@@ -8,6 +8,7 @@
 import type { CompiledConfig, CompiledLineItem } from '../config/compile.js';
 import type { SegmentDictionary } from '../segments/segmentation.js';
 import { KEY_KIND, hashKey, keyHash } from '../segments/key-hash.js';
+import { isDeviceId } from '../segments/user-keys.js';
 import { NO_DEAL, NO_SEGMENT, hash32 } from './token.js';
 
 const epochs = new WeakMap<CompiledConfig, number>();
@@ -121,7 +122,7 @@ export function primaryUserHash(req: RequestLike): void {
   const device = req.device;
   if (user !== undefined && typeof user.buyeruid === 'string' && user.buyeruid.length > 0) hashKey(KEY_KIND.buyeruid, user.buyeruid);
   else if (user !== undefined && typeof user.id === 'string' && user.id.length > 0) hashKey(KEY_KIND.userid, user.id);
-  else if (device !== undefined && typeof device.ifa === 'string' && device.ifa.length > 0) hashKey(KEY_KIND.ifa, device.ifa);
+  else if (device !== undefined && isDeviceId(device.ifa)) hashKey(KEY_KIND.ifa, device.ifa);
   else {
     userHash.hi = 0;
     userHash.lo = 0;

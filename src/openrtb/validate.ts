@@ -253,6 +253,23 @@ function impError(imp: unknown, i: number): string | null {
   return e;
 }
 
+/**
+ * GPP section ids (absent, or an array of integers), numeric strings taken as the integers they spell, in place
+ * (`["7"]` as `[7]`). False for anything else: the privacy gate skips what is not a number, so `["7"]` read as
+ * "no section applies" and let personal data through where the US national section applied.
+ */
+function sectionIds(v: unknown): boolean {
+  if (v === undefined) return true;
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length; i++) {
+    const id = v[i];
+    if (Number.isInteger(id)) continue;
+    if (typeof id !== 'string' || !/^-?\d{1,9}$/.test(id.trim())) return false;
+    v[i] = Number(id.trim());
+  }
+  return true;
+}
+
 function geoError(g: unknown, path: string): string | null {
   if (g === undefined || g === null) return null; // null: absent (the caller sets it undefined)
   if (!isObj(g)) return `${path} must be an object`;
@@ -294,8 +311,12 @@ function regsError(r: unknown): string | null {
   if (r.gdpr !== undefined && !isFlag(r.gdpr)) return 'regs.gdpr must be 0 or 1';
   if (r.us_privacy !== undefined && typeof r.us_privacy !== 'string') return 'regs.us_privacy must be a string';
   if (r.gpp !== undefined && typeof r.gpp !== 'string') return 'regs.gpp must be a string';
+  if (r.gpp_sid === null) r.gpp_sid = undefined;
+  if (!sectionIds(r.gpp_sid)) return 'regs.gpp_sid must be an array of integers';
   if (r.ext !== undefined) {
     if (!isObj(r.ext)) return 'regs.ext must be an object';
+    if (r.ext.gpp_sid === null) r.ext.gpp_sid = undefined;
+    if (!sectionIds(r.ext.gpp_sid)) return 'regs.ext.gpp_sid must be an array of integers';
     if (r.ext.gdpr !== undefined && !isFlag(r.ext.gdpr)) return 'regs.ext.gdpr must be 0 or 1';
     if (r.ext.us_privacy !== undefined && typeof r.ext.us_privacy !== 'string') return 'regs.ext.us_privacy must be a string';
   }

@@ -18,6 +18,21 @@ export const MAX_USER_KEYS = 2 + MAX_EIDS * MAX_UIDS + 1;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
+/**
+ * Whether a device advertising id names a device: a non-empty string that is not the all-zero id
+ * ("00000000-0000-0000-0000-000000000000") that iOS without ATT consent and Android with limited ad tracking
+ * send. Taken as a key, that one id would merge every such device into one user (one frequency-cap row, one user
+ * in the event tokens): it is no key at all.
+ */
+export function isDeviceId(ifa: unknown): ifa is string {
+  if (typeof ifa !== 'string' || ifa.length === 0) return false;
+  for (let i = 0; i < ifa.length; i++) {
+    const c = ifa.charCodeAt(i);
+    if (c !== 48 && c !== 45) return true; // anything but '0' and '-'
+  }
+  return false;
+}
+
 export class UserKeys {
   count = 0;
   readonly hi = new Uint32Array(MAX_USER_KEYS);
@@ -57,7 +72,7 @@ export class UserKeys {
       }
     }
     const device = req.device;
-    if (device !== undefined && device !== null && typeof device.ifa === 'string' && device.ifa.length > 0) {
+    if (device !== undefined && device !== null && isDeviceId(device.ifa)) {
       hashKey(KEY_KIND.ifa, device.ifa);
       this.push();
     }

@@ -97,6 +97,8 @@ export interface CampaignDef {
   id: string;
   name?: string;
   frequencyCaps: FrequencyCapDef[];
+  /** The line items of the campaign (a budgeted campaign lists them); a line item may also name its campaign. */
+  lineItems?: string[];
 }
 
 /** Beta prior written as a mean and a weight in pseudo-trials: Beta(mean x weight, (1 - mean) x weight). */

@@ -37,6 +37,7 @@ import {
 } from '../rules.js';
 import { hashEid, type IdMap } from './id-map.js';
 import { DEFAULT_MIN_SUPPORT, learnLookalike } from './lookalike.js';
+import { isDeviceId } from '../user-keys.js';
 
 /** CRM columns holding the user's own bidder keys, used when there is no id map. */
 export const OWN_KEY_COLUMNS = ['buyeruid', 'ifa', 'email_sha256'] as const;
@@ -241,7 +242,8 @@ export class SegmentCompiler {
       any = true;
     }
     const ifa = canonical(values[k0 + 1]);
-    if (ifa.length > 0) {
+    if (isDeviceId(ifa)) {
+      // (The all-zero id of devices without ad tracking names no one: the bidder never looks it up.)
       hashKey(KEY_KIND.ifa, ifa);
       this.builder.addKey(user, keyHash.hi, keyHash.lo);
       this.count(this.keys, 'ifa');
