@@ -114,6 +114,23 @@ describe('admin API with --workers 2', () => {
     expect((await admin('GET', '/admin/discrepancies', R)).status).toBe(200);
   }, 30_000);
 
+  it('counts a notice retried on another worker once (one dedupe for all workers)', async () => {
+    const r = await raw(bidder.bidPort, { body: BID.replace('req-cluster-1', 'req-retried') });
+    const bid = JSON.parse(r.text).seatbid[0].bid[0] as { price: number; nurl: string };
+    const u = new URL(bid.nurl.replace('${AUCTION_PRICE}', String(bid.price)).replace('${AUCTION_ID}', 'req-retried').replace('${AUCTION_IMP_ID}', '1').replace('${AUCTION_CURRENCY}', 'USD'));
+    const before = JSON.parse((await admin('GET', '/admin/events', R)).text).results.win ?? {};
+    // Six sends on fresh connections: the kernel spreads them over both workers.
+    for (let i = 0; i < 6; i++) expect((await raw(bidder.bidPort, { method: 'GET', path: u.pathname + u.search })).status).toBe(204);
+    let win: { accepted?: number; duplicate?: number } = {};
+    for (let i = 0; i < 60; i++) {
+      win = JSON.parse((await admin('GET', '/admin/events', R)).text).results.win ?? {};
+      if ((win.accepted ?? 0) + (win.duplicate ?? 0) >= (before.accepted ?? 0) + (before.duplicate ?? 0) + 6) break;
+      await new Promise((res) => setTimeout(res, 100)); // workers send every 2 s
+    }
+    expect((win.accepted ?? 0) - (before.accepted ?? 0)).toBe(1);
+    expect((win.duplicate ?? 0) - (before.duplicate ?? 0)).toBe(5);
+  }, 30_000);
+
   it('says that per-worker budgets and history are not gathered (501), not that they do not exist', async () => {
     const r = await admin('GET', '/admin/history', R);
     expect(r.status).toBe(501);

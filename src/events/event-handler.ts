@@ -34,6 +34,7 @@ import { BidTally } from './bid-tally.js';
 import { ExchangeTable, configEpoch, dealList } from './bid-context.js';
 import type { EventLog, ReplayStats } from './event-log.js';
 import { replayEventLog } from './event-log.js';
+import { dedupeKey as sharedKey, type SharedDedupe } from './shared-dedupe.js';
 import { EventStats, type EventKindLabel, type EventResult } from './event-stats.js';
 import { KpiStore, OTHER, kpiReport, type KpiQuery, type KpiReport } from './kpis.js';
 import { convertMicros, parseCode, parseMicros, readMacro, type MacroValue } from './macros.js';
@@ -143,6 +144,11 @@ export interface EventHandlerOptions {
   /** The durable log; null/absent = events counted live only (tests, dry runs). */
   log?: EventLog | null;
   listeners?: OutcomeListener[];
+  /**
+   * The dedupe shared by a cluster's workers (src/events/shared-dedupe.ts): a notice or conversion another worker
+   * accepted within its window is a duplicate here too. Null: this handler's own window only.
+   */
+  sharedDedupe?: SharedDedupe | null;
 }
 
 const GIF_1X1 = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
@@ -232,6 +238,7 @@ export class EventHandler {
   private readonly token: DecodedToken = emptyToken();
   private readonly conversionKey: Buffer | null;
   private readonly tally: BidTally;
+  private readonly shared: SharedDedupe | null;
   private clock = 0;
   private timer: NodeJS.Timeout | null = null;
 
@@ -244,6 +251,7 @@ export class EventHandler {
     this.tally = new BidTally(this.exchanges);
     this.log = options.log ?? null;
     this.listeners = options.listeners ?? [];
+    this.shared = options.sharedDedupe ?? null;
     this.current = options.config;
     this.setConfig(options.config);
     const maxAge = Math.max(...NOTICE_KINDS.map((k) => this.settings.maxAgeSec[k])) + this.settings.clockSkewSec;
@@ -283,6 +291,12 @@ export class EventHandler {
     this.configs.set(epoch, config);
     while (this.configs.size > MAX_CONFIGS) this.configs.delete(this.configs.keys().next().value!);
     this.current = config;
+  }
+
+  /** How long a conversion's order id dedupes (the conversions cache's TTL: the longer attribution window). */
+  private conversionWindowMs(): number {
+    const attribution = this.kpis.config.attribution;
+    return Math.max(attribution.clickWindowSec, attribution.viewWindowSec, 1) * 1000;
   }
 
   /** Replaces the log (e.g. after opening it); null = no log. */
@@ -366,11 +380,18 @@ export class EventHandler {
       this.kpis.apply(r);
       if (r.k === 'bids') return;
       if (r.k === 'conv') {
-        if (r.oid !== '') this.conversions.set('o:' + r.oid, r.t);
+        if (r.oid !== '') {
+          this.conversions.set('o:' + r.oid, r.t);
+          this.shared?.claim(sharedKey('o:' + r.oid, 'conv'), Math.floor(nowMs / 1000), Math.ceil((r.t + this.conversionWindowMs()) / 1000));
+        }
         return;
       }
       const maxAgeMs = (this.settings.maxAgeSec[r.k] + this.settings.clockSkewSec) * 1000;
-      if (nowMs - r.t <= maxAgeMs) this.dedupe.set(r.b + '|' + r.k, { fp: fingerprint(r), until: r.t + maxAgeMs });
+      if (nowMs - r.t <= maxAgeMs) {
+        this.dedupe.set(r.b + '|' + r.k, { fp: fingerprint(r), until: r.t + maxAgeMs });
+        // What this worker accepted before a restart is a duplicate on the other workers too.
+        this.shared?.claim(sharedKey(r.b, r.k), Math.floor(nowMs / 1000), Math.ceil((r.t + maxAgeMs) / 1000));
+      }
       this.touches.noteTouch(r);
     });
   }
@@ -454,6 +475,11 @@ export class EventHandler {
       return this.answer(kind, landing, tok.bidId);
     }
     const maxAgeMs = (this.settings.maxAgeSec[kind] + this.settings.clockSkewSec) * 1000;
+    // Not seen here: another worker may have accepted it (the kernel spreads an exchange's retries).
+    if (this.shared !== null && !this.shared.claim(sharedKey(tok.bidId, kind), Math.floor(nowMs / 1000), Math.ceil((nowMs + maxAgeMs) / 1000))) {
+      this.stats.count(kind, 'duplicate');
+      return this.answer(kind, landing, tok.bidId);
+    }
     this.dedupe.set(dedupeKey, { fp: fingerprint(record), until: nowMs + maxAgeMs }, { ttl: maxAgeMs });
 
     const logged = this.log === null || this.log.append(record);
@@ -610,7 +636,10 @@ export class EventHandler {
     const orderId = typeof body.orderId === 'string' ? body.orderId.slice(0, 128) : '';
     // Without an order id, the postback itself is the identity: the same body posted twice is one conversion.
     const dedupeKey = orderId !== '' ? 'o:' + orderId : 'h:' + createHash('sha256').update(raw).digest('base64url');
-    if (this.conversions.has(dedupeKey)) {
+    if (
+      this.conversions.has(dedupeKey) ||
+      (this.shared !== null && !this.shared.claim(sharedKey(dedupeKey, 'conv'), Math.floor(nowMs / 1000), Math.ceil((nowMs + this.conversionWindowMs()) / 1000)))
+    ) {
       this.stats.count('conv', 'duplicate');
       return json(200, { result: 'duplicate' });
     }

@@ -37,6 +37,8 @@ import { genBaseFor } from '../budget/bank.js';
 import { processTagFor } from '../budget/notice-relay.js';
 import { MergedKpis, discrepancies, discrepancyQueryFromParams, kpiConfig, kpiQueryFromParams, kpiReport, type KpiImage } from '../events/kpis.js';
 import { mergeEventStats, type EventStats } from '../events/event-stats.js';
+import { SharedDedupe } from '../events/shared-dedupe.js';
+import { DEFAULT_EVENTS_CONFIG } from '../events/event-handler.js';
 import { registerBookMetrics } from '../budget/bank-metrics.js';
 import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
@@ -102,6 +104,8 @@ export interface WorkerData {
   bank: { client: string; genBase: number; via: 'main' | 'redis' };
   /** The process's tag, which starts every bid id its workers mint (src/openrtb/response.ts ownerTag). */
   processTag: string;
+  /** The notice dedupe every worker shares (src/events/shared-dedupe.ts). */
+  sharedDedupe: SharedArrayBuffer;
 }
 
 export type WorkerMessage =
@@ -190,6 +194,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   if (bankHost !== null) registerBookMetrics(mainMetrics.registry, bankHost.book, () => bankHost.reclaimed);
   const bankRun = randomBytes(4).toString('hex');
   const processTag = processTagFor(options.stateDir);
+  // An exchange's retry of a notice may reach another worker than the first copy: one dedupe for all of them,
+  // twice the per-worker window's entries (its load factor stays under one half).
+  const sharedDedupe = SharedDedupe.create(2 * (probe.config.events?.dedupeMax ?? DEFAULT_EVENTS_CONFIG.dedupeMax)).buffer;
   let budgetPlan = probe.config.budgetPlan;
   const workers: (Worker | null)[] = new Array(options.workers).fill(null);
   /** Last health report of each live worker (null: none yet, or the worker is gone). */
@@ -239,6 +246,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           via: bankHost === null ? 'redis' : 'main',
         },
         processTag,
+        sharedDedupe,
       };
       const worker = new Worker(WORKER_ENTRY, { workerData: data });
       const born = Date.now();

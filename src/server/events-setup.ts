@@ -10,6 +10,7 @@ import { EventHandler } from '../events/event-handler.js';
 import { EventLog } from '../events/event-log.js';
 import { loadKeyring } from '../events/keyring.js';
 import { KpiStore, registerKpiMetrics } from '../events/kpis.js';
+import { SharedDedupe } from '../events/shared-dedupe.js';
 import { registerEventMetrics } from '../events/event-stats.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -17,6 +18,8 @@ export interface EventsSetupOptions {
   eventLogDir?: string | null;
   eventLogFsync?: string;
   eventKeys?: string;
+  /** A cluster's notice dedupe (src/events/shared-dedupe.ts), the same buffer in every worker; absent: none. */
+  sharedDedupe?: SharedArrayBuffer | null;
 }
 
 const logs = new WeakMap<EventHandler, EventLog>();
@@ -29,7 +32,13 @@ export function eventLogOf(events: EventHandler): EventLog | null {
 export function setupEvents(options: EventsSetupOptions, config: CompiledConfig, metrics: Metrics, logger: Logger): EventHandler {
   const keyring = loadKeyring(options.eventKeys, process.env, (message) => logger.warn(message));
   // KPIs and notice settings come from the config, defined up front.
-  const events = new EventHandler({ config, keyring, events: config.events, kpis: new KpiStore(config.kpis ?? {}, config.dictionary.segments) });
+  const events = new EventHandler({
+    config,
+    keyring,
+    events: config.events,
+    kpis: new KpiStore(config.kpis ?? {}, config.dictionary.segments),
+    sharedDedupe: options.sharedDedupe ? new SharedDedupe(options.sharedDedupe) : null,
+  });
   let log: EventLog | null = null;
   if (options.eventLogDir) {
     mkdirSync(options.eventLogDir, { recursive: true });
