@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { Command } from 'commander';
 import client from 'prom-client';
 import { EventLog } from '../src/events/event-log.js';
+import { eventLogDirs } from '../src/cli/reconcile-command.js';
 import { KpiStore, deriveKpis, discrepancies, kpiQueryFromParams, kpiReport, registerKpiMetrics, zeroCounters, KPI_NAMES } from '../src/events/kpis.js';
 import { formatReconcile, parseCsv, parseExternalReport, parseMapping, reconcile } from '../src/events/reconcile.js';
 import { registerReconcileCommand } from '../src/cli/reconcile-command.js';
@@ -163,6 +164,26 @@ describe('segbid reconcile (CLI)', () => {
       '2026-01-02 line_item li-x',
     ]);
     expect(out).toContain('missing in report');
+  });
+
+  it('reads the worker-N logs of a --workers N bidder under the directory given, as one log', async () => {
+    const clusterDir = mkdtempSync(join(tmpdir(), 'segbid-rec-workers-'));
+    dirs.push(clusterDir);
+    // The same records split over two workers' logs (odd and even), as the kernel spreads notices.
+    const records = fixtureRecords();
+    for (const w of [0, 1]) {
+      const log = EventLog.open({ dir: join(clusterDir, `worker-${w}`), fsync: 'never', maxSegmentBytes: 8192 });
+      records.forEach((r, i) => {
+        if (i % 2 === w) log.append(r);
+      });
+      await log.close();
+    }
+    expect(eventLogDirs(clusterDir)).toEqual([clusterDir, join(clusterDir, 'worker-0'), join(clusterDir, 'worker-1')]);
+    expect(await run('--report', join(FIXTURES, 'line-items.csv'), '--kpis-from', logDir, '--json')).toBe(0);
+    const one = out;
+    out = '';
+    expect(await run('--report', join(FIXTURES, 'line-items.csv'), '--kpis-from', clusterDir, '--json')).toBe(0);
+    expect(out).toBe(one);
   });
 
   it('--json and --threshold and --map', async () => {

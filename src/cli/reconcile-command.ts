@@ -6,7 +6,8 @@
  * each row (absolute and relative) and flags the rows over the threshold. Exit code 0 whatever the gaps (a
  * discrepancy is information, not a failure); 1 only when an input cannot be read.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SegbidError } from '../common/errors.js';
 import { replayEventLog } from '../events/event-log.js';
@@ -49,9 +50,16 @@ export function registerReconcileCommand(program: Command): void {
         const report = parseExternalReport(text, opts.map !== undefined ? parseMapping(opts.map) : {});
         // Daily tables only: no need for the segmentation or exchanges, but no cap on keys either.
         const store = new KpiStore({ maxKeysPerDimension: Number.MAX_SAFE_INTEGER, maxDays: Number.MAX_SAFE_INTEGER, discrepancyThreshold: opts.threshold });
-        const stats = replayEventLog(opts.kpisFrom, (r) => store.apply(r));
-        if (stats.segments === 0) process.stderr.write(`segbid reconcile: no event log segment in ${opts.kpisFrom}: the bidder counts are all zero\n`);
-        if (stats.corruptSegments > 0) process.stderr.write(`segbid reconcile: ${stats.corruptSegments} damaged segment(s) in ${opts.kpisFrom}: their tails were skipped\n`);
+        // A bidder with --workers N logs into worker-0 ... worker-(N-1) under its log directory: all of them count.
+        let segments = 0;
+        let corrupt = 0;
+        for (const dir of eventLogDirs(opts.kpisFrom)) {
+          const stats = replayEventLog(dir, (r) => store.apply(r));
+          segments += stats.segments;
+          corrupt += stats.corruptSegments;
+        }
+        if (segments === 0) process.stderr.write(`segbid reconcile: no event log segment in ${opts.kpisFrom}: the bidder counts are all zero\n`);
+        if (corrupt > 0) process.stderr.write(`segbid reconcile: ${corrupt} damaged segment(s) in ${opts.kpisFrom}: their tails were skipped\n`);
         const result = reconcile(report, store, { threshold: opts.threshold, measure: opts.measure });
         process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : formatReconcile(result));
       } catch (e) {
@@ -63,4 +71,18 @@ export function registerReconcileCommand(program: Command): void {
         throw e;
       }
     });
+}
+
+/** The log directory and its workers' subdirectories (`worker-<n>`, written by `serve --workers N`), sorted. */
+export function eventLogDirs(dir: string): string[] {
+  let workers: string[] = [];
+  try {
+    workers = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && /^worker-\d+$/.test(e.name))
+      .map((e) => join(dir, e.name))
+      .sort();
+  } catch {
+    // a missing directory: replayEventLog says so (an empty log)
+  }
+  return [dir, ...workers];
 }
