@@ -25,7 +25,7 @@ import { AdminAuth } from '../admin/auth.js';
 import { AuditLog } from '../admin/audit-log.js';
 import { dirname, join } from 'node:path';
 import { Metrics, type HealthState } from '../metrics/metrics.js';
-import { SegbidError } from '../common/errors.js';
+import { SegbidError, type SegbidErrorCode } from '../common/errors.js';
 import { randomBytes } from 'node:crypto';
 import type { EventsSetupOptions } from './events-setup.js';
 import type { StartOptions } from './start.js';
@@ -110,7 +110,8 @@ export interface WorkerData {
 
 export type WorkerMessage =
   | { type: 'listening'; port: number }
-  | { type: 'failed'; message: string }
+  /** The worker could not start: its error's code (a SegbidError's, e.g. EVENT_KEYS_INVALID) and message. */
+  | { type: 'failed'; message: string; code?: string }
   | { type: 'metrics'; id: number; metrics: client.MetricObjectWithValues<client.MetricValue<string>>[] }
   | { type: 'reloaded'; ok: boolean; error?: string }
   | { type: 'health'; checks: HealthState[] }
@@ -256,7 +257,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           workers[index] = worker;
           resolve();
         } else if (m.type === 'failed') {
-          reject(new SegbidError('LISTEN_FAILED', `worker ${index}: ${m.message}`));
+          // The worker's own code (a bad event key is not a listen failure); LISTEN_FAILED when it had none.
+          reject(new SegbidError((m.code ?? 'LISTEN_FAILED') as SegbidErrorCode, `worker ${index}: ${m.message}`));
         } else if (m.type === 'bank') {
           bankHost?.handle(m, (r) => worker.postMessage(r satisfies MainMessage));
         } else if (m.type === 'bank-notice') {

@@ -31,6 +31,7 @@ import { ThreadBankTransport, ownerOfHandle } from '../budget/bank-threads.js';
 import { createRedisBank } from '../budget/redis-bank.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { connectRemoteSegments } from '../segments/remote-segments.js';
+import { SegbidError } from '../common/errors.js';
 
 const data = workerData as WorkerData;
 const port = parentPort!;
@@ -202,5 +203,5 @@ try {
     }
   });
 } catch (e) {
-  send({ type: 'failed', message: (e as Error).message });
+  send({ type: 'failed', message: (e as Error).message, code: e instanceof SegbidError ? e.code : undefined });
 }
