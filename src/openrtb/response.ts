@@ -60,10 +60,18 @@ export function sameProcess(a: string, b: string): boolean {
   return a.length === OWNER_TAG_LENGTH && b.length === OWNER_TAG_LENGTH && a.startsWith(b.slice(0, PROCESS_TAG_LENGTH));
 }
 
-/** A response-unique id: the owner tag + sequence (cheap, no crypto on the hot path). */
+/**
+ * This run of the thread: 6 base-36 characters of the start time in ms (they wrap after ~25 days). The owner tag
+ * outlives a restart (it is kept with the state), the sequence does not: without the run, a restarted bidder
+ * minted the ids of its previous run again, whose notices the restored dedupe window then took for duplicates
+ * or replays (and a click id named two bids).
+ */
+const run = (Date.now() % 36 ** 6).toString(36).padStart(6, '0');
+
+/** A response-unique id: the owner tag + this run + a sequence (cheap, no crypto on the hot path). */
 export function nextBidId(): string {
   sequence = (sequence + 1) % 0x7fffffff;
-  return owner + sequence.toString(36);
+  return owner + run + sequence.toString(36);
 }
 
 function jsonString(s: string): string {
