@@ -18,6 +18,7 @@
  */
 import type { Attribution, OutcomeContext, OutcomeListener } from '../events/types.js';
 import type { BudgetPolicy } from './budget-policy.js';
+import { LRUCache } from 'lru-cache';
 
 /** Appends the reservation handle to a bid id: `<bidId>.<handle base 36>` (at most 11 more characters). */
 export function bidIdWithReservation(bidId: string, handle: number): string {
@@ -38,6 +39,12 @@ function impressionMicros(cpmMicros: number): number {
 
 export class BudgetOutcomeListener implements OutcomeListener {
   private readonly policy: BudgetPolicy;
+  /**
+   * Bids whose impression cost the allocator has: it learns the cost from the first of the win and billing
+   * notices, once per bid. From the win only (before), an exchange that sends only `burl` left every arm's cost
+   * at zero and the allocator took its impressions for free (the best arm lost its budget to arms without clicks).
+   */
+  private readonly costed = new LRUCache<string, true>({ max: 200_000 });
 
   constructor(policy: BudgetPolicy) {
     this.policy = policy;
@@ -46,11 +53,19 @@ export class BudgetOutcomeListener implements OutcomeListener {
   onWin(lineItem: number, priceMicros: number, ctx: OutcomeContext): void {
     const cost = impressionMicros(priceMicros);
     this.policy.onWin(reservationOf(ctx.bidId), lineItem, cost, ctx.nowMs);
-    this.policy.allocator.recordCost(lineItem, cost);
+    this.recordCost(lineItem, cost, ctx.bidId);
   }
 
   onBill(lineItem: number, priceMicros: number, ctx: OutcomeContext): void {
-    this.policy.onBilling(reservationOf(ctx.bidId), lineItem, impressionMicros(priceMicros), ctx.nowMs);
+    const cost = impressionMicros(priceMicros);
+    this.policy.onBilling(reservationOf(ctx.bidId), lineItem, cost, ctx.nowMs);
+    this.recordCost(lineItem, cost, ctx.bidId);
+  }
+
+  private recordCost(lineItem: number, cost: number, bidId: string): void {
+    if (bidId !== '' && this.costed.has(bidId)) return;
+    if (bidId !== '') this.costed.set(bidId, true);
+    this.policy.allocator.recordCost(lineItem, cost);
   }
 
   onLoss(_lineItem: number, _bidMicros: number, _minToWinMicros: number, _lossReason: number, ctx: OutcomeContext): void {
