@@ -12,6 +12,7 @@ import {
   STORE_FORMAT_VERSION,
   SegmentStore,
   SegmentStoreBuilder,
+  checkStoreMatches,
   decodeStore,
   encodeStore,
   fingerprintOf,
@@ -20,6 +21,8 @@ import {
   writeStore,
 } from '../src/segments/segment-store.js';
 import { SegbidError } from '../src/common/errors.js';
+import { buildDictionary } from '../src/segments/segmentation.js';
+import type { SegmentationDef } from '../src/config/types.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 
 function dictionary(words: number) {
@@ -267,3 +270,51 @@ describe('segment store volumes and the remote row', () => {
     expect(Array.from(out)).toEqual([0, 0]);
   });
 });
+
+describe('a store and a segmentation that changed since it was compiled', () => {
+  const seg = (over: Record<string, unknown> = {}) => ({
+    segments: [
+      { id: 'customers', name: 'Customers', kind: 'group' },
+      { id: 'gold', name: 'Gold', kind: 'crm', parent: 'customers', rule: { col: 'tier', eq: 'gold' } },
+      { id: 'young', name: 'Young', kind: 'crm', rule: { col: 'age', lt: 30 } },
+      ...(over.extra ? [over.extra] : []),
+    ].map((s) => (s.id === over.id ? { ...s, ...(over.with as object) } : s)),
+  });
+  const dict = (def: ReturnType<typeof seg>) => buildDictionaryForTest(def);
+  const store = new SegmentStoreBuilder(dict(seg())).build();
+
+  it('keeps the definitions in the file (a store read back is checked the same)', () => {
+    const back = decodeStore(encodeStore(store));
+    expect(back.header.segmentHashes).toEqual(store.header.segmentHashes);
+    expect(back.header.segmentHashes).toHaveLength(3);
+    expect(() => checkStoreMatches(back, dict(seg({ id: 'gold', with: { parent: null } })))).toThrow(/"gold" changed/);
+  });
+
+  it('is accepted when only names changed', () => {
+    expect(() => checkStoreMatches(store, dict(seg({ id: 'gold', with: { name: 'Gold members' } })))).not.toThrow();
+    expect(() => checkStoreMatches(store, dict(seg({ id: 'gold', with: { rule: { eq: 'gold', col: 'tier' } } })))).not.toThrow(); // key order
+  });
+
+  it.each([
+    ['a kind', { id: 'gold', with: { kind: 'contextual', rule: { domains: ['gold.example'] } } }],
+    ['a parent', { id: 'gold', with: { parent: null } }],
+    ['a rule', { id: 'gold', with: { rule: { col: 'tier', eq: 'silver' } } }],
+    ['a crm segment turned into a group', { id: 'young', with: { kind: 'group', rule: undefined } }],
+  ])('is refused (STORE_MISMATCH, naming the segment) when %s changed', (_what, over) => {
+    let error: unknown = null;
+    try {
+      checkStoreMatches(store, dict(seg(over)));
+    } catch (e) {
+      error = e;
+    }
+    expect((error as SegbidError).code).toBe('STORE_MISMATCH');
+    expect((error as SegbidError).message).toContain(`"${(over as { id: string }).id}"`);
+  });
+});
+
+function buildDictionaryForTest(def: { segments: Record<string, unknown>[] }) {
+  const errors: { path: string; message: string }[] = [];
+  const d = buildDictionary(def as unknown as SegmentationDef, '/segmentation', errors);
+  expect(errors).toEqual([]);
+  return d;
+}

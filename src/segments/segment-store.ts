@@ -44,6 +44,7 @@ import { pack, unpack } from 'msgpackr';
 import { SegbidError } from '../common/errors.js';
 import { GrowableU32 } from './growable.js';
 import type { SegmentDictionary } from './segmentation.js';
+import type { SegmentDef } from '../config/types.js';
 
 export const STORE_MAGIC = 0x53424753; // "SGBS" read as u32 LE
 export const STORE_FORMAT_VERSION = 3;
@@ -91,6 +92,11 @@ export interface StoreHeader extends StoreVolumes {
   /** Slots of the key table (any integer >= 1; more than the keys). */
   capacity: number;
   segments: string[];
+  /**
+   * Per bit, a hash of the segment's definition when the store was compiled (segmentDefinitionHash: kind,
+   * parent, rule; not the name). Absent in stores compiled before it existed (then only the ids are checked).
+   */
+  segmentHashes?: string[];
   /** Users reachable through at least one key (users added without keys are not stored). */
   userCount: number;
   keyCount: number;
@@ -279,15 +285,17 @@ function hashRow(rows: Uint32Array, base: number, words: number): number {
 export class SegmentStoreBuilder {
   private readonly words: number;
   private readonly segments: string[];
+  private readonly segmentHashes: string[] | null;
   private rows: Uint32Array;
   private rowCount = 0;
   private readonly keyHi = new GrowableU32(4096);
   private readonly keyLo = new GrowableU32(4096);
   private readonly keyRow = new GrowableU32(4096);
 
-  constructor(dictionary: Pick<SegmentDictionary, 'words'> & { segments: readonly { id: string }[] }) {
+  constructor(dictionary: Pick<SegmentDictionary, 'words'> & { segments: readonly ({ id: string } & Partial<SegmentDef>)[] }) {
     this.words = dictionary.words;
     this.segments = dictionary.segments.map((s) => s.id);
+    this.segmentHashes = dictionary.segments.every((s) => s.kind !== undefined) ? dictionary.segments.map((s) => segmentDefinitionHash(s as SegmentDef)) : null;
     this.rows = new Uint32Array(1024 * this.words);
   }
 
@@ -407,6 +415,7 @@ export class SegmentStoreBuilder {
       rowCount: distinctCount,
       capacity,
       segments: this.segments,
+      ...(this.segmentHashes !== null ? { segmentHashes: this.segmentHashes } : {}),
       userCount: reachable,
       keyCount: stored,
       createdAt,
@@ -558,4 +567,37 @@ export function checkStoreMatches(store: SegmentStore, dictionary: SegmentDictio
       throw new SegbidError('STORE_MISMATCH', `segment store bit ${i} is "${storeIds[i]}", the segmentation says "${ids[i]}"`);
     }
   }
+  // The same ids are not enough: a segment whose kind, parent or rule changed has other members (and group bits)
+  // than the store holds for it.
+  const hashes = store.header.segmentHashes;
+  if (hashes !== undefined) {
+    for (let i = 0; i < ids.length && i < hashes.length; i++) {
+      if (hashes[i] !== segmentDefinitionHash(dictionary.segments[i])) {
+        throw new SegbidError('STORE_MISMATCH', `segment "${ids[i]}" changed (kind, parent or rule) since the segment store was compiled: recompile it (segbid compile)`);
+      }
+    }
+  }
+}
+
+/**
+ * A short hash of what decides a segment's members in a store: its kind, parent and rule (not its name). Keys in
+ * sorted order, so the same definition written in another order hashes the same.
+ */
+export function segmentDefinitionHash(s: SegmentDef): string {
+  const canonical = (v: unknown): string => {
+    if (Array.isArray(v)) return '[' + v.map(canonical).join(',') + ']';
+    if (v !== null && typeof v === 'object') {
+      return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canonical((v as Record<string, unknown>)[k])).join(',') + '}';
+    }
+    return JSON.stringify(v) ?? 'null';
+  };
+  const text = canonical({ kind: s.kind, parent: s.parent ?? null, rule: s.rule ?? null });
+  let h = 0x811c9dc5;
+  let g = 0x9747b28c;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h = Math.imul(h ^ c, 0x01000193);
+    g = Math.imul(g ^ c, 0x5bd1e995);
+  }
+  return (h >>> 0).toString(16).padStart(8, '0') + (g >>> 0).toString(16).padStart(8, '0');
 }
