@@ -92,6 +92,19 @@ describe('readRecords', () => {
     );
   });
 
+  it('CSV: a byte order mark before a quoted first header field', async () => {
+    const { out, stats } = await collect('\ufeff"buyeruid","tier"\r\nb1,gold\r\n', 'csv', ['buyeruid', 'tier']);
+    expect(stats.missingColumns).toEqual([]);
+    expect(out).toEqual([['b1', 'gold']]);
+  });
+
+  it('NDJSON: a byte order mark on the first line; integers beyond 2^53 make a record malformed (digits lost)', async () => {
+    const text = '\ufeff{"id":"a"}\n{"id":1234567890123456789}\n{"id":9007199254740991}\n';
+    const { out, stats } = await collect(text, 'ndjson', ['id']);
+    expect(out).toEqual([['a'], [9007199254740991]]);
+    expect(stats.malformedLines).toEqual([2]);
+  });
+
   it('NDJSON: objects by key, bad lines counted', async () => {
     const text = '{"a":1,"b":"x"}\n\nnot json\n[1,2]\n{"b":true}\n';
     const { out, stats } = await collect(text, 'ndjson', ['a', 'b']);

@@ -98,6 +98,12 @@ describe('RequestSegmenter: context', () => {
     expect(bits({ app: { bundle: 'com.example.app' } })).toEqual(['lemonde']);
     expect(bits({ app: { bundle: 'x.com.example.app' } })).toEqual([]);
   });
+
+  it('domains and bundles ignore case, on the request side too', () => {
+    expect(bits({ site: { domain: 'WWW.LeMonde.FR' } })).toEqual(['lemonde']);
+    expect(bits({ app: { bundle: 'com.Example.App' } })).toEqual(['lemonde']);
+    expect(bits({ site: { domain: 'NotLeMonde.fr' } })).toEqual([]);
+  });
   it('day-part in UTC, with days and wrap-around past midnight', () => {
     expect(bits({}, SAT_19H)).toEqual(['evening-weekend']);
     expect(bits({}, MON_19H)).toEqual([]);

@@ -325,10 +325,12 @@ export class RequestSegmenter {
   }
 
   /** Marks the rules listing `domain` or (withSuffixes) one of its parent domains. */
+  /** Domains and bundles ignore case: the rules' are lower-cased at load, the request's folded here (ASCII). */
   private domain(domain: string, withSuffixes: boolean): void {
     let h = SUFFIX_SEED;
     for (let i = domain.length - 1; i >= 0; i--) {
-      const c = domain.charCodeAt(i);
+      let c = domain.charCodeAt(i);
+      if (c >= 65 && c <= 90) c += 32;
       if (c === 46 && withSuffixes && i + 1 < domain.length) this.domainCandidates(h, domain, domain.length - i - 1);
       h = suffixHashStep(h, c);
     }
@@ -340,7 +342,19 @@ export class RequestSegmenter {
     if (list === undefined) return;
     for (let i = 0; i < list.length; i++) {
       const e = list[i];
-      if (e.domain.length === suffixLength && domain.endsWith(e.domain)) this.mark(e.ctx, DIM_DOMAIN);
+      if (e.domain.length === suffixLength && endsWithFolded(domain, e.domain)) this.mark(e.ctx, DIM_DOMAIN);
     }
   }
+}
+
+/** Whether `text` ends with `lower` (lower case), ASCII letters of `text` compared case-insensitively. */
+function endsWithFolded(text: string, lower: string): boolean {
+  const off = text.length - lower.length;
+  if (off < 0) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let c = text.charCodeAt(off + i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }

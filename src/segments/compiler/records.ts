@@ -65,6 +65,9 @@ export function readRecords(
     if (stats.malformedLines.length < MAX_MALFORMED_LINES) stats.malformedLines.push(line);
   };
   const onCsvLine = (line: string) => {
+    // A byte order mark before the header is not content (stripped before parsing: before a quoted first
+    // field it made the quote part of the field, and that column unreadable).
+    if (header === null && !csv.open && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
     if (!csv.open) {
       recordLine = lineNo;
       if (line.length === 0) return; // blank lines between records carry nothing
@@ -91,6 +94,7 @@ export function readRecords(
   };
   const onJsonLine = (line: string) => {
     recordLine = lineNo;
+    if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
     if (line.trim().length === 0) return;
     let obj: unknown;
     try {
@@ -100,7 +104,13 @@ export function readRecords(
     }
     if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return malformed(recordLine);
     const o = obj as Record<string, unknown>;
-    for (let i = 0; i < columns.length; i++) values[i] = o[columns[i]];
+    for (let i = 0; i < columns.length; i++) {
+      const v = o[columns[i]];
+      // An integer beyond 2^53 has already lost digits in JSON.parse (two ids become one, or no id the bidder
+      // sees): the record is malformed (quote such ids as strings), never silently another user's.
+      if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) return malformed(recordLine);
+      values[i] = v;
+    }
     stats.records++;
     onRecord(values);
   };
