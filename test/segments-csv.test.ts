@@ -92,6 +92,16 @@ describe('readRecords', () => {
     );
   });
 
+  it('CSV: a stray opening quote costs its own record only, not every record after it', async () => {
+    const lines = ['buyeruid,tier,spend', 'x0,gold,1', 'x1,"gold,1'];
+    for (let i = 2; i <= 1000; i++) lines.push(`x${i},gold,1`);
+    const started = performance.now();
+    const { out, stats } = await collect(lines.join('\n') + '\n', 'csv', ['buyeruid']);
+    expect(stats.malformedLines).toEqual([3]);
+    expect(out.map((r) => r[0])).toEqual(['x0', ...Array.from({ length: 999 }, (_, i) => `x${i + 2}`)]);
+    expect(performance.now() - started).toBeLessThan(5000); // re-parsing an open record is bounded (64 lines)
+  });
+
   it('CSV: a byte order mark before a quoted first header field', async () => {
     const { out, stats } = await collect('\ufeff"buyeruid","tier"\r\nb1,gold\r\n', 'csv', ['buyeruid', 'tier']);
     expect(stats.missingColumns).toEqual([]);

@@ -7,8 +7,10 @@
  *     is complete; the line break is rebuilt as "\n" since readline has already consumed it);
  *   - an unquoted field is taken literally (a stray `"` inside it is data, as most exporters mean it);
  *   - a closing quote followed by anything but `,` or the end of the line is MALFORMED (the record is skipped
- *     and counted by the caller), as is a record still open after MAX_RECORD_CHARS (an unterminated quote must
- *     not swallow the rest of a multi-GB file into memory).
+ *     and counted by the caller), as is a record still open after MAX_RECORD_LINES lines or MAX_RECORD_CHARS
+ *     characters: a stray opening quote must not swallow the rest of the file (it used to take every record
+ *     after it, reported as one malformed line). The lines after the abandoned record's first are handed back
+ *     (takeReplay) for the caller to feed again, as records of their own.
  * `fields` is reused between records: copy what you keep.
  */
 export const CSV_RECORD = 0;
@@ -17,23 +19,46 @@ export const CSV_MALFORMED = 2;
 export type CsvStatus = typeof CSV_RECORD | typeof CSV_CONTINUE | typeof CSV_MALFORMED;
 
 export const MAX_RECORD_CHARS = 1 << 20;
+/** Physical lines one record may span (a quoted field with line breaks): far more than any CRM export's. */
+export const MAX_RECORD_LINES = 64;
 
 export class CsvLineParser {
   readonly fields: string[] = [];
   private pending: string | null = null;
+  /** The physical lines of the pending record. */
+  private pendingLines: string[] = [];
+  private replay: string[] = [];
 
   /** Feeds one line (without its line break). */
   feed(line: string): CsvStatus {
+    const physical = line;
     if (this.pending !== null) {
       line = this.pending + '\n' + line;
       this.pending = null;
     }
+    this.pendingLines.push(physical);
     const status = this.parse(line);
     if (status === CSV_CONTINUE) {
-      if (line.length > MAX_RECORD_CHARS) return CSV_MALFORMED;
+      if (line.length > MAX_RECORD_CHARS || this.pendingLines.length >= MAX_RECORD_LINES) {
+        this.replay = this.pendingLines.slice(1);
+        this.pendingLines = [];
+        return CSV_MALFORMED;
+      }
       this.pending = line;
+      return status;
     }
+    this.pendingLines.length = 0;
     return status;
+  }
+
+  /**
+   * After a MALFORMED record that was still open: its lines but the first, to be fed again (each a record of its
+   * own, or the start of one). Empty otherwise. Taking them clears them.
+   */
+  takeReplay(): string[] {
+    const lines = this.replay;
+    this.replay = [];
+    return lines;
   }
 
   /** True when a quoted field is still open (end of input here means a truncated file). */

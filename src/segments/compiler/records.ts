@@ -64,17 +64,24 @@ export function readRecords(
     stats.malformed++;
     if (stats.malformedLines.length < MAX_MALFORMED_LINES) stats.malformedLines.push(line);
   };
-  const onCsvLine = (line: string) => {
+  const onCsvLine = (line: string, no: number = lineNo) => {
     // A byte order mark before the header is not content (stripped before parsing: before a quoted first
     // field it made the quote part of the field, and that column unreadable).
     if (header === null && !csv.open && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
     if (!csv.open) {
-      recordLine = lineNo;
+      recordLine = no;
       if (line.length === 0) return; // blank lines between records carry nothing
     }
     const status = csv.feed(line);
     if (status === CSV_CONTINUE) return;
-    if (status === CSV_MALFORMED) return malformed(recordLine);
+    if (status === CSV_MALFORMED) {
+      malformed(recordLine);
+      // A record left open too long (a stray quote): the lines after its first are records again.
+      const first = recordLine;
+      const again = csv.takeReplay();
+      for (let k = 0; k < again.length; k++) onCsvLine(again[k], first + 1 + k);
+      return;
+    }
     const fields = csv.fields;
     if (header === null) {
       if (fields.length > 0 && fields[0].charCodeAt(0) === 0xfeff) fields[0] = fields[0].slice(1);
