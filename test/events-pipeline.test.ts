@@ -648,4 +648,19 @@ describe('event log replay', () => {
     const body = { userHash: '0000abcd12345678', value: 1 };
     expect(JSON.parse(String(second.handle(conv(body), NOW + 3000).body))).toMatchObject({ attribution: 'view', bidId: 'bid1-0' });
   });
+
+  it('restore() rebuilds the dedupe of a conversion without an order id (the hash of its body)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segbid-ev-'));
+    dirs.push(dir);
+    const log = EventLog.open({ dir, fsync: 'interval:50' });
+    const first = setup({ log }).handler;
+    const body = { userHash: '0000abcd12345678', value: 20 };
+    expect(JSON.parse(String(first.handle(conv(body), NOW).body)).result).toBe('accepted');
+    await first.close(NOW);
+    const second = setup().handler;
+    second.restore(dir, NOW + 1000);
+    // The same postback retried after the restart: a duplicate, as before it.
+    expect(JSON.parse(String(second.handle(conv(body), NOW + 2000).body)).result).toBe('duplicate');
+    expect(JSON.parse(String(second.handle(conv({ ...body, value: 21 }), NOW + 2000).body)).result).not.toBe('duplicate');
+  });
 });

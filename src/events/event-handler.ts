@@ -380,9 +380,11 @@ export class EventHandler {
       this.kpis.apply(r);
       if (r.k === 'bids') return;
       if (r.k === 'conv') {
-        if (r.oid !== '') {
-          this.conversions.set('o:' + r.oid, r.t);
-          this.shared?.claim(sharedKey('o:' + r.oid, 'conv'), Math.floor(nowMs / 1000), Math.ceil((r.t + this.conversionWindowMs()) / 1000));
+        // The postback's dedupe key: its order id, or (without one) the hash of its body kept in the record.
+        const key = r.oid !== '' ? 'o:' + r.oid : r.dk;
+        if (key !== undefined) {
+          this.conversions.set(key, r.t);
+          this.shared?.claim(sharedKey(key, 'conv'), Math.floor(nowMs / 1000), Math.ceil((r.t + this.conversionWindowMs()) / 1000));
         }
         return;
       }
@@ -664,6 +666,7 @@ export class EventHandler {
       oid: orderId,
       u: user !== '' ? user : (touch?.u ?? ''),
     };
+    if (orderId === '') record.dk = dedupeKey;
     const logged = this.log === null || this.log.append(record);
     this.kpis.apply(record);
     this.stats.count('conv', !logged ? 'log_failed' : record.ts === 1 ? 'test' : 'accepted');

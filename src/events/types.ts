@@ -77,6 +77,11 @@ export interface ConversionRecord {
   /** Order id (dedupe key), '' when not given. */
   oid: string;
   u: string;
+  /**
+   * Without an order id: the postback's dedupe key (a hash of its body), so that a restart rebuilds its dedupe
+   * too. Absent with an order id (and in records written before it existed).
+   */
+  dk?: string;
 }
 
 /** One aggregated bid-count row: bids are too many to log one by one. */
