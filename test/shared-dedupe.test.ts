@@ -21,6 +21,25 @@ describe('SharedDedupe', () => {
     expect(d.claim(dedupeKey('abc123.4f', 'bill'), 161, 221)).toBe(true); // another kind, another key
   });
 
+  it('finds a live claim past an expired slot of its probe window', () => {
+    const d = SharedDedupe.create(1024);
+    // Three keys with one home slot (the low bits of the key): a, b and c fill three slots in a row.
+    const home = (k: bigint) => Number(k & 1023n);
+    const keys: bigint[] = [];
+    for (let i = 0; keys.length < 3; i++) {
+      const k = dedupeKey(`same-home-${i}`, 'win');
+      if (keys.length === 0 || home(k) === home(keys[0])) keys.push(k);
+    }
+    const [a, b, c] = keys;
+    expect(d.claim(a, 0, 5)).toBe(true); // expires at 5
+    expect(d.claim(b, 0, 100)).toBe(true);
+    expect(d.claim(c, 0, 100)).toBe(true);
+    // At 10, a's slot is free again, but b's claim further on is still live: b is a duplicate.
+    expect(d.claim(b, 10, 110)).toBe(false);
+    expect(d.claim(c, 10, 110)).toBe(false);
+    expect(d.claim(a, 10, 110)).toBe(true); // a's own claim expired: a new one
+  });
+
   it('gives distinct keys to 200,000 bid ids and kinds, and reuses expired slots', () => {
     const seen = new Set<bigint>();
     for (let i = 0; i < 100_000; i++) for (const kind of ['win', 'bill']) seen.add(dedupeKey(`k3x9q2${i.toString(36)}.${(i * 7).toString(36)}`, kind));

@@ -14,7 +14,9 @@
  * - Keys are a 62-bit hash of "bid id|kind" (FNV-1a twice, salted): two different notices share a key with
  *   probability ~2^-62 per pair. An expired slot is reused in place. Open addressing, PROBE slots from the
  *   key's home; when all are live (a table too small for the traffic) the claim succeeds without a slot (counted
- *   in `full`): the per-worker window still dedupes a retry that comes back to the same worker.
+ *   in `full`): the per-worker window still dedupes a retry that comes back to the same worker. Two workers
+ *   claiming the same new key in the same microseconds may both take a slot (each its own): counted twice, as
+ *   before this table; the exchange's retries come milliseconds apart at least.
  */
 
 const PROBE = 16;
@@ -44,6 +46,20 @@ export class SharedDedupe {
 
   claim(key: bigint, nowSec: number, untilSec: number): boolean {
     const home = Number(key & BigInt(this.mask));
+    // First the key's own slot, if it has one along its probe window (keys are never removed, only replaced when
+    // expired: an empty slot ends the window). Taking an earlier expired slot first would miss a live claim
+    // further on.
+    for (let p = 0; p < PROBE; p++) {
+      const i = (home + p) & this.mask;
+      const cur = Atomics.load(this.keys, i);
+      if (cur === 0n) break;
+      if (cur === key) {
+        if (Atomics.load(this.until, i) >= nowSec) return false; // a live claim: a duplicate
+        Atomics.store(this.until, i, untilSec); // this key's old claim expired: a new one
+        return true;
+      }
+    }
+    // Then a free slot: empty, or another key's expired claim.
     for (let p = 0; p < PROBE; p++) {
       const i = (home + p) & this.mask;
       for (;;) {
