@@ -293,6 +293,14 @@ export class EventHandler {
     this.current = config;
   }
 
+  /**
+   * Claims (id, kind) in the cluster's shared dedupe until `untilMs`: false when another worker's claim of it is
+   * still live (a duplicate). True without a shared table (one process: its own window decides).
+   */
+  private claimShared(id: string, kind: string, nowMs: number, untilMs: number): boolean {
+    return this.shared === null || this.shared.claim(sharedKey(id, kind), Math.floor(nowMs / 1000), Math.ceil(untilMs / 1000));
+  }
+
   /** How long a conversion's order id dedupes (the conversions cache's TTL: the longer attribution window). */
   private conversionWindowMs(): number {
     const attribution = this.kpis.config.attribution;
@@ -384,7 +392,7 @@ export class EventHandler {
         const key = r.oid !== '' ? 'o:' + r.oid : r.dk;
         if (key !== undefined) {
           this.conversions.set(key, r.t);
-          this.shared?.claim(sharedKey(key, 'conv'), Math.floor(nowMs / 1000), Math.ceil((r.t + this.conversionWindowMs()) / 1000));
+          this.claimShared(key, 'conv', nowMs, r.t + this.conversionWindowMs());
         }
         return;
       }
@@ -392,7 +400,7 @@ export class EventHandler {
       if (nowMs - r.t <= maxAgeMs) {
         this.dedupe.set(r.b + '|' + r.k, { fp: fingerprint(r), until: r.t + maxAgeMs });
         // What this worker accepted before a restart is a duplicate on the other workers too.
-        this.shared?.claim(sharedKey(r.b, r.k), Math.floor(nowMs / 1000), Math.ceil((r.t + maxAgeMs) / 1000));
+        this.claimShared(r.b, r.k, nowMs, r.t + maxAgeMs);
       }
       this.touches.noteTouch(r);
     });
@@ -478,7 +486,7 @@ export class EventHandler {
     }
     const maxAgeMs = (this.settings.maxAgeSec[kind] + this.settings.clockSkewSec) * 1000;
     // Not seen here: another worker may have accepted it (the kernel spreads an exchange's retries).
-    if (this.shared !== null && !this.shared.claim(sharedKey(tok.bidId, kind), Math.floor(nowMs / 1000), Math.ceil((nowMs + maxAgeMs) / 1000))) {
+    if (!this.claimShared(tok.bidId, kind, nowMs, nowMs + maxAgeMs)) {
       this.stats.count(kind, 'duplicate');
       return this.answer(kind, landing, tok.bidId);
     }
@@ -638,10 +646,7 @@ export class EventHandler {
     const orderId = typeof body.orderId === 'string' ? body.orderId.slice(0, 128) : '';
     // Without an order id, the postback itself is the identity: the same body posted twice is one conversion.
     const dedupeKey = orderId !== '' ? 'o:' + orderId : 'h:' + createHash('sha256').update(raw).digest('base64url');
-    if (
-      this.conversions.has(dedupeKey) ||
-      (this.shared !== null && !this.shared.claim(sharedKey(dedupeKey, 'conv'), Math.floor(nowMs / 1000), Math.ceil((nowMs + this.conversionWindowMs()) / 1000)))
-    ) {
+    if (this.conversions.has(dedupeKey) || !this.claimShared(dedupeKey, 'conv', nowMs, nowMs + this.conversionWindowMs())) {
       this.stats.count('conv', 'duplicate');
       return json(200, { result: 'duplicate' });
     }

@@ -11,13 +11,15 @@
  * - `claim(key, nowSec, untilSec)`: true when the key was not held by a live entry (the caller goes on and counts
  *   the notice), false when another claim of it is still within its window (a duplicate). Lock-free: a slot's
  *   64-bit key is taken with Atomics.compareExchange, so two workers claiming one key at once see one winner.
- * - Keys are a 62-bit hash of "bid id|kind" (FNV-1a twice, salted): two different notices share a key with
+ * - Keys are a 62-bit hash of (bid id, kind) (two 32-bit lanes, key-hash.ts): two different notices share a key with
  *   probability ~2^-62 per pair. An expired slot is reused in place. Open addressing, PROBE slots from the
  *   key's home; when all are live (a table too small for the traffic) the claim succeeds without a slot (counted
  *   in `full`): the per-worker window still dedupes a retry that comes back to the same worker. Two workers
  *   claiming the same new key in the same microseconds may both take a slot (each its own): counted twice, as
  *   before this table; the exchange's retries come milliseconds apart at least.
  */
+
+import { hashBegin, hashEnd, hashFeed, keyHash } from '../segments/key-hash.js';
 
 const PROBE = 16;
 
@@ -82,21 +84,12 @@ export class SharedDedupe {
   }
 }
 
-/** The table key of a notice: a non-zero 62-bit hash of "bid id|kind". */
+/** The table key of a notice: a non-zero 62-bit hash of (bid id, kind), the segment store's key hash (key-hash.ts). */
 export function dedupeKey(bidId: string, kind: string): bigint {
-  let a = 0x811c9dc5;
-  let b = 0x9747b28c;
-  const feed = (s: string) => {
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      a = Math.imul(a ^ c, 0x01000193);
-      b = Math.imul(b ^ c, 0x5bd1e995);
-      b ^= b >>> 15;
-    }
-  };
-  feed(bidId);
-  feed('|');
-  feed(kind);
-  const key = (BigInt((a >>> 0) & 0x3fffffff) << 32n) | BigInt(b >>> 0);
+  hashBegin(0);
+  hashFeed(bidId);
+  hashFeed(kind);
+  hashEnd();
+  const key = (BigInt(keyHash.hi & 0x3fffffff) << 32n) | BigInt(keyHash.lo);
   return key === 0n ? 1n : key;
 }

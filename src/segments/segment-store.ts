@@ -43,6 +43,7 @@ import { crc32 } from 'node:zlib';
 import { pack, unpack } from 'msgpackr';
 import { SegbidError } from '../common/errors.js';
 import { GrowableU32 } from './growable.js';
+import { hashKey, keyHash } from './key-hash.js';
 import type { SegmentDictionary } from './segmentation.js';
 import type { SegmentDef } from '../config/types.js';
 
@@ -591,13 +592,7 @@ export function segmentDefinitionHash(s: SegmentDef): string {
     }
     return JSON.stringify(v) ?? 'null';
   };
-  const text = canonical({ kind: s.kind, parent: s.parent ?? null, rule: s.rule ?? null });
-  let h = 0x811c9dc5;
-  let g = 0x9747b28c;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    h = Math.imul(h ^ c, 0x01000193);
-    g = Math.imul(g ^ c, 0x5bd1e995);
-  }
-  return (h >>> 0).toString(16).padStart(8, '0') + (g >>> 0).toString(16).padStart(8, '0');
+  // The store's own 64-bit key hash (key-hash.ts), under a kind no user key has.
+  hashKey(0, canonical({ kind: s.kind, parent: s.parent ?? null, rule: s.rule ?? null }));
+  return keyHash.hi.toString(16).padStart(8, '0') + keyHash.lo.toString(16).padStart(8, '0');
 }

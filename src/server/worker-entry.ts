@@ -9,9 +9,6 @@ import { createBidApp } from './bid-server.js';
 import { closeListenSocket, listen, type uWS } from './uws.js';
 import { Lifecycle, drainInFlight, internalErrorLog } from './lifecycle.js';
 import { startNoticeRouting } from './notice-routing.js';
-
-/** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
-const KPI_PUSH_MS = 2000;
 import { ownerTag } from '../openrtb/response.js';
 import { BidHandler } from '../bidding/bid-handler.js';
 import { deciderFromDocument } from '../bidding/load-decider.js';
@@ -32,6 +29,9 @@ import { createRedisBank } from '../budget/redis-bank.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { connectRemoteSegments } from '../segments/remote-segments.js';
 import { SegbidError } from '../common/errors.js';
+
+/** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
+const KPI_PUSH_MS = 2000;
 
 const data = workerData as WorkerData;
 const port = parentPort!;
