@@ -127,6 +127,6 @@ export function readConfigFile(path: string): { doc: unknown; baseDir: string; s
 }
 
 export function loadConfigFile(path: string): LoadedConfig {
-  const abs = resolve(path);
-  return validateConfigDocument(readDocument(abs), dirname(abs), abs);
+  const { doc, baseDir, source } = readConfigFile(path);
+  return validateConfigDocument(doc, baseDir, source);
 }
