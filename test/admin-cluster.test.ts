@@ -2,7 +2,8 @@
  * The admin API of a bidder with several worker threads (`serve --workers 2`, a real process, the default on a
  * multi-core machine): the main thread validates and builds a change, every worker then serves it; an invalid
  * change is refused with paths and every worker keeps the old config; what is kept per worker (KPIs, events,
- * budgets) says so (501) instead of a 404. Needs dist/ (npm test builds it).
+ * budgets, history) is reported for the cluster (budgets: test/admin-cluster-budget.test.ts). Needs dist/ (npm
+ * test builds it).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,11 +132,20 @@ describe('admin API with --workers 2', () => {
     expect((win.duplicate ?? 0) - (before.duplicate ?? 0)).toBe(5);
   }, 30_000);
 
-  it('says that per-worker budgets and history are not gathered (501), not that they do not exist', async () => {
-    const r = await admin('GET', '/admin/history', R);
-    expect(r.status).toBe(501);
-    expect(JSON.parse(r.text).error).toBe('not_in_cluster');
+  it('serves the segmentation, the history and (once the workers sent theirs) the budgets', async () => {
     const seg = await admin('GET', '/admin/segmentation', R);
     expect(seg.status).toBe(200);
+    const history = await admin('GET', '/admin/history', R);
+    expect(history.status, history.text).toBe(200);
+    const h = JSON.parse(history.text) as { lineItems: { id: string }[]; idleLineItems: string[] };
+    expect([...h.lineItems.map((l) => l.id), ...h.idleLineItems]).toContain('li-a');
+    // No campaign in this config: once the workers answered, an empty budget report.
+    let budget = await admin('GET', '/admin/budget', R);
+    for (let i = 0; i < 50 && budget.status === 503; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      budget = await admin('GET', '/admin/budget', R);
+    }
+    expect(budget.status, budget.text).toBe(200);
+    expect(JSON.parse(budget.text).campaigns).toEqual([]);
   });
 });

@@ -99,8 +99,8 @@ function statusOf(code: string): { status: number; error: string } {
       return { status: 400, error: 'patch_field_not_allowed' };
     case 'ADMIN_NOT_FOUND':
       return { status: 404, error: 'not_found' };
-    case 'ADMIN_NOT_IN_CLUSTER':
-      return { status: 501, error: 'not_in_cluster' };
+    case 'ADMIN_PENDING':
+      return { status: 503, error: 'pending' };
     case 'ADMIN_VERSION_CONFLICT':
       return { status: 412, error: 'version_conflict' };
     case 'CONFIG_INVALID':
@@ -129,6 +129,7 @@ const STATUS_TEXT: Record<number, string> = {
   422: 'Unprocessable Content',
   500: 'Internal Server Error',
   501: 'Not Implemented',
+  503: 'Service Unavailable',
 };
 
 /** The HTTP status line of a status, e.g. `413 Payload Too Large` (uWebSockets.js writeStatus wants it whole). */

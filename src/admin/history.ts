@@ -21,19 +21,47 @@
  *     nor have shading feedback are listed by id only (the payload grows with what is active, not the config),
  *     and `top` keeps the line items with most bids: a full report of 1,000 active line items x 720 points is
  *     about 16 MB of JSON built on the bid thread, the console asks for increments of its top 24.
- *   - The budget policy may be null (no campaign in the config): campaigns are then simply absent.
+ *   - The budgets may be null (no campaign in the config): campaigns are then simply absent. In a cluster the
+ *     source is the workers' last samples, merged (src/budget/budget-report.ts): at most one push old.
  */
 import { SegbidError } from '../common/errors.js';
 import { REASON_NAMES, type ReasonName } from '../budget/allocator.js';
-import type { BudgetPolicy } from '../budget/budget-policy.js';
-import type { ShadingTable } from '../bidding/shading.js';
+import type { BudgetSample } from '../budget/budget-report.js';
 import type { Counters } from '../events/kpis.js';
 
+/** What the history reads of a shading table (ShadingTable is one; so is a worker's ShadingImage in a cluster). */
+export interface ShadingView {
+  readonly lineItemIds: readonly string[];
+  lineItemFactor(li: number): { factor: number; trials: number };
+}
+
+/** A shading view as plain data, for a worker to send to the main thread. */
+export interface ShadingImage {
+  lineItemIds: string[];
+  factor: number[];
+  trials: number[];
+}
+
+export function shadingImage(view: ShadingView): ShadingImage {
+  const factor: number[] = [];
+  const trials: number[] = [];
+  view.lineItemIds.forEach((_id, li) => {
+    const f = view.lineItemFactor(li);
+    factor.push(f.factor);
+    trials.push(f.trials);
+  });
+  return { lineItemIds: [...view.lineItemIds], factor, trials };
+}
+
+export function shadingViewOf(image: ShadingImage): ShadingView {
+  return { lineItemIds: image.lineItemIds, lineItemFactor: (li) => ({ factor: image.factor[li], trials: image.trials[li] }) };
+}
+
 export interface HistorySource {
-  /** The budget policy serving now (null without campaigns). */
-  budget(): BudgetPolicy | null;
-  /** The shading table of the plan serving now (its lineItemIds are the current line items, in index order). */
-  shading(): ShadingTable;
+  /** The budgets now (null without campaigns): BudgetPolicy.sample, or a cluster's workers' merged. */
+  budget(nowMs: number): BudgetSample | null;
+  /** The shading of the plan serving now (its lineItemIds are the current line items, in index order). */
+  shading(): ShadingView;
   /** KPI counters by line item id (live objects, read only). */
   lineItemCounters(): ReadonlyMap<string, Counters>;
   /** The bidder currency, for the reader of the micros. */
@@ -195,27 +223,25 @@ export class HistoryRecorder {
       l.factor[pos] = NaN;
     }
 
-    const policy = this.source.budget();
-    if (policy !== null) {
-      const plan = policy.plan;
-      for (const camp of plan.campaigns) {
+    const budget = this.source.budget(nowMs);
+    if (budget !== null) {
+      for (const camp of budget.campaigns) {
         const c = this.campaignSeries(camp.id);
         if (c === null) continue;
         c.lastSeq = s;
         c.name = camp.name;
-        c.dayBudgetMicros = policy.ledger.dayBudgetOf(camp.index);
-        c.spent[pos] = policy.ledger.daySpentOf(camp.index);
-        c.target[pos] = Math.round(policy.pacer.targetSpend(camp.index, nowMs, policy.ledger));
+        c.dayBudgetMicros = camp.dayBudgetMicros;
+        c.spent[pos] = camp.spentMicros;
+        c.target[pos] = camp.targetMicros;
         const keys: string[] = [];
-        for (let k = 0; k < camp.arms.length; k++) {
-          const li = camp.arms[k];
-          const key = camp.id + '\u0001' + plan.lineItemIds[li];
-          const a = this.armSeries(key, plan.lineItemIds[li], camp.groups[camp.armGroup[k]].segmentId);
+        for (const arm of camp.arms) {
+          const key = camp.id + '\u0001' + arm.lineItem;
+          const a = this.armSeries(key, arm.lineItem, arm.segment);
           if (a === null) continue;
           keys.push(key);
           a.lastSeq = s;
-          a.share[pos] = policy.allocator.share[li];
-          a.reason[pos] = policy.allocator.reason[li];
+          a.share[pos] = arm.share;
+          a.reason[pos] = REASON_NAMES.indexOf(arm.reason);
         }
         c.arms = keys;
       }

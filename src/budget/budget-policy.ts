@@ -29,7 +29,8 @@
  */
 import type { BidPolicy } from '../bidding/decide.js';
 import { Ledger, RESERVE_FAIL, SETTLE } from './ledger.js';
-import { ThompsonAllocator, type Allocator, type AllocationReport } from './allocator.js';
+import { REASON_NAMES, ThompsonAllocator, type Allocator } from './allocator.js';
+import type { BudgetReport, BudgetSample } from './budget-report.js';
 import { GATE, GATE_NAMES, Pacer } from './pacing.js';
 import type { CompiledBudgetPlan } from './types.js';
 
@@ -303,21 +304,12 @@ export class BudgetPolicy implements BudgetBidPolicy {
     return out;
   }
 
-  /** The ops view: per campaign the ledger account, pacing state and per-arm throttle, gate and share. */
-  report(nowMs: number): {
-    campaigns: {
-      id: string;
-      account: ReturnType<Ledger['account']>;
-      targetSpendMicros: number;
-      desiredRateMicrosPerSec: number;
-      arms: { lineItem: string; throttle: number; gate: string; share: number; spentTodayMicros: number; capacityMicrosPerSec: number }[];
-    }[];
-    refusals: Record<RefusalName, number>;
-    allocation: AllocationReport;
-  } {
+  /** The ops view (GET /admin/budget): per campaign the ledger account, pacing state and per-arm throttle, gate and share. */
+  report(nowMs: number): BudgetReport {
     return {
       campaigns: this.plan.campaigns.map((c) => ({
         id: c.id,
+        name: c.name,
         account: this.ledger.account(c.index),
         targetSpendMicros: Math.round(this.pacer.targetSpend(c.index, nowMs, this.ledger)),
         desiredRateMicrosPerSec: Math.round(this.pacer.desiredRate[c.index]),
@@ -332,6 +324,25 @@ export class BudgetPolicy implements BudgetBidPolicy {
       })),
       refusals: this.refusalTotals(),
       allocation: this.allocator.allocationReport(),
+    };
+  }
+
+  /** What the console's history records (src/admin/history.ts): reads only, no posterior computed. */
+  sample(nowMs: number): BudgetSample {
+    return {
+      campaigns: this.plan.campaigns.map((c) => ({
+        id: c.id,
+        name: c.name,
+        dayBudgetMicros: this.ledger.dayBudgetOf(c.index),
+        spentMicros: this.ledger.daySpentOf(c.index),
+        targetMicros: Math.round(this.pacer.targetSpend(c.index, nowMs, this.ledger)),
+        arms: Array.from(c.arms, (li, k) => ({
+          lineItem: this.plan.lineItemIds[li],
+          segment: c.groups[c.armGroup[k]].segmentId,
+          share: this.allocator.share[li],
+          reason: REASON_NAMES[this.allocator.reason[li]],
+        })),
+      })),
     };
   }
 }

@@ -33,6 +33,7 @@ function numberIn(rule: string, min: number, max: number, integer: boolean): (va
 const port = numberIn('a port is an integer 0-65535', 0, 65535, true);
 const workerCount = numberIn('workers is an integer 1-256', 1, 256, true);
 const snapshotSec = numberIn('state-snapshot-sec is a number 1-3600', 1, 3600, false);
+const historySec = numberIn('history-every-sec is a number 0.1-3600', 0.1, 3600, false);
 const instanceCount = numberIn('instances is an integer 1-10000', 1, 10000, true);
 const userCount = numberIn('users is a positive integer', 1, Number.MAX_SAFE_INTEGER, true);
 
@@ -73,13 +74,14 @@ program
   .option('--event-log-fsync <policy>', 'always | interval:<ms> | never ($SEGBID_EVENT_LOG_FSYNC, default interval:1000)')
   .option('--state-dir <dir>', 'budget ledger journal and learning-state snapshots ($SEGBID_STATE_DIR, default var/state; "none" for memory only)')
   .option('--state-snapshot-sec <n>', 'state snapshot period in seconds ($SEGBID_STATE_SNAPSHOT_SEC, default 15)', snapshotSec)
+  .option('--history-every-sec <n>', 'sampling period of the console\'s curves (GET /admin/history: an hour of points at the default) in seconds ($SEGBID_HISTORY_EVERY_SEC, default 5)', historySec)
   .option('--redis <url>', 'Redis shared by every bidder instance: campaign budgets are leased from it in slices, frequency caps and learning statistics are shared through it ($SEGBID_REDIS_URL)')
   .option('--instances <m>', 'bidder instances behind the load balancer, for pacing: each paces toward 1/M of every campaign\'s day ($SEGBID_INSTANCES, default 1)', instanceCount)
   .option('--segments-redis <url>', 'Redis segment store (filled by `segbid compile --to-redis`): users the local store does not know are looked up there before the decision ($SEGBID_SEGMENTS_REDIS_URL)')
   .option('--segments-redis-budget-ms <ms>', 'longest wait for one Redis segment lookup (default 10; each request waits at most tmax/4)', numberIn('segments-redis-budget-ms is a number 1-1000', 1, 1000, false))
   // `serve` is the default command: `segbid frobnicate` lands here with "frobnicate" as an operand.
   .allowExcessArguments(true)
-  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }, cmd: Command) => {
+  .action(async (opts: { config?: string; port?: number; adminPort?: number; host: string; allowUwsFallback: boolean; workers?: number; eventLog?: string; eventLogFsync?: string; stateDir?: string; stateSnapshotSec?: number; historyEverySec?: number; redis?: string; instances?: number; segmentsRedis?: string; segmentsRedisBudgetMs?: number }, cmd: Command) => {
     if (cmd.args.length > 0) {
       const got = JSON.stringify(cmd.args[0]);
       if (program.args[0] === 'serve') userError(`serve takes no arguments (got ${got}); see segbid serve --help`);
@@ -90,6 +92,7 @@ program
     const envAdminPort = fromEnv('ADMIN_PORT', port);
     const envWorkers = fromEnv('SEGBID_WORKERS', workerCount);
     const envSnapshotSec = fromEnv('SEGBID_STATE_SNAPSHOT_SEC', snapshotSec);
+    const envHistorySec = fromEnv('SEGBID_HISTORY_EVERY_SEC', historySec);
     const envInstances = fromEnv('SEGBID_INSTANCES', instanceCount);
     const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', pid: process.pid } });
     let configPath = opts.config ?? process.env.SEGBID_CONFIG;
@@ -114,6 +117,7 @@ program
         eventLogFsync: opts.eventLogFsync ?? process.env.SEGBID_EVENT_LOG_FSYNC,
         stateDir: stateDir === 'none' ? null : stateDir,
         stateSnapshotMs: (opts.stateSnapshotSec ?? envSnapshotSec ?? 15) * 1000,
+        historyEveryMs: Math.round((opts.historyEverySec ?? envHistorySec ?? 5) * 1000),
         redisUrl: opts.redis ?? process.env.SEGBID_REDIS_URL ?? null,
         segmentsRedisUrl,
         segmentsRedisBudgetMs: opts.segmentsRedisBudgetMs,

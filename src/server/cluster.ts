@@ -43,6 +43,18 @@ import { registerBookMetrics } from '../budget/bank-metrics.js';
 import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
 import { hugePagesMB } from '../common/node-flags.js';
+import { mergeBudgetReports, mergeBudgetSamples, type BudgetReport, type BudgetSample } from '../budget/budget-report.js';
+import { HistoryRecorder, historyQueryFromParams, shadingViewOf, type ShadingImage } from '../admin/history.js';
+
+/** What the main thread holds of a worker's budgets (its last 'budget' message). */
+interface BudgetImage {
+  sample: BudgetSample | null;
+  shading: ShadingImage;
+  /** The last full report (undefined: none asked for yet; null: no campaign). */
+  report: BudgetReport | null | undefined;
+  /** When that report came (ms). */
+  reportAt: number;
+}
 
 /** The options of one bidder that a cluster takes too (its main thread serves the admin API: see startCluster). */
 export interface ClusterOptions
@@ -64,6 +76,7 @@ export interface ClusterOptions
     | 'adminTokens'
     | 'persistConfig'
     | 'auditLogPath'
+    | 'historyEveryMs'
     | keyof EventsSetupOptions
   > {
   workers: number;
@@ -117,6 +130,11 @@ export type WorkerMessage =
   | { type: 'health'; checks: HealthState[] }
   /** A worker's KPIs and event counts (sent every 2 s when they changed): the admin API reports their sum. */
   | { type: 'kpis'; image: KpiImage; events: ReturnType<EventStats['toJSON']> }
+  /**
+   * A worker's budgets and shading (every 2 s; src/budget/budget-report.ts): the history's sample always, the
+   * full report while the main thread wants it (undefined: not wanted; null: no campaign).
+   */
+  | { type: 'budget'; sample: BudgetSample | null; shading: ShadingImage; report?: BudgetReport | null }
   | LearnMessage
   | BankRequestMessage
   | NoticeRouteMessage
@@ -129,6 +147,8 @@ export type MainMessage =
   | LearnedMessage
   | BankReplyMessage
   | NoticeDeliverMessage
+  /** Someone reads /admin/budget: send the full budget report for the next minute. */
+  | { type: 'budget-wanted' }
   | { type: 'shutdown' };
 
 function freeTcpPort(host: string): Promise<number> {
@@ -183,6 +203,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   /** Each worker's last KPIs and event counts (by worker index; a restarted worker replays its log, then sends). */
   const kpiImages: (KpiImage | null)[] = new Array(options.workers).fill(null);
   const eventStats: (ReturnType<EventStats['toJSON']> | null)[] = new Array(options.workers).fill(null);
+  /** Each worker's last budget sample, shading and (while wanted) full budget report. */
+  const budgetImages: (BudgetImage | null)[] = new Array(options.workers).fill(null);
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
   // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
@@ -271,6 +293,15 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         } else if (m.type === 'kpis') {
           kpiImages[index] = m.image;
           eventStats[index] = m.events;
+        } else if (m.type === 'budget') {
+          const held = budgetImages[index];
+          const fresh = m.report !== undefined;
+          budgetImages[index] = {
+            sample: m.sample,
+            shading: m.shading,
+            report: fresh ? m.report! : (held?.report ?? undefined),
+            reportAt: fresh ? Date.now() : (held?.reportAt ?? 0),
+          };
         } else if (m.type === 'metrics') {
           const p = pending.get(m.id);
           if (p) {
@@ -428,10 +459,50 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     return { rows: discrepancies(mergedKpis(), q.threshold, q.from, q.to) };
   });
   admin.addReadEndpoint(/^\/admin\/events$/, () => mergeEventStats(eventStats.filter((e) => e !== null)));
-  // Budgets and history are kept per worker and not gathered yet: said (501), not a 404.
-  admin.addReadEndpoint(/^\/admin\/(budget|history)$/, () => {
-    throw new SegbidError('ADMIN_NOT_IN_CLUSTER', 'budgets and history are kept per worker and not gathered yet with --workers > 1: read /metrics (segbid_budget_*), or run one worker');
+  // Budgets: the workers' reports summed (budget-report.ts), with the main thread's bank book, the authority on
+  // what was granted and reported spent. A worker sends its full report for a minute after a read: the first
+  // read after a quiet spell asks for them and answers 503 if none has come yet (the console retries).
+  admin.addReadEndpoint(/^\/admin\/budget$/, () => {
+    for (const w of workers) w?.postMessage({ type: 'budget-wanted' } satisfies MainMessage);
+    const images = budgetImages.filter((b): b is BudgetImage => b !== null);
+    const reports = images.map((b) => b.report).filter((r): r is BudgetReport => r !== null && r !== undefined);
+    if (images.length > 0 && images.every((b) => b.report === null)) return { campaigns: [] }; // no campaign
+    if (reports.length === 0) throw new SegbidError('ADMIN_PENDING', 'the workers are sending their budget reports: retry in a second');
+    const merged = mergeBudgetReports(reports);
+    const book = bankHost?.book ?? null;
+    return {
+      ...merged,
+      workers: { reporting: reports.length, of: options.workers, oldestReportAt: Math.min(...images.filter((b) => b.report).map((b) => b.reportAt)) },
+      bank:
+        book === null
+          ? null
+          : {
+              campaigns: book.campaignIds().map((id) => {
+                const t = book.totals(id)!;
+                return { id, grantedMicros: t.granted, spentMicros: t.spent, leases: t.leases };
+              }),
+              reclaimedMicros: bankHost!.reclaimed,
+            },
+    };
   });
+  // The console's curves, sampled here from the workers' last pushes (at most KPI_PUSH_MS old).
+  const history = new HistoryRecorder(
+    {
+      budget: () => {
+        const samples = budgetImages.filter((b): b is BudgetImage => b !== null && b.sample !== null).map((b) => b.sample!);
+        return samples.length === 0 ? null : mergeBudgetSamples(samples);
+      },
+      shading: () => {
+        const first = budgetImages.find((b): b is BudgetImage => b !== null);
+        return first === undefined ? serving.plan.shading : shadingViewOf(first.shading);
+      },
+      lineItemCounters: () => mergedKpis().dimension('line_item'),
+      currency: () => serving.config.settings.currency,
+    },
+    { everyMs: options.historyEveryMs, onError: (e) => logger.error({ err: e }, 'history sample failed') },
+  );
+  const stopHistory = history.start();
+  admin.addReadEndpoint(/^\/admin\/history$/, (query) => history.report(historyQueryFromParams(query, history.capacity)));
 
   const opsApp = createOpsApp({
     metrics: mainMetrics,
@@ -481,6 +552,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     // What the hub learned goes to Redis before the process leaves (the workers' last second is not waited for).
     await hub.parts.redisLearning?.syncOnce();
     hub.close();
+    stopHistory();
     bankHost?.close(); // after the workers gave back what they held: the persisted book is final
     closeListenSocket(ops.socket);
   };

@@ -157,7 +157,7 @@ export async function startBidder(options: StartOptions): Promise<RunningBidder>
   // Curves of the console (spend vs pacing target, arm shares, win rate and shading): sampled off the hot path.
   const history = new HistoryRecorder(
     {
-      budget: () => handler.budget,
+      budget: (nowMs) => handler.budget?.sample(nowMs) ?? null,
       shading: () => handler.current.plan.shading,
       lineItemCounters: () => events.kpis.dimension('line_item'),
       currency: () => handler.current.config.settings.currency,

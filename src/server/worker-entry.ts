@@ -29,9 +29,12 @@ import { createRedisBank } from '../budget/redis-bank.js';
 import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js';
 import { connectRemoteSegments } from '../segments/remote-segments.js';
 import { SegbidError } from '../common/errors.js';
+import { shadingImage } from '../admin/history.js';
 
 /** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
 const KPI_PUSH_MS = 2000;
+/** How long after the main thread's last /admin/budget read a worker keeps sending its full budget report. */
+const BUDGET_WANTED_MS = 60_000;
 
 const data = workerData as WorkerData;
 const port = parentPort!;
@@ -148,6 +151,22 @@ try {
     statsSent = statsText;
     send({ type: 'kpis', image: events.kpis.image(), events: stats });
   }, KPI_PUSH_MS).unref();
+  // Budgets and shading for the main thread's /admin/history (a light sample, every 2 s) and /admin/budget (the
+  // full report, with the allocator's posteriors: a few ms on a large config, so only while someone reads it).
+  let budgetWantedUntil = 0;
+  const pushBudget = () => {
+    const now = Date.now();
+    const policy = handler.budget;
+    const report = now < budgetWantedUntil ? (policy?.report(now) ?? null) : undefined;
+    send({ type: 'budget', sample: policy?.sample(now) ?? null, shading: shadingImage(handler.current.plan.shading), report });
+  };
+  setInterval(pushBudget, KPI_PUSH_MS).unref();
+  port.on('message', (m: MainMessage) => {
+    if (m.type !== 'budget-wanted') return;
+    const idle = Date.now() >= budgetWantedUntil;
+    budgetWantedUntil = Date.now() + BUDGET_WANTED_MS;
+    if (idle) pushBudget(); // the reader's next call sees this worker's report without waiting for the timer
+  });
   lifecycle.ready = true;
   send({ type: 'listening', port: bound });
   // Component health (the event log) for the main thread's /readyz: sent when it changes.
