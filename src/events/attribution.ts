@@ -53,7 +53,7 @@ function touchOf(r: NoticeRecord): Touch {
   return { t: r.t, b: r.b, li: r.li, cr: r.cr, sg: r.sg, arm: r.arm, x: r.x, dl: r.dl, at: r.at, ts: r.ts, u: r.u };
 }
 
-/** Latest touch with t in [from, to], or null. Touches are kept in arrival order. */
+/** Latest touch with t in [from, to], or null. Touches are kept in time order. */
 function latestIn(touches: readonly Touch[], from: number, to: number): Touch | null {
   for (let i = touches.length - 1; i >= 0; i--) {
     const t = touches[i];
@@ -77,19 +77,30 @@ export class TouchIndex {
     this.viewWindowMs = options.viewWindowSec * 1000;
   }
 
-  /** Remembers an impression or click (other kinds are ignored). */
-  noteTouch(r: NoticeRecord): void {
-    if (r.k !== 'imp' && r.k !== 'click') return;
+  /** Remembers an impression or click (other kinds are ignored); returns the touch noted, else null. */
+  noteTouch(r: NoticeRecord): Touch | null {
+    if (r.k !== 'imp' && r.k !== 'click') return null;
     const touch = touchOf(r);
-    if (r.k === 'click') this.clicks.set(r.b, touch);
-    if (r.u === '') return;
-    let u = this.users.get(r.u);
+    this.add(r.k, touch);
+    return touch;
+  }
+
+  /**
+   * Remembers a touch noted elsewhere (another worker of the cluster). Each user's touches stay in time order
+   * whatever order they arrive in, so "the latest in the window" is still the latest.
+   */
+  add(kind: 'imp' | 'click', touch: Touch): void {
+    if (kind === 'click') this.clicks.set(touch.b, touch);
+    if (touch.u === '') return;
+    let u = this.users.get(touch.u);
     if (u === undefined) {
       u = { clicks: [], imps: [] };
-      this.users.set(r.u, u);
+      this.users.set(touch.u, u);
     }
-    const list = r.k === 'click' ? u.clicks : u.imps;
-    list.push(touch);
+    const list = kind === 'click' ? u.clicks : u.imps;
+    let at = list.length;
+    while (at > 0 && list[at - 1].t > touch.t) at--;
+    list.splice(at, 0, touch);
     if (list.length > this.perUser) list.shift();
   }
 

@@ -29,7 +29,7 @@ import { LRUCache } from 'lru-cache';
 import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
 import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
 import { SegbidError } from '../common/errors.js';
-import { TouchIndex } from './attribution.js';
+import { TouchIndex, type Touch } from './attribution.js';
 import { BidTally } from './bid-tally.js';
 import { ExchangeTable, configEpoch, dealList } from './bid-context.js';
 import type { EventLog, ReplayStats } from './event-log.js';
@@ -406,6 +406,27 @@ export class EventHandler {
     });
   }
 
+  /**
+   * Told of every impression or click this handler accepted (not replayed ones): a cluster's worker passes them
+   * to the other workers (addTouches), so that a conversion reaching any worker finds the touch.
+   */
+  onTouch: ((kind: 'imp' | 'click', touch: Touch) => void) | null = null;
+
+  /** Touches accepted by another worker of the cluster (see onTouch). */
+  addTouches(touches: readonly { kind: 'imp' | 'click'; touch: Touch }[]): void {
+    for (const t of touches) this.touches.add(t.kind, t.touch);
+  }
+
+  /**
+   * The touches of another writer's event log (a sibling worker's directory): read only, nothing but the
+   * attribution index is fed (its KPIs and dedupe windows are that worker's).
+   */
+  restoreTouches(dir: string): ReplayStats {
+    return replayEventLog(dir, (r) => {
+      if (r.k === 'imp' || r.k === 'click') this.touches.noteTouch(r);
+    });
+  }
+
   // -------------------------------------------------------------------------------------------------------
   // Event side
 
@@ -494,7 +515,8 @@ export class EventHandler {
 
     const logged = this.log === null || this.log.append(record);
     this.kpis.apply(record);
-    this.touches.noteTouch(record);
+    const touch = this.touches.noteTouch(record);
+    if (touch !== null && this.onTouch !== null) this.onTouch(record.k as 'imp' | 'click', touch);
     this.stats.count(kind, !logged ? 'log_failed' : record.ts === 1 ? 'test' : 'accepted');
     if (record.ts === 0) this.notify(record, nowMs);
     return this.answer(kind, landing, tok.bidId);

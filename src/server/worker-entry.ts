@@ -30,6 +30,7 @@ import { bankHealthCheck, registerBankMetrics } from '../budget/bank-metrics.js'
 import { connectRemoteSegments } from '../segments/remote-segments.js';
 import { SegbidError } from '../common/errors.js';
 import { shadingImage } from '../admin/history.js';
+import { shareTouches } from './touch-sharing.js';
 
 /** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
 const KPI_PUSH_MS = 2000;
@@ -89,6 +90,8 @@ try {
   const decider = deciderFromDocument(data.document, dirname(data.configPath), data.configPath, sharedStore(data.storeBuffer));
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'segbid', worker: data.index } });
   const events = setupEvents(data, decider.config, metrics, logger);
+  // Clicks and impressions reach any worker, and so do conversion postbacks: every worker knows every touch.
+  const touches = shareTouches(events, data.eventLogDir, logger);
   const state = data.stateDir ? BudgetStateStore.open({ dir: data.stateDir, logger, snapshotIntervalMs: data.stateSnapshotMs }) : null;
   // Budgets shared with the other workers (the main thread's bank) or with every machine (Redis).
   let bank: BudgetBank;
@@ -209,6 +212,7 @@ try {
       // fsynced before the thread exits.
       void drainInFlight(() => metrics.inFlight, DRAIN_MS)
         .then(() => notices.close()) // notices for other processes go out; the last ones for this worker settle
+        .then(() => touches.close())
         .then(() => handler.bank.close()) // gives back the budget held unspent
         .then(() => handler.remote?.redis.close())
         .then(() => {
