@@ -18,7 +18,8 @@
  *                     "reason": "<no-bid reason or bad-request label>"   (required for 204 / 400),
  *                     "cur": "EUR"                                        (optional, 200 with bids),
  *                     "nbr": 15                                           (200 no-bid, noBidStyle "nbr"),
- *                     "bids": [ { "impid", "crid", "price", "dealid"?, "mtype"?, "w"?, "h"? } ] },
+ *                     "bids": [ { "impid", "crid", "price", "dealid"?, "mtype"?, "w"?, "h"? } ] }
+ *                              ("w"/"h": null = the bid must carry none),
  *       "knownIssue": "..."    optional: the expectation is right but the engine is not yet (a bug in a file
  *                              this suite may not change); the case runs as it.fails and must be un-marked
  *                              as soon as it passes
@@ -28,7 +29,7 @@
  *     status and reason; for a 400 the error body; for a 204 an empty body; for a 200 with bids, that the
  *     response validates (test/helpers/validate-response.ts, with the config's rates) and that the bids are
  *     exactly the expected ones: same set of impids, and per imp the same crid, price (to 1e-6), dealid
- *     (absent = no deal), and mtype/w/h when the case lists them.
+ *     (absent = no deal), and mtype/w/h when the case lists them (null: absent from the bid).
  * - Expected outcomes are written by hand from the OpenRTB rules and the config, never copied from a run.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -47,8 +48,9 @@ interface ExpectedBid {
   price: number;
   dealid?: string;
   mtype?: number;
-  w?: number;
-  h?: number;
+  /** null: the bid carries no w / h. */
+  w?: number | null;
+  h?: number | null;
 }
 
 interface CaseFile {
@@ -166,7 +168,7 @@ describe('decision cases (test/cases)', () => {
         const exp: Record<string, unknown> = { impid: w.impid, crid: w.crid, dealid: w.dealid };
         for (const k of ['mtype', 'w', 'h'] as const) {
           if (w[k] !== undefined) {
-            got[k] = a[k];
+            got[k] = w[k] === null && !(k in a) ? null : a[k];
             exp[k] = w[k];
           }
         }

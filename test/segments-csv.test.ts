@@ -18,7 +18,7 @@ function parseAll(text: string): { records: string[][]; malformed: number; open:
   return { records, malformed, open: p.open };
 }
 
-const field = fc.string({ unit: fc.constantFrom('a', 'b', ',', '"', '\n', '\r', ' ', 'é', '0', ';', ':'), maxLength: 8 });
+const field = fc.string({ unit: fc.constantFrom('a', 'b', ',', '"', '\n', '\r', ' ', '\t', 'é', '0', ';', ':'), maxLength: 8 });
 const rows = (width: number) => fc.array(fc.array(field, { minLength: width, maxLength: width }), { minLength: 1, maxLength: 20 });
 
 describe('CsvLineParser', () => {
@@ -45,6 +45,22 @@ describe('CsvLineParser', () => {
     expect(parseAll('"multi\nline",x').records).toEqual([['multi\nline', 'x']]);
     expect(parseAll('un"quoted,x').records).toEqual([['un"quoted', 'x']]);
     expect(parseAll('""').records).toEqual([['']]);
+  });
+
+  it('trims spaces and tabs around unquoted fields (", " separators); a quoted field is kept as given', () => {
+    expect(parseAll('id , segment').records).toEqual([['id', 'segment']]);
+    expect(parseAll(' ABC-123 ,\tgold\t, x').records).toEqual([['ABC-123', 'gold', 'x']]);
+    expect(parseAll(' , ').records).toEqual([['', '']]);
+    expect(parseAll('" ABC-123 ","b"').records).toEqual([[' ABC-123 ', 'b']]);
+    // Spaces around a quoted field are not part of it (a ", " separator before a quote).
+    expect(parseAll('a, "b, c" ,"d"').records).toEqual([['a', 'b, c', 'd']]);
+    expect(parseAll('"multi\nline" , x').records).toEqual([['multi\nline', 'x']]);
+    expect(parseAll('"closed" junk,x').malformed).toBe(1);
+  });
+
+  it('csvLine quotes a field with leading or trailing spaces, so that it reads back as written', () => {
+    expect(csvLine([' a', 'b ', 'c'])).toBe('" a","b ",c');
+    expect(parseAll(csvLine([' a', 'b\t', ' '])).records).toEqual([[' a', 'b\t', ' ']]);
   });
 
   it('reports malformed and unterminated quoting', () => {

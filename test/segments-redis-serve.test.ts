@@ -7,7 +7,8 @@
  *     unknown user (contextual / run-of-network bid), counted as a timeout;
  *   - Redis stopped: a new Redis user is answered within tmax as unknown (no 5xx), counted as an error; the
  *     user already looked up is still served from the cache (stale-while-down, redis-store.ts contract);
- *   - a Redis filled for another segmentation is refused at start (STORE_MISMATCH).
+ *   - a Redis filled for another segmentation is refused at start (STORE_MISMATCH), one filled by a compiler of
+ *     another store format (other key hashing) too (STORE_VERSION).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
@@ -18,7 +19,7 @@ import type { RunningBidder } from '../src/server/start.js';
 import { loadDecider } from '../src/bidding/load-decider.js';
 import { DEMO_CONFIG } from '../src/common/paths.js';
 import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
-import { SegmentStoreBuilder } from '../src/segments/segment-store.js';
+import { STORE_FORMAT_VERSION, SegmentStoreBuilder } from '../src/segments/segment-store.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import { REDIS_HEADER_KEY, writeStoreToRedis } from '../src/segments/redis-store.js';
 import { connectRemoteSegments } from '../src/segments/remote-segments.js';
@@ -140,6 +141,7 @@ describe.skipIf(!hasRedis)('serve --segments-redis (real redis-server, real bidd
 });
 
 describe.skipIf(!hasRedis)('Redis segment store header check at start', () => {
+  beforeAll(() => ensureDemoStore()); // the demo dictionary, from a store of this format
   it('refuses a Redis filled for another segmentation (STORE_MISMATCH)', async () => {
     const port = await freePort();
     const child = await startRedis(port);
@@ -147,7 +149,7 @@ describe.skipIf(!hasRedis)('Redis segment store header check at start', () => {
     try {
       const dictionary = loadDecider(DEMO_CONFIG).config.dictionary;
       const other = dictionary.segments.map((s, i) => (i === 2 ? 'someone-else' : s.id));
-      await client.set(REDIS_HEADER_KEY, pack({ format: 4, words: dictionary.words, segments: other, userCount: 0, keyCount: 0, createdAt: 'x' }));
+      await client.set(REDIS_HEADER_KEY, pack({ format: STORE_FORMAT_VERSION, words: dictionary.words, segments: other, userCount: 0, keyCount: 0, createdAt: 'x' }));
       const error = await connectRemoteSegments(`redis://127.0.0.1:${port}`, dictionary).then(
         () => null,
         (e: unknown) => e,
@@ -155,6 +157,27 @@ describe.skipIf(!hasRedis)('Redis segment store header check at start', () => {
       expect(error).toBeInstanceOf(SegbidError);
       expect((error as SegbidError).code).toBe('STORE_MISMATCH');
       expect((error as Error).message).toMatch(/bit 2 is "someone-else"/);
+    } finally {
+      client.disconnect();
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses a Redis filled by a compiler of another store format (STORE_VERSION: its keys are hashed otherwise)', async () => {
+    const port = await freePort();
+    const child = await startRedis(port);
+    const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+    try {
+      const dictionary = loadDecider(DEMO_CONFIG).config.dictionary;
+      const segments = dictionary.segments.map((s) => s.id);
+      await client.set(REDIS_HEADER_KEY, pack({ format: 3, words: dictionary.words, segments, userCount: 0, keyCount: 0, createdAt: 'x' }));
+      const error = await connectRemoteSegments(`redis://127.0.0.1:${port}`, dictionary).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(SegbidError);
+      expect((error as SegbidError).code).toBe('STORE_VERSION');
+      expect((error as Error).message).toMatch(/format 3.*recompile/);
     } finally {
       client.disconnect();
       child.kill('SIGKILL');

@@ -100,6 +100,33 @@ describe('segment store round trip', () => {
     expect(out[6]).toBe(1 << 8);
   });
 
+  it('a key added for several users keeps the last one; a user left without a key of its own is not stored', () => {
+    const builder = new SegmentStoreBuilder(dictionary(1));
+    const first = builder.addUser([1]); // keys 1 and 2, both added again below: superseded
+    builder.addKey(first, 1, 1);
+    builder.addKey(first, 2, 2);
+    const second = builder.addUser([2]); // key 1 again, and 3 of its own
+    builder.addKey(second, 1, 1);
+    builder.addKey(second, 3, 3);
+    const third = builder.addUser([3]); // key 2 again, twice (the same user twice is no duplicate)
+    builder.addKey(third, 2, 2);
+    builder.addKey(third, 2, 2);
+    expect(builder.resolveKeys()).toEqual({ served: Uint8Array.from([0, 1, 1]), duplicateKeys: 2, supersededUsers: 1 });
+    const finals: number[] = [];
+    builder.forEachFinalKey((k) => finals.push(k));
+    expect(finals.sort()).toEqual([2, 3, 5]);
+    const store = decodeStore(encodeStore(builder.build('t')));
+    expect([store.header.userCount, store.header.keyCount, store.header.rowCount]).toEqual([2, 3, 2]);
+    const rowOf = (k: number) => {
+      const out = new Uint32Array(1);
+      store.orInto(k, k, out);
+      return out[0];
+    };
+    expect([rowOf(1), rowOf(2), rowOf(3)]).toEqual([1 << 2, 1 << 3, 1 << 2]);
+    expect(() => builder.addKey(first, 9, 9)).toThrow(/after resolveKeys/);
+    expect(() => builder.build('t')).toThrow(/once/);
+  });
+
   it('writes atomically and reads back; an empty store answers unknown', () => {
     const dir = mkdtempSync(join(tmpdir(), 'segbid-store-'));
     try {
@@ -197,7 +224,8 @@ describe('segment store rejects bad files', () => {
     const file = Buffer.from(sample());
     file.writeUInt32LE(0x12345678, 0);
     expectCode(() => decodeStore(file), 'STORE_CORRUPT', /magic/);
-    for (const version of [1, 2, 4, 0xffff]) {
+    // 3: the last format before hex keys were folded to lower case (its device ids would not match).
+    for (const version of [1, 2, 3, 4, 0xffff]) {
       const other = Buffer.from(sample());
       other.writeUInt32LE(version, 4);
       expectCode(() => decodeStore(other), 'STORE_VERSION', new RegExp(`version ${version}`));

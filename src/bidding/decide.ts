@@ -106,7 +106,10 @@ export class Decision {
   reservation: Float64Array = new Float64Array(16);
   /** Shading context of each bid for the event token (src/bidding/learning.ts shadingArm). */
   arm: Int32Array = new Int32Array(16);
-  /** The served size: creative's own for banners. */
+  /**
+   * The served size (OpenRTB Bid.w/h, the creative's): a banner's own; a video creative's own when it has one,
+   * else the imp's player size (video.w/h); 0/0 when unknown (the response then carries none).
+   */
   w: Int32Array = new Int32Array(16);
   h: Int32Array = new Int32Array(16);
 
@@ -808,8 +811,16 @@ export class Decider {
       out.dealId[k] = bestDeal;
       out.reservation[k] = this.policy.lastReservation ?? -1;
       out.arm[k] = shadingArm(this.auctionType === 1 && bestDeal === null, floorMicros * respRate);
-      out.w[k] = bestCreative.w;
-      out.h[k] = bestCreative.h;
+      if (bestCreative.format === FORMAT_VIDEO && (bestCreative.w === 0 || bestCreative.h === 0)) {
+        // A VAST creative usually has no size of its own (its media files have theirs): it plays at the player's.
+        const v = imp.video;
+        const known = v !== undefined && v.w > 0 && v.h > 0; // validated non-negative integers when present
+        out.w[k] = known ? v.w : 0;
+        out.h[k] = known ? v.h : 0;
+      } else {
+        out.w[k] = bestCreative.w;
+        out.h[k] = bestCreative.h;
+      }
       // A frequency-capped line item bids on one imp of a request: the cap was checked once for the request, and
       // two bids that both win would show the user two impressions against what may be one left.
       if (isSet(this.cappedMask, bestIndex)) cand[bestIndex >>> 5] &= ~(1 << (bestIndex & 31));

@@ -30,7 +30,7 @@ import { NBR_CODE, NO_BID, NO_BID_LABELS, STAGE_OF } from '../openrtb/reasons.js
 import type { CompiledConfig, CompiledLineItem } from '../config/compile.js';
 import { CHANNEL_APP, CHANNEL_DOOH, CHANNEL_SITE } from '../config/compile.js';
 import { evalTargeting } from '../segments/targeting.js';
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
+import { KEY_KIND, hashEidKey, hashIfa, hashKey, keyHash } from '../segments/key-hash.js';
 import { RequestSegmenter } from '../segments/request-bits.js';
 import { PRIVACY_REASON_LABELS, PrivacyVerdict } from '../privacy/verdict.js';
 import { BudgetPolicy, REFUSAL_NAMES } from '../budget/budget-policy.js';
@@ -346,10 +346,7 @@ function userKeys(decider: Decider, req: Any, personal: boolean, state: ExplainS
         for (let u = 0; u < eid.uids.length && u < MAX_UIDS; u++) {
           const uid = eid.uids[u];
           if (uid === null || typeof uid !== 'object' || typeof uid.id !== 'string' || uid.id.length === 0) continue;
-          hashBegin(KEY_KIND.eid);
-          hashFeed(eid.source);
-          hashFeed(uid.id);
-          hashEnd();
+          hashEidKey(eid.source, uid.id); // as user-keys.ts hashes it (a hex id in any case)
           out.push({ kind: 'eid', id: uid.id, source: eid.source, known: lookup() });
         }
       }
@@ -357,7 +354,7 @@ function userKeys(decider: Decider, req: Any, personal: boolean, state: ExplainS
   }
   const device = req.device;
   if (device !== undefined && isDeviceId(device.ifa)) {
-    hashKey(KEY_KIND.ifa, device.ifa);
+    hashIfa(device.ifa); // as user-keys.ts hashes it (any case)
     out.push({ kind: 'ifa', id: device.ifa, known: lookup() });
   }
   return out;

@@ -7,7 +7,7 @@
  *   pixel, click    client-scope token, written into the markup (${SEGBID_IMP_URL}, ${SEGBID_CLICK_URL}).
  */
 import type { CompiledConfig } from '../config/compile.js';
-import { ADM_IMP_URL } from '../config/compile.js';
+import { ADM_IMP_URL, FORMAT_BANNER } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
 import { emptyToken, hash32, type TokenFields, type TokenPair } from '../events/token.js';
@@ -154,6 +154,9 @@ export function buildBidResponse(
       '","impid":' + jsonString(imp.id) +
       ',"price":' + d.priceMicros[k] / 1e6 + ',' +
       cr.jsonFields +
+      // A banner's w/h are in jsonFields (pre-serialised); other formats' come from the decision (a video's may
+      // be the imp's player size), absent when unknown.
+      (cr.format !== FORMAT_BANNER && d.w[k] > 0 ? ',"w":' + d.w[k] + ',"h":' + d.h[k] : '') +
       (deal !== null ? ',"dealid":' + jsonString(deal) : '') +
       ',"mtype":' + cr.format + ',' +
       adm +

@@ -53,3 +53,22 @@ export class GrowableI32 {
     return this.data.subarray(0, this.length);
   }
 }
+
+/** Bytes: a flag or a small code per user or per key (the compiler's record flags, key kinds). */
+export class GrowableU8 {
+  data: Uint8Array;
+  length = 0;
+
+  constructor(initial = 1024) {
+    this.data = new Uint8Array(Math.max(16, initial));
+  }
+
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Uint8Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = v;
+  }
+}

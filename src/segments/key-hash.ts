@@ -4,6 +4,17 @@
  *
  * Each key kind has its own seed, so a buyeruid and an ifa with the same text are different keys. The compiler
  * and the bidder must use this same function: it is part of the segment store format (STORE_FORMAT_VERSION).
+ *
+ * Case, per kind of key (hashIfa, hashEidKey; the compiler and the bid path both hash through them):
+ *   - device.ifa: folded to lower case. It is a UUID (IDFA written upper case, GAID lower case, exchanges pass
+ *     either on) whose case carries nothing; the rare non-UUID device id folds too, harmlessly;
+ *   - an eid's id: folded when it is hex (isHexId: a hashed email, a UUID), kept as is otherwise (base64 ids,
+ *     ID5, UID2 tokens: their case is part of them). The source is kept as is;
+ *   - buyeruid, user.id, CRM ids: opaque, kept as is (a buyeruid is our own cookie id echoed back verbatim).
+ * The folding happens inside the hash (hashFeedFolded), so the bid path never allocates a lower-case copy,
+ * whatever case the exchange sends. (The frequency-cap and attribution user, src/events/bid-context.ts
+ * primaryUserHash and the conversion postback, still hash a device id as sent: consistent between themselves,
+ * and their keys live in cap and event state, not in the segment store.)
  */
 export const KEY_KIND = {
   buyeruid: 1,
@@ -61,6 +72,24 @@ export function hashFeed(s: string): void {
   laneB = Math.imul(b ^ 0xff, 0x5bd1e995) ^ s.length;
 }
 
+/**
+ * hashFeed of the ASCII lower case of s, without building it (A-Z read as a-z; nothing else changes, so a hex
+ * id hashes the same as its lower-case text: keys stored lower case before folding existed are unchanged).
+ */
+export function hashFeedFolded(s: string): void {
+  let a = laneA;
+  let b = laneB;
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) c |= 32;
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  laneA = Math.imul(a ^ 0xff, 0x01000193);
+  laneB = Math.imul(b ^ 0xff, 0x5bd1e995) ^ s.length;
+}
+
 /** Finishes the hash into keyHash.hi / keyHash.lo. */
 export function hashEnd(): void {
   keyHash.hi = fmix32(laneA ^ (laneB >>> 7));
@@ -71,5 +100,36 @@ export function hashEnd(): void {
 export function hashKey(kind: number, value: string): void {
   hashBegin(kind);
   hashFeed(value);
+  hashEnd();
+}
+
+/**
+ * Whether an id is hex, so that its case means nothing: only hex digits and dashes, at least 32 digits (an md5,
+ * sha1 or sha256 digest, a UUID). Shorter or other ids are opaque. A random base62 id of 32 characters uses only
+ * these 23 symbols once in ~10^14: folding an opaque id by mistake is not a practical risk. Allocation-free.
+ */
+export function isHexId(id: string): boolean {
+  let digits = 0;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if ((c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)) digits++;
+    else if (c !== 45) return false;
+  }
+  return digits >= 32;
+}
+
+/** The key of a device advertising id (device.ifa), folded to lower case (see the module comment). */
+export function hashIfa(ifa: string): void {
+  hashBegin(KEY_KIND.ifa);
+  hashFeedFolded(ifa);
+  hashEnd();
+}
+
+/** The key of an eid uid (user.eids[].source + uids[].id): a hex id folded to lower case, any other as is. */
+export function hashEidKey(source: string, id: string): void {
+  hashBegin(KEY_KIND.eid);
+  hashFeed(source);
+  if (isHexId(id)) hashFeedFolded(id);
+  else hashFeed(id);
   hashEnd();
 }

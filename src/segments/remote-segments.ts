@@ -24,7 +24,7 @@
  */
 import { MAX_USER_KEYS, UserKeys } from './user-keys.js';
 import { RedisSegmentStore, type RedisStoreOptions } from './redis-store.js';
-import type { SegmentStore } from './segment-store.js';
+import { STORE_FORMAT_VERSION, type SegmentStore } from './segment-store.js';
 import type { SegmentDictionary } from './segmentation.js';
 import { PrivacyVerdict } from '../privacy/verdict.js';
 import { SegbidError } from '../common/errors.js';
@@ -141,9 +141,10 @@ export const DEFAULT_REMOTE_BUDGET_MS = 10;
 
 /**
  * The RemoteSegments of `serve --segments-redis URL` for a bidder whose dictionary is `dictionary`. When Redis
- * answers and holds a header (written last by `segbid compile --to-redis`), its bitset width and segment ids
- * must be the dictionary's (else SegbidError STORE_MISMATCH: bits would mean other segments). Redis down or
- * without a header is logged and the bidder starts anyway: lookups then count as errors / misses.
+ * answers and holds a header (written last by `segbid compile --to-redis`), its format must be this bidder's
+ * (else SegbidError STORE_VERSION: keys hashed otherwise), its bitset width and segment ids the dictionary's
+ * (else STORE_MISMATCH: bits would mean other segments). Redis down or without a header is logged and the
+ * bidder starts anyway: lookups then count as errors / misses.
  */
 export async function connectRemoteSegments(url: string, dictionary: SegmentDictionary, options: ConnectRemoteOptions = {}): Promise<RemoteSegments> {
   const redis = new RedisSegmentStore({ url, words: dictionary.words, ...options.store });
@@ -155,6 +156,15 @@ export async function connectRemoteSegments(url: string, dictionary: SegmentDict
     if (header === null) {
       options.logger?.warn({ redis: where }, 'segment store Redis has no header (sgb:header): was it filled by `segbid compile --to-redis`?');
     } else {
+      if (header.format !== STORE_FORMAT_VERSION) {
+        // Its keys are hashed as that format hashed them (before format 5, an upper-case device id as written):
+        // served anyway, such users would silently go unknown.
+        await redis.close();
+        throw new SegbidError(
+          'STORE_VERSION',
+          `Redis segment store is of format ${String(header.format)}, this bidder reads format ${STORE_FORMAT_VERSION} (recompile it with \`segbid compile --to-redis\`)`,
+        );
+      }
       const ids = dictionary.segments.map((s) => s.id);
       let problem: string | null = null;
       if (header.words !== dictionary.words) {

@@ -1,7 +1,7 @@
 /**
  * The compiled segment store: user-key hashes -> fixed-width segment bitset rows, in typed arrays.
  *
- * File layout, format version 3 (little endian):
+ * File layout, format version 5 (little endian; the layout of 3, see STORE_FORMAT_VERSION for what changed):
  *   0  "SGBS" magic            4  u32 format version      8  u32 header length H     12  u32 crc32(header+payload)
  *   16 header (msgpackr, see StoreHeader), zero-padded to 8 bytes
  *   then slots: u32[capacity * 3] = (lo, hi, row + 1) per slot (row + 1 = 0: empty slot),
@@ -48,7 +48,14 @@ import type { SegmentDictionary } from './segmentation.js';
 import type { SegmentDef } from '../config/types.js';
 
 export const STORE_MAGIC = 0x53424753; // "SGBS" read as u32 LE
-export const STORE_FORMAT_VERSION = 3;
+/**
+ * 5: the layout of 3, with device ids and hex eid ids hashed case-folded (key-hash.ts). A store of 3 holds an
+ * upper-case IDFA or hashed email as it was written, which the bidder no longer looks up (it folds the request's
+ * keys): such a user would silently go unknown, so a store of 3 is refused (STORE_VERSION) and must be compiled
+ * again, not read. 4 was the key-tag layout measured and dropped (see below; stores of it may linger from that
+ * time): skipped, so that none of them reads as this format.
+ */
+export const STORE_FORMAT_VERSION = 5;
 /** Highest load factor of the key table (probe runs are scanned in the fingerprint bytes, see above). */
 export const MAX_LOAD = 0.8;
 
@@ -279,9 +286,23 @@ function hashRow(rows: Uint32Array, base: number, words: number): number {
   return (h ^ (h >>> 13)) >>> 0;
 }
 
+/** What resolveKeys() found: which users the store serves, and the keys given to more than one user. */
+export interface KeyResolution {
+  /** Per user: 1 when at least one of its keys is its own in the store (the last user it was added for), else 0. */
+  served: Uint8Array;
+  /** Keys added for more than one user: each keeps the last one's row. */
+  duplicateKeys: number;
+  /** Users with keys, every one of them added again for a later user: the store does not hold them. */
+  supersededUsers: number;
+}
+
 /**
  * Collects users, then builds a store. Keys, rows and key->row links live in growable typed arrays (about 12
  * bytes a key + words*4 bytes a user while building), so the compiler scales to millions of users.
+ *
+ * A key added for several users keeps the LAST one's row (a CRM export's later record is the user's current
+ * state). resolveKeys() settles that before build() (the compiler asks it first, to count only the users the
+ * store serves); build() does it itself otherwise. No user or key may be added after it; build() once.
  */
 export class SegmentStoreBuilder {
   private readonly words: number;
@@ -292,6 +313,10 @@ export class SegmentStoreBuilder {
   private readonly keyHi = new GrowableU32(4096);
   private readonly keyLo = new GrowableU32(4096);
   private readonly keyRow = new GrowableU32(4096);
+  /** The key table once resolved: (lo, hi, index of the key's last addition + 1) per slot, as the file's slots. */
+  private resolvedSlots: Uint32Array | null = null;
+  private resolution: KeyResolution | null = null;
+  private built = false;
 
   constructor(dictionary: Pick<SegmentDictionary, 'words'> & { segments: readonly ({ id: string } & Partial<SegmentDef>)[] }) {
     this.words = dictionary.words;
@@ -324,6 +349,7 @@ export class SegmentStoreBuilder {
   }
 
   private addEmptyUser(): number {
+    if (this.resolution !== null) throw new Error('SegmentStoreBuilder: a user added after resolveKeys');
     if ((this.rowCount + 1) * this.words > this.rows.length) {
       const grown = new Uint32Array(this.rows.length * 2);
       grown.set(this.rows);
@@ -341,24 +367,86 @@ export class SegmentStoreBuilder {
     return (this.rows[row * this.words + (bit >>> 5)] & (1 << (bit & 31))) !== 0;
   }
 
+  /** The w-th word of a user's row. */
+  rowWord(row: number, w: number): number {
+    return this.rows[row * this.words + w];
+  }
+
   addKey(row: number, hi: number, lo: number): void {
+    if (this.resolution !== null) throw new Error('SegmentStoreBuilder: a key added after resolveKeys');
     this.keyHi.push(hi >>> 0);
     this.keyLo.push(lo >>> 0);
     this.keyRow.push(row);
   }
 
   /**
-   * `createdAt` is part of the header; pass a fixed value for byte-identical (deterministic) output.
-   * `extra` adds header fields (lookalike tables, volumes). Users without any key are not reachable and not stored.
+   * Settles repeated keys: the key table, each key with the index of its last addition (the table build() writes,
+   * in the same slots), which users keep a key of their own, and the counts. Once; later calls return the same.
    */
-  build(createdAt = new Date().toISOString(), extra: Pick<StoreHeader, 'lookalikes'> & StoreVolumes = {}): SegmentStore {
-    const words = this.words;
-    const users = this.rowCount;
+  resolveKeys(): KeyResolution {
+    if (this.resolution !== null) return this.resolution;
     const keyCount = this.keyRow.length;
     const keyHi = this.keyHi.data;
     const keyLo = this.keyLo.data;
     const keyRow = this.keyRow.data;
-    // 1. Deduplicate the rows of users that have keys, in order of first use (deterministic).
+    const capacity = Math.max(keyCount + 1, Math.ceil(keyCount / MAX_LOAD));
+    const slots = new Uint32Array(capacity * 3);
+    const repeated = new Uint8Array(capacity); // 1 once the slot's key was added for a second user
+    let duplicateKeys = 0;
+    for (let k = 0; k < keyCount; k++) {
+      const hi = keyHi[k];
+      const lo = keyLo[k];
+      let slot = slotOf(lo, capacity);
+      while (slots[slot * 3 + 2] !== 0 && !(slots[slot * 3] === lo && slots[slot * 3 + 1] === hi)) {
+        if (++slot === capacity) slot = 0;
+      }
+      const previous = slots[slot * 3 + 2];
+      // The same key twice for one user (an id map listing a value twice) is no duplicate.
+      if (previous !== 0 && keyRow[previous - 1] !== keyRow[k] && repeated[slot] === 0) {
+        repeated[slot] = 1;
+        duplicateKeys++;
+      }
+      slots[slot * 3] = lo;
+      slots[slot * 3 + 1] = hi;
+      slots[slot * 3 + 2] = k + 1;
+    }
+    const users = this.rowCount;
+    const served = new Uint8Array(users);
+    const keyed = new Uint8Array(users);
+    for (let k = 0; k < keyCount; k++) keyed[keyRow[k]] = 1;
+    for (let s = 0; s < capacity; s++) {
+      const k = slots[s * 3 + 2];
+      if (k !== 0) served[keyRow[k - 1]] = 1;
+    }
+    let supersededUsers = 0;
+    for (let u = 0; u < users; u++) if (keyed[u] === 1 && served[u] === 0) supersededUsers++;
+    this.resolvedSlots = slots;
+    this.resolution = { served, duplicateKeys, supersededUsers };
+    return this.resolution;
+  }
+
+  /** Calls fn with the index (in addKey order) of the last addition of every distinct key. After resolveKeys(). */
+  forEachFinalKey(fn: (key: number) => void): void {
+    const slots = this.resolvedSlots;
+    if (slots === null) throw new Error('SegmentStoreBuilder: forEachFinalKey before resolveKeys (or after build)');
+    for (let s = 2; s < slots.length; s += 3) if (slots[s] !== 0) fn(slots[s] - 1);
+  }
+
+  /**
+   * `createdAt` is part of the header; pass a fixed value for byte-identical (deterministic) output.
+   * `extra` adds header fields (lookalike tables, volumes). Users without any key are not reachable and not stored,
+   * nor are users whose every key was added again for a later user (see resolveKeys).
+   */
+  build(createdAt = new Date().toISOString(), extra: Pick<StoreHeader, 'lookalikes'> & StoreVolumes = {}): SegmentStore {
+    if (this.built) throw new Error('SegmentStoreBuilder: build() once (it turns the key table into the store)');
+    const { served } = this.resolveKeys();
+    const slots = this.resolvedSlots!;
+    this.built = true;
+    const words = this.words;
+    const users = this.rowCount;
+    const keyCount = this.keyRow.length;
+    const keyRow = this.keyRow.data;
+    // 1. Deduplicate the rows of the users the store serves, in order of first use (deterministic).
     const distinctOf = new Uint32Array(users); // user row -> distinct row + 1 (0 = not yet seen)
     let tableSize = 16;
     while (tableSize < keyCount * 2) tableSize *= 2;
@@ -368,7 +456,7 @@ export class SegmentStoreBuilder {
     let distinctCount = 0;
     for (let k = 0; k < keyCount; k++) {
       const user = keyRow[k];
-      if (distinctOf[user] !== 0) continue;
+      if (distinctOf[user] !== 0 || served[user] === 0) continue;
       const base = user * words;
       let t = hashRow(this.rows, base, words) & tableMask;
       for (;;) {
@@ -391,24 +479,18 @@ export class SegmentStoreBuilder {
         t = (t + 1) & tableMask;
       }
     }
-    // 2. The key table.
-    const capacity = Math.max(keyCount + 1, Math.ceil(keyCount / MAX_LOAD));
-    const slots = new Uint32Array(capacity * 3);
+    // 2. The key table (resolved): each slot's last addition becomes its user's distinct row.
+    const capacity = slots.length / 3;
     const fingerprints = new Uint8Array(capacity);
     let stored = 0;
-    for (let k = 0; k < keyCount; k++) {
-      const hi = keyHi[k];
-      const lo = keyLo[k];
-      let slot = slotOf(lo, capacity);
-      while (slots[slot * 3 + 2] !== 0 && !(slots[slot * 3] === lo && slots[slot * 3 + 1] === hi)) {
-        if (++slot === capacity) slot = 0;
-      }
-      if (slots[slot * 3 + 2] === 0) stored++;
-      slots[slot * 3] = lo;
-      slots[slot * 3 + 1] = hi;
-      slots[slot * 3 + 2] = distinctOf[keyRow[k]]; // a repeated key keeps its last user's row
-      fingerprints[slot] = fingerprintOf(hi);
+    for (let slot = 0; slot < capacity; slot++) {
+      const k = slots[slot * 3 + 2];
+      if (k === 0) continue;
+      stored++;
+      slots[slot * 3 + 2] = distinctOf[keyRow[k - 1]]; // a repeated key keeps its last user's row
+      fingerprints[slot] = fingerprintOf(slots[slot * 3 + 1]);
     }
+    this.resolvedSlots = null; // it holds rows now, not key indices (and belongs to the store)
     let reachable = 0;
     for (let u = 0; u < users; u++) if (distinctOf[u] !== 0) reachable++;
     const header: StoreHeader = {

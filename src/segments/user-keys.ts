@@ -4,11 +4,15 @@
  * device.ifa. One definition of "the user's keys" for the decision (decide.ts ORs their store rows) and for the
  * Redis segment lookup (remote-segments.ts asks Redis for the ones the local store does not know).
  *
- * Contract: collect() overwrites the previous request's keys (count, hi, lo) and allocates nothing; reuse one
- * instance per consumer. Values are unsigned 32-bit halves (the store normalises with >>> 0 anyway). The request
- * is validated upstream (user, ext, device are objects when present); null is tolerated all the same.
+ * Keys are hashed as the compiler stores them (key-hash.ts: hashIfa, hashEidKey): a device id, and an eid id in
+ * hex (a hashed email, a UUID), match in any case; buyeruid and user.id as sent.
+ *
+ * Contract: collect() overwrites the previous request's keys (count, hi, lo) and allocates nothing (an upper-case
+ * IDFA included: the case is folded inside the hash); reuse one instance per consumer. Values are unsigned 32-bit
+ * halves (the store normalises with >>> 0 anyway). The request is validated upstream (user, ext, device are
+ * objects when present); null is tolerated all the same.
  */
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from './key-hash.js';
+import { KEY_KIND, hashEidKey, hashIfa, hashKey, keyHash } from './key-hash.js';
 
 /** Caps on what one request may make the bidder hash: a handful of ids is the norm, thousands an attack. */
 export const MAX_EIDS = 32;
@@ -62,10 +66,7 @@ export class UserKeys {
           for (let u = 0; u < m; u++) {
             const uid = uids[u];
             if (uid === null || typeof uid !== 'object' || typeof uid.id !== 'string' || uid.id.length === 0) continue;
-            hashBegin(KEY_KIND.eid);
-            hashFeed(eid.source);
-            hashFeed(uid.id);
-            hashEnd();
+            hashEidKey(eid.source, uid.id);
             this.push();
           }
         }
@@ -73,7 +74,7 @@ export class UserKeys {
     }
     const device = req.device;
     if (device !== undefined && device !== null && isDeviceId(device.ifa)) {
-      hashKey(KEY_KIND.ifa, device.ifa);
+      hashIfa(device.ifa);
       this.push();
     }
     return this.count;

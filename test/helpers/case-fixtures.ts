@@ -1,7 +1,8 @@
 /**
  * What the JSON fixture suites share (test/decision-cases.test.ts, test/debug-*.test.ts): a case config is
  * test/cases/base.json with the case's JSON merge patch applied, and the case's users become a segment store built
- * with the bidder's own key hashing.
+ * with the compiler's own key hashing (the id map's hashIdKey: what `segbid compile` stores for each kind of key,
+ * e.g. a device id folded to lower case).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { validateConfigDocument } from '../../src/config/load.js';
 import { compileConfig, type CompiledConfig } from '../../src/config/compile.js';
 import { SegmentStoreBuilder, type SegmentStore } from '../../src/segments/segment-store.js';
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../../src/segments/key-hash.js';
+import { keyHash } from '../../src/segments/key-hash.js';
+import { hashIdKey } from '../../src/segments/compiler/id-map.js';
 
 export const CASES_DIR = fileURLToPath(new URL('../cases/', import.meta.url));
 export const BASE_FILE = join(CASES_DIR, 'base.json');
@@ -51,25 +53,14 @@ export function buildStore(config: CompiledConfig, users: readonly CaseUser[]): 
     });
     const row = builder.addUser(bits);
     const { buyeruid, userid, ifa, eids } = user.keys;
-    if (buyeruid !== undefined) {
-      hashKey(KEY_KIND.buyeruid, buyeruid);
+    const add = (kind: string, value: string, source?: string) => {
+      if (!hashIdKey(kind, value, source, null)) throw new Error(`fixture key ${kind} ${value} cannot be hashed`);
       builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    if (userid !== undefined) {
-      hashKey(KEY_KIND.userid, userid);
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    if (ifa !== undefined) {
-      hashKey(KEY_KIND.ifa, ifa);
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
-    for (const eid of eids ?? []) {
-      hashBegin(KEY_KIND.eid);
-      hashFeed(eid.source);
-      hashFeed(eid.id);
-      hashEnd();
-      builder.addKey(row, keyHash.hi, keyHash.lo);
-    }
+    };
+    if (buyeruid !== undefined) add('buyeruid', buyeruid);
+    if (userid !== undefined) add('userid', userid);
+    if (ifa !== undefined) add('ifa', ifa);
+    for (const eid of eids ?? []) add('eid', eid.id, eid.source);
   }
   return builder.build('2026-01-01T00:00:00.000Z');
 }

@@ -5,12 +5,16 @@
  *   - fields are separated by `,`; a field may be quoted with `"`; inside quotes `""` is a quote, and commas
  *     and line breaks are data (a quoted field may span lines: feed() then answers CONTINUE until the record
  *     is complete; the line break is rebuilt as "\n" since readline has already consumed it);
- *   - an unquoted field is taken literally (a stray `"` inside it is data, as most exporters mean it);
- *   - a closing quote followed by anything but `,` or the end of the line is MALFORMED (the record is skipped
- *     and counted by the caller), as is a record still open after MAX_RECORD_LINES lines or MAX_RECORD_CHARS
- *     characters: a stray opening quote must not swallow the rest of the file (it used to take every record
- *     after it, reported as one malformed line). The lines after the abandoned record's first are handed back
- *     (takeReplay) for the caller to feed again, as records of their own.
+ *   - an unquoted field is taken literally (a stray `"` inside it is data, as most exporters mean it), but for
+ *     the ASCII whitespace around it, which is trimmed. RFC 4180 counts those spaces as part of the field; CRM
+ *     exports written with ", " separators (or padded columns) do not mean them, and an id padded so would
+ *     never match the bid request's. A quoted field is kept exactly as given (quoting is how a value says
+ *     "these spaces are mine"), and the whitespace around its quotes is not part of it (`a, "b, c" ,d`);
+ *   - a closing quote followed by anything but whitespace, then `,` or the end of the line, is MALFORMED (the
+ *     record is skipped and counted by the caller), as is a record still open after MAX_RECORD_LINES lines or
+ *     MAX_RECORD_CHARS characters: a stray opening quote must not swallow the rest of the file (it used to take
+ *     every record after it, reported as one malformed line). The lines after the abandoned record's first are
+ *     handed back (takeReplay) for the caller to feed again, as records of their own.
  * `fields` is reused between records: copy what you keep.
  */
 export const CSV_RECORD = 0;
@@ -72,9 +76,11 @@ export class CsvLineParser {
     const n = line.length;
     let i = 0;
     for (;;) {
-      // At the start of a field.
-      if (i < n && line.charCodeAt(i) === 34) {
-        i++;
+      // At the start of a field: whitespace before an opening quote is not part of the field.
+      let q0 = i;
+      while (q0 < n && isAsciiSpace(line.charCodeAt(q0))) q0++;
+      if (q0 < n && line.charCodeAt(q0) === 34) {
+        i = q0 + 1;
         let value = '';
         let segStart = i;
         for (;;) {
@@ -91,25 +97,43 @@ export class CsvLineParser {
           break;
         }
         fields.push(value);
+        while (i < n && isAsciiSpace(line.charCodeAt(i))) i++;
         if (i === n) return CSV_RECORD;
         if (line.charCodeAt(i) !== 44) return CSV_MALFORMED;
         i++;
       } else {
         const c = line.indexOf(',', i);
         if (c < 0) {
-          fields.push(i === 0 ? line : line.slice(i));
+          fields.push(trimAscii(i === 0 ? line : line.slice(i)));
           return CSV_RECORD;
         }
-        fields.push(line.slice(i, c));
+        fields.push(trimAscii(line.slice(i, c)));
         i = c + 1;
       }
     }
   }
 }
 
-/** Formats one field: quoted when it holds a comma, a quote, a line break, or leading/trailing quotes. */
+/** Tab, line feed, vertical tab, form feed, carriage return, space. */
+function isAsciiSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
+}
+
+/** s without the ASCII whitespace around it (String.prototype.trim also takes Unicode spaces: data, here). */
+export function trimAscii(s: string): string {
+  let from = 0;
+  let to = s.length;
+  while (from < to && isAsciiSpace(s.charCodeAt(from))) from++;
+  while (to > from && isAsciiSpace(s.charCodeAt(to - 1))) to--;
+  return from === 0 && to === s.length ? s : s.slice(from, to);
+}
+
+/**
+ * Formats one field: quoted when it holds a comma, a quote or a line break, or starts or ends with whitespace
+ * (which the parser trims from an unquoted field).
+ */
 export function csvField(value: string): string {
-  if (!/[",\r\n]/.test(value)) return value;
+  if (!/[",\r\n]|^\s|\s$/.test(value)) return value;
   return `"${value.replace(/"/g, '""')}"`;
 }
 

@@ -10,9 +10,13 @@
  * Held in typed arrays, not a Map of strings: a CRM id costs its 64-bit hash in an open-addressing table, each
  * key 16 bytes (hash + next link + kind), so tens of millions of ids fit. CRM ids are matched by 64-bit hash
  * (a collision between two CRM ids is ~N^2/2^65: negligible below billions).
+ * Values are trimmed (keyText), and hashed as the bid path hashes the request's keys: an ifa, and a hex eid value
+ * (email_sha256 included), in any case (key-hash.ts).
  */
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../key-hash.js';
+import { KEY_KIND, hashEidKey, hashIfa, hashKey, keyHash } from '../key-hash.js';
 import { GrowableU32 } from '../growable.js';
+import { canonical } from '../rules.js';
+import { trimAscii } from './csv.js';
 
 export const ID_KINDS = ['buyeruid', 'userid', 'ifa', 'email_sha256', 'eid'] as const;
 export type IdKind = (typeof ID_KINDS)[number];
@@ -28,7 +32,7 @@ export function hashIdKey(kind: string, value: string, source: string | undefine
       hashKey(KEY_KIND.userid, value);
       return true;
     case 'ifa':
-      hashKey(KEY_KIND.ifa, value);
+      hashIfa(value);
       return true;
     case 'email_sha256':
       if (eidSource === null) return false;
@@ -43,12 +47,17 @@ export function hashIdKey(kind: string, value: string, source: string | undefine
   }
 }
 
-/** An eid key, as decide.ts hashes user.eids[].source + uids[].id. */
+/** An eid key, as the bid path hashes user.eids[].source + uids[].id (user-keys.ts). */
 export function hashEid(source: string, id: string): void {
-  hashBegin(KEY_KIND.eid);
-  hashFeed(source);
-  hashFeed(id);
-  hashEnd();
+  hashEidKey(source, id);
+}
+
+/**
+ * The text of a key or id column: canonical() trimmed of ASCII whitespace, whatever the format (a quoted CSV
+ * value, an NDJSON string). Spaces around an id are an export's padding, never part of an id an exchange sends.
+ */
+export function keyText(raw: unknown): string {
+  return trimAscii(canonical(raw));
 }
 
 export class IdMap {
@@ -71,23 +80,25 @@ export class IdMap {
 
   /** Adds one id-map record; values in ID_MAP_COLUMNS order. */
   add(values: readonly unknown[]): void {
-    const crmId = values[0];
+    const crmId = typeof values[0] === 'string' || typeof values[0] === 'number' ? keyText(values[0]) : '';
     const kind = values[1];
     const value = values[2];
     const source = values[3];
-    if (typeof crmId !== 'string' && typeof crmId !== 'number') return this.skip('no crm_id');
-    if (typeof kind !== 'string' || !(ID_KINDS as readonly string[]).includes(kind)) return this.skip(`unknown kind "${String(kind)}"`);
-    if (typeof value !== 'string' || value.length === 0) return this.skip('empty value');
-    if (!hashIdKey(kind, value, typeof source === 'string' ? source : undefined, this.eidSource)) {
-      return this.skip(kind === 'email_sha256' ? 'email_sha256 without --eid-source' : 'eid without source');
+    if (crmId.length === 0) return this.skip('no crm_id');
+    const kindText = typeof kind === 'string' ? trimAscii(kind) : kind;
+    if (typeof kindText !== 'string' || !(ID_KINDS as readonly string[]).includes(kindText)) return this.skip(`unknown kind "${String(kind)}"`);
+    const valueText = typeof value === 'string' ? trimAscii(value) : '';
+    if (valueText.length === 0) return this.skip('empty value');
+    if (!hashIdKey(kindText, valueText, typeof source === 'string' ? trimAscii(source) : undefined, this.eidSource)) {
+      return this.skip(kindText === 'email_sha256' ? 'email_sha256 without --eid-source' : 'eid without source');
     }
     this.keyHi.push(keyHash.hi);
     this.keyLo.push(keyHash.lo);
-    this.keyKind.push(ID_KINDS.indexOf(kind as IdKind));
-    hashKey(KEY_KIND.crm, String(crmId));
+    this.keyKind.push(ID_KINDS.indexOf(kindText as IdKind));
+    hashKey(KEY_KIND.crm, crmId);
     this.crmHi.push(keyHash.hi);
     this.crmLo.push(keyHash.lo);
-    this.keysByKind.set(kind, (this.keysByKind.get(kind) ?? 0) + 1);
+    this.keysByKind.set(kindText, (this.keysByKind.get(kindText) ?? 0) + 1);
   }
 
   private skip(reason: string): void {
@@ -130,7 +141,7 @@ export class IdMap {
   /** First key of a CRM id, or -1; iterate with next(). */
   first(crmId: string): number {
     if (!this.sealed) this.seal();
-    hashKey(KEY_KIND.crm, crmId);
+    hashKey(KEY_KIND.crm, crmId); // (the caller passes keyText of the CRM record's crm_id: trimmed as in add())
     return this.tableHead[this.find(keyHash.hi, keyHash.lo)];
   }
 

@@ -26,11 +26,16 @@ export interface UserFeatures {
   featIds: Uint32Array;
   /** Feature id -> "provider:segment". */
   vocabulary: readonly string[];
+  /**
+   * live[u] === 0 leaves user u out of the base, the seed and the scores (a CRM record superseded by a later
+   * record of the same user: counted twice, it would weigh its features twice). Absent: every user is in.
+   */
+  live?: Uint8Array;
 }
 
 export interface LearnedLookalike {
   table: LookalikeTable;
-  /** Score of each user (0 for users without 3rd-party data). */
+  /** Score of each user (0 for users without 3rd-party data, or left out by `live`). */
   scores: Int32Array;
 }
 
@@ -41,7 +46,7 @@ export function learnLookalike(
   inSeed: (user: number) => boolean,
   minSupport = DEFAULT_MIN_SUPPORT,
 ): LearnedLookalike {
-  const { users, featStart, featIds, vocabulary } = data;
+  const { users, featStart, featIds, vocabulary, live } = data;
   const v = vocabulary.length;
   const nB = new Int32Array(v);
   const nS = new Int32Array(v);
@@ -50,7 +55,7 @@ export function learnLookalike(
   for (let u = 0; u < users; u++) {
     const from = featStart[u];
     const to = featStart[u + 1];
-    if (from === to) continue;
+    if (from === to || (live !== undefined && live[u] === 0)) continue;
     sizeB++;
     const seed = inSeed(u);
     if (seed) sizeS++;
@@ -89,7 +94,7 @@ export function learnLookalike(
   for (let u = 0; u < users; u++) {
     const from = featStart[u];
     const to = featStart[u + 1];
-    if (from === to) continue;
+    if (from === to || (live !== undefined && live[u] === 0)) continue;
     let s = 0;
     for (let k = from; k < to; k++) s += weightOf[featIds[k]];
     scores[u] = s;

@@ -1,7 +1,8 @@
 /**
  * The volume report of a compile run, as text for a trader: one line per segment (users, share of the CRM
- * base, users reachable through a bidder key, lookalike reach), then WARNING lines for compiled segments with
- * fewer reachable users than --min-activation (too small to buy or to measure), then the run's notes.
+ * base, users reachable through a bidder key, lookalike reach), the totals, the keys found in several records
+ * (when any), then WARNING lines for compiled segments with fewer reachable users than --min-activation (too
+ * small to buy or to measure), then the run's notes.
  */
 import type { CompileReport, SegmentVolume } from './segment-compiler.js';
 
@@ -65,6 +66,14 @@ export function formatReport(report: CompileReport, minActivation: number): stri
       `with 3rd-party data ${n(report.usersWithThirdParty)}; keys: ${keys}; distinct rows ${n(report.distinctRows)}` +
       (report.storeBytes > 0 ? `; store ${n(report.storeBytes)} bytes` : ''),
   );
+  if (report.duplicateKeys > 0) {
+    const d = report.duplicateKeys;
+    const r = report.supersededRecords;
+    lines.push(
+      `duplicate keys: ${n(d)} key${d === 1 ? '' : 's'} in more than one record (the last record kept); ` +
+        `${n(r)} record${r === 1 ? '' : 's'} superseded by later ones, not counted`,
+    );
+  }
   for (const [reason, count] of Object.entries(report.skippedKeys)) lines.push(`skipped keys: ${n(count)} ${reason}`);
   for (const note of report.notes) lines.push(`note: ${note}`);
   lines.push(...activationWarnings(report, minActivation));

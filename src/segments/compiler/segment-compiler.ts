@@ -9,14 +9,23 @@
  *
  * Per record: crm rules (compiled to JS functions over the columns they read, see compileCrmRules), third-party segments from the
  * `tp_segments` column, group bits (any descendant), the user's bidder keys (own columns buyeruid / ifa /
- * email_sha256, or the id map by crm_id). After the last record: lookalike tables are learned from the users'
- * provider segments (kept in typed arrays, ~4 bytes a segment a user), CRM users who pass get the lookalike bit,
+ * email_sha256, or the id map by crm_id; trimmed, and hashed as the bid path hashes them: key-hash.ts). After the
+ * last record: repeated keys are settled, lookalike tables are learned from the users' provider segments (kept
+ * in typed arrays, ~4 bytes a segment a user), CRM users who pass get the lookalike bit, the volumes are counted
  * and the store is built (rows deduplicated). Contextual segments are request-time only: never set here.
  * Memory is O(users) typed arrays (the store must be held to be written), never the CRM text.
+ *
+ * Duplicates: a key (buyeruid, ifa, hashed email; with an id map, every key of a CRM id) in several records
+ * keeps the LAST record's segments. Last wins rather than a union: a CRM export's record is the user's current
+ * state, and a union would keep a customer in "at risk" or "lapsed" after a later record took them out. A record
+ * whose every key comes again later is superseded: neither stored nor counted, so the volumes (CRM users,
+ * members, activable, 3rd-party data, lookalike base and seed) count each user once; one that keeps a key of its
+ * own is still served through it, and counted. Records without any key are counted as they come (nothing tells
+ * two of them apart). The report says how many keys were repeated and how many records were superseded.
  */
 import type { SegmentationDef } from '../../config/types.js';
-import { KEY_KIND, hashKey, keyHash } from '../key-hash.js';
-import { GrowableU32 } from '../growable.js';
+import { KEY_KIND, hashIfa, hashKey, keyHash } from '../key-hash.js';
+import { GrowableU32, GrowableU8 } from '../growable.js';
 import { buildDictionary } from '../segmentation.js';
 import { SegmentStoreBuilder, type LookalikeTable, type SegmentStore } from '../segment-store.js';
 import {
@@ -35,7 +44,7 @@ import {
   type LookalikeRule,
   type ThirdPartyRule,
 } from '../rules.js';
-import { hashEid, type IdMap } from './id-map.js';
+import { ID_KINDS, hashEid, keyText, type IdKind, type IdMap } from './id-map.js';
 import { DEFAULT_MIN_SUPPORT, learnLookalike } from './lookalike.js';
 import { isDeviceId } from '../user-keys.js';
 
@@ -69,9 +78,15 @@ export interface SegmentVolume {
 }
 
 export interface CompileReport {
+  /** CRM users: records read, less those superseded by later records (see the module comment). */
   users: number;
   usersWithKeys: number;
+  /** Distinct keys in the store, by kind. */
   keys: Record<string, number>;
+  /** Keys found in more than one record (each keeps its last record's segments). */
+  duplicateKeys: number;
+  /** Records whose every key comes again in a later record: not stored, not counted. */
+  supersededRecords: number;
   skippedKeys: Record<string, number>;
   usersWithThirdParty: number;
   segments: SegmentVolume[];
@@ -82,6 +97,9 @@ export interface CompileReport {
 }
 
 const EMPTY: readonly number[] = [];
+/** Per-record flags (SegmentCompiler.userFlags). */
+const USER_KEYED = 1;
+const USER_THIRD_PARTY = 2;
 
 export class SegmentCompiler {
   /** Columns addRecord expects, in order. */
@@ -113,14 +131,11 @@ export class SegmentCompiler {
   private readonly featStart = new GrowableU32(4096);
   private readonly featIds = new GrowableU32(4096);
   private readonly tpScratch: string[] = [];
-  // volumes
-  private readonly counts: Float64Array;
-  private readonly activable: Float64Array;
-  private readonly keyed = new GrowableU32(4096);
-  private users = 0;
-  private usersWithKeys = 0;
-  private usersWithThirdParty = 0;
-  private readonly keys: Record<string, number> = {};
+  // volumes: per record what it has (USER_KEYED, USER_THIRD_PARTY), per key its kind; counted at finish() over the
+  // records the store keeps (a record superseded by later ones is not a user of its own)
+  private readonly userFlags = new GrowableU8(4096);
+  private readonly keyKinds = new GrowableU8(4096);
+  private records = 0;
   private readonly skippedKeys: Record<string, number> = {};
 
   constructor(def: SegmentationDef, options: CompilerOptions = {}) {
@@ -161,8 +176,6 @@ export class SegmentCompiler {
     this.texts = new Array<string>(this.ruleColumnCount).fill('');
     this.nums = new Float64Array(this.ruleColumnCount);
     this.row = new Uint32Array(this.words);
-    this.counts = new Float64Array(this.words * 32);
-    this.activable = new Float64Array(this.words * 32);
     this.featStart.push(0);
   }
 
@@ -179,30 +192,19 @@ export class SegmentCompiler {
     const row = this.row;
     row.fill(0);
     this.crm(texts, nums, row);
-    if (this.tpIndex >= 0) this.thirdParty(values[this.tpIndex], row);
+    const thirdParty = this.tpIndex >= 0 && this.thirdParty(values[this.tpIndex], row);
     if (this.keepFeatures) this.featStart.push(this.featIds.length);
     applyGroups(this.groups, row);
     const user = this.builder.addUserRow(row);
-    this.users++;
+    this.records++;
     const hasKeys = this.addKeys(values, user);
-    this.keyed.push(hasKeys ? 1 : 0);
-    if (hasKeys) this.usersWithKeys++;
-    for (let w = 0; w < this.words; w++) {
-      let x = row[w];
-      while (x !== 0) {
-        const low = x & -x;
-        const bit = (w << 5) + 31 - Math.clz32(low);
-        x ^= low;
-        this.counts[bit]++;
-        if (hasKeys) this.activable[bit]++;
-      }
-    }
+    this.userFlags.push((hasKeys ? USER_KEYED : 0) | (thirdParty ? USER_THIRD_PARTY : 0));
   }
 
-  private thirdParty(raw: unknown, row: Uint32Array): void {
+  /** Sets the record's third-party bits; true when it carries 3rd-party data. */
+  private thirdParty(raw: unknown, row: Uint32Array): boolean {
     const items = parseTpSegments(raw, this.tpScratch);
-    if (items.length === 0) return;
-    this.usersWithThirdParty++;
+    if (items.length === 0) return false;
     this.generation = (this.generation + 1) >>> 0 || 1;
     for (let i = 0; i < items.length; i++) {
       let f = this.featureOf.get(items[i]);
@@ -219,60 +221,68 @@ export class SegmentCompiler {
       const bits = this.featureBits[f];
       for (let b = 0; b < bits.length; b++) row[bits[b] >>> 5] |= 1 << (bits[b] & 31);
     }
+    return true;
   }
 
   private addKeys(values: readonly unknown[], user: number): boolean {
     const k0 = this.keyIndex;
     let any = false;
     if (this.idMap) {
-      const crmId = canonical(values[k0]);
+      const crmId = keyText(values[k0]);
       if (crmId.length === 0) return false;
       for (let k = this.idMap.first(crmId); k !== -1; k = this.idMap.nextKey(k)) {
-        this.builder.addKey(user, this.idMap.hi(k), this.idMap.lo(k));
-        this.count(this.keys, this.idMap.kind(k));
+        this.addKey(user, this.idMap.hi(k), this.idMap.lo(k), this.idMap.kind(k));
         any = true;
       }
       return any;
     }
-    const buyeruid = canonical(values[k0]);
+    // Key columns are trimmed whatever the quoting or format (keyText): padding is never part of an id.
+    const buyeruid = keyText(values[k0]);
     if (buyeruid.length > 0) {
       hashKey(KEY_KIND.buyeruid, buyeruid);
-      this.builder.addKey(user, keyHash.hi, keyHash.lo);
-      this.count(this.keys, 'buyeruid');
+      this.addKey(user, keyHash.hi, keyHash.lo, 'buyeruid');
       any = true;
     }
-    const ifa = canonical(values[k0 + 1]);
+    const ifa = keyText(values[k0 + 1]);
     if (isDeviceId(ifa)) {
       // (The all-zero id of devices without ad tracking names no one: the bidder never looks it up.)
-      hashKey(KEY_KIND.ifa, ifa);
-      this.builder.addKey(user, keyHash.hi, keyHash.lo);
-      this.count(this.keys, 'ifa');
+      hashIfa(ifa);
+      this.addKey(user, keyHash.hi, keyHash.lo, 'ifa');
       any = true;
     }
-    const email = canonical(values[k0 + 2]);
+    const email = keyText(values[k0 + 2]);
     if (email.length > 0) {
       if (this.eidSource === null) {
         this.count(this.skippedKeys, 'email_sha256 without --eid-source');
       } else {
         hashEid(this.eidSource, email);
-        this.builder.addKey(user, keyHash.hi, keyHash.lo);
-        this.count(this.keys, 'email_sha256');
+        this.addKey(user, keyHash.hi, keyHash.lo, 'email_sha256');
         any = true;
       }
     }
     return any;
   }
 
+  private addKey(user: number, hi: number, lo: number, kind: IdKind): void {
+    this.builder.addKey(user, hi, lo);
+    this.keyKinds.push(ID_KINDS.indexOf(kind));
+  }
+
   private count(into: Record<string, number>, name: string): void {
     into[name] = (into[name] ?? 0) + 1;
   }
 
-  /** Learns the lookalikes, sets their bits, builds the store. Call once. */
+  /** Settles repeated keys, learns the lookalikes, sets their bits, counts the volumes, builds the store. Once. */
   finish(createdAt = new Date().toISOString()): { store: SegmentStore; report: CompileReport } {
     const tables: LookalikeTable[] = [];
     const notes: string[] = [];
+    const flags = this.userFlags.data;
+    const { served, duplicateKeys, supersededUsers } = this.builder.resolveKeys();
+    // The records that are users: served through a key of their own, or without any key.
+    const live = new Uint8Array(this.records);
+    for (let u = 0; u < this.records; u++) live[u] = served[u] === 1 || (flags[u] & USER_KEYED) === 0 ? 1 : 0;
     const featStart = this.featStart.view();
-    const data = { users: this.users, featStart, featIds: this.featIds.view(), vocabulary: this.vocabulary };
+    const data = { users: this.records, featStart, featIds: this.featIds.view(), vocabulary: this.vocabulary, live };
     for (const s of this.def.segments) {
       if (s.kind !== 'lookalike') continue;
       const rule = s.rule as LookalikeRule;
@@ -283,34 +293,60 @@ export class SegmentCompiler {
       if (table.scoredBase === 0) notes.push(`lookalike ${s.id}: no CRM user carries 3rd-party data (column ${TP_COLUMN}); nobody can be scored`);
       else if (table.weights.length === 0) notes.push(`lookalike ${s.id}: no provider segment is over-represented in seed ${rule.seed}; the table is empty`);
       const containing = this.groups.filter((g) => (g.mask[bit >>> 5] & (1 << (bit & 31))) !== 0);
-      for (let u = 0; u < this.users; u++) {
-        if (featStart[u] === featStart[u + 1] || scores[u] < table.threshold || this.builder.hasBit(u, seedBit)) continue;
-        this.setCounted(u, bit);
-        for (const g of containing) if (!this.builder.hasBit(u, g.bit)) this.setCounted(u, g.bit);
+      for (let u = 0; u < this.records; u++) {
+        if (live[u] === 0 || featStart[u] === featStart[u + 1] || scores[u] < table.threshold || this.builder.hasBit(u, seedBit)) continue;
+        this.builder.setBit(u, bit);
+        for (const g of containing) this.builder.setBit(u, g.bit);
       }
     }
+    // Volumes, over the users (live records) only.
+    const counts = new Float64Array(this.words * 32);
+    const activable = new Float64Array(this.words * 32);
+    let users = 0;
+    let usersWithKeys = 0;
+    let usersWithThirdParty = 0;
+    for (let u = 0; u < this.records; u++) {
+      if (live[u] === 0) continue;
+      users++;
+      const keyed = (flags[u] & USER_KEYED) !== 0;
+      if (keyed) usersWithKeys++;
+      if ((flags[u] & USER_THIRD_PARTY) !== 0) usersWithThirdParty++;
+      for (let w = 0; w < this.words; w++) {
+        let x = this.builder.rowWord(u, w);
+        while (x !== 0) {
+          const low = x & -x;
+          const bit = (w << 5) + 31 - Math.clz32(low);
+          x ^= low;
+          counts[bit]++;
+          if (keyed) activable[bit]++;
+        }
+      }
+    }
+    const keys: Record<string, number> = {};
+    const kinds = this.keyKinds.data;
+    this.builder.forEachFinalKey((k) => this.count(keys, ID_KINDS[kinds[k]]));
     // The volumes travel in the store header (aligned with its `segments`, i.e. by bit), and the report below is
     // read back from them, so what `segbid compile` prints is what the brief and the console later read.
     const nSegments = this.def.segments.length;
     const store = this.builder.build(createdAt, {
       lookalikes: tables,
-      crmUsers: this.users,
-      segmentUsers: Array.from(this.counts.subarray(0, nSegments)),
-      segmentActivable: Array.from(this.activable.subarray(0, nSegments)),
+      crmUsers: users,
+      segmentUsers: Array.from(counts.subarray(0, nSegments)),
+      segmentActivable: Array.from(activable.subarray(0, nSegments)),
     });
     const header = store.header;
     const segments: SegmentVolume[] = this.def.segments.map((s) => {
       const bit = this.bitOf.get(s.id)!;
       const table = tables.find((t) => t.segment === s.id);
-      const users = header.segmentUsers![bit];
+      const members = header.segmentUsers![bit];
       return {
         id: s.id,
         name: s.name,
         kind: s.kind,
         bit,
-        users,
+        users: members,
         activable: header.segmentActivable![bit],
-        share: this.users === 0 ? 0 : users / this.users,
+        share: users === 0 ? 0 : members / users,
         bidTime: s.kind !== 'crm' && !(s.kind === 'group' && this.groupIsCrmOnly(s.id)),
         ...(table ? { lookalike: table } : {}),
       };
@@ -318,23 +354,19 @@ export class SegmentCompiler {
     return {
       store,
       report: {
-        users: this.users,
-        usersWithKeys: this.usersWithKeys,
-        keys: this.keys,
+        users,
+        usersWithKeys,
+        keys,
+        duplicateKeys,
+        supersededRecords: supersededUsers,
         skippedKeys: this.skippedKeys,
-        usersWithThirdParty: this.usersWithThirdParty,
+        usersWithThirdParty,
         segments,
         distinctRows: store.header.rowCount,
         storeBytes: 0,
         notes,
       },
     };
-  }
-
-  private setCounted(user: number, bit: number): void {
-    this.builder.setBit(user, bit);
-    this.counts[bit]++;
-    if (this.keyed.data[user] === 1) this.activable[bit]++;
   }
 
   private groupIsCrmOnly(id: string): boolean {
