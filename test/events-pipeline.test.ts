@@ -332,6 +332,16 @@ describe('conversions and attribution', () => {
   const H = 3600_000;
   const D = 24 * H;
 
+  it('matches a postback\'s device id in any case to the touches of that device', () => {
+    const { handler } = setup();
+    const idfa = '6D92078A-8246-4BA4-AE5B-76104861E7DC';
+    primaryUserHash({ device: { ifa: idfa } }); // the user of the bid, as the bid path hashes it
+    const t = handler.sign(bid({ bidId: 'clk-ifa', userHi: userHash.hi, userLo: userHash.lo }), 'client');
+    expect(handler.handle(get('/ev/click', { t }), NOW).status).toBe(302);
+    const answer = JSON.parse(String(handler.handle(conv({ user: { kind: 'ifa', id: idfa.toLowerCase() }, value: 5, orderId: 'ifa-1' }), NOW + 1000).body));
+    expect(answer).toMatchObject({ result: 'accepted', attribution: 'click', bidId: 'clk-ifa' });
+  });
+
   it('authenticates postbacks: shared secret header or HMAC signature', () => {
     const { handler } = setup();
     const body = { user: { kind: 'buyeruid', id: 'user-42' }, value: '10' };
@@ -540,6 +550,15 @@ describe('bid context helpers', () => {
     expect(userHash).toEqual({ hi: keyHash.hi, lo: keyHash.lo });
     primaryUserHash({});
     expect(userHash).toEqual({ hi: 0, lo: 0 });
+  });
+
+  it('reads a device id in any case as one user (caps and attribution, as the segment store)', () => {
+    const idfa = '6D92078A-8246-4BA4-AE5B-76104861E7DC';
+    primaryUserHash({ device: { ifa: idfa } });
+    const upper = { ...userHash };
+    primaryUserHash({ device: { ifa: idfa.toLowerCase() } });
+    expect(userHash).toEqual(upper);
+    expect(upper).not.toEqual({ hi: 0, lo: 0 });
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import type { CompiledConfig, CompiledLineItem } from '../config/compile.js';
 import type { SegmentDictionary } from '../segments/segmentation.js';
-import { KEY_KIND, hashKey, keyHash } from '../segments/key-hash.js';
+import { KEY_KIND, hashIfa, hashKey, keyHash } from '../segments/key-hash.js';
 import { isDeviceId } from '../segments/user-keys.js';
 import { NO_DEAL, NO_SEGMENT, hash32 } from './token.js';
 
@@ -115,14 +115,15 @@ export const userHash = { hi: 0, lo: 0 };
 
 /**
  * Hash of the user's primary key, the one conversions are matched on: buyeruid, else user.id, else device.ifa
- * (each hashed with its own kind, as in the segment store). 0/0 when the request carries none.
+ * (each hashed with its own kind, as in the segment store: a device id in any case is one user, for frequency
+ * caps and attribution as for segments). 0/0 when the request carries none.
  */
 export function primaryUserHash(req: RequestLike): void {
   const user = req.user;
   const device = req.device;
   if (user !== undefined && typeof user.buyeruid === 'string' && user.buyeruid.length > 0) hashKey(KEY_KIND.buyeruid, user.buyeruid);
   else if (user !== undefined && typeof user.id === 'string' && user.id.length > 0) hashKey(KEY_KIND.userid, user.id);
-  else if (device !== undefined && isDeviceId(device.ifa)) hashKey(KEY_KIND.ifa, device.ifa);
+  else if (device !== undefined && isDeviceId(device.ifa)) hashIfa(device.ifa); // any case, as the store
   else {
     userHash.hi = 0;
     userHash.lo = 0;

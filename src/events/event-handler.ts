@@ -27,7 +27,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
-import { KEY_KIND, hashBegin, hashEnd, hashFeed, hashKey, keyHash } from '../segments/key-hash.js';
+import { KEY_KIND, hashEidKey, hashIfa, hashKey, keyHash } from '../segments/key-hash.js';
 import { SegbidError } from '../common/errors.js';
 import { TouchIndex, type Touch } from './attribution.js';
 import { BidTally } from './bid-tally.js';
@@ -810,12 +810,12 @@ function conversionUser(body: Record<string, unknown>): string | null {
   if (typeof user !== 'object') return null;
   const { kind, id, source } = user as { kind?: unknown; id?: unknown; source?: unknown };
   if (typeof id !== 'string' || id.length === 0 || typeof kind !== 'string') return null;
+  // Hashed as the bid path hashes the same key (key-hash.ts): a device id or a hex eid id in any case.
   if (kind === 'eid') {
     if (typeof source !== 'string') return null;
-    hashBegin(KEY_KIND.eid);
-    hashFeed(source);
-    hashFeed(id);
-    hashEnd();
+    hashEidKey(source, id);
+  } else if (kind === 'ifa') {
+    hashIfa(id);
   } else {
     const k = USER_KINDS[kind];
     if (k === undefined) return null;

@@ -12,9 +12,8 @@
  *     ID5, UID2 tokens: their case is part of them). The source is kept as is;
  *   - buyeruid, user.id, CRM ids: opaque, kept as is (a buyeruid is our own cookie id echoed back verbatim).
  * The folding happens inside the hash (hashFeedFolded), so the bid path never allocates a lower-case copy,
- * whatever case the exchange sends. (The frequency-cap and attribution user, src/events/bid-context.ts
- * primaryUserHash and the conversion postback, still hash a device id as sent: consistent between themselves,
- * and their keys live in cap and event state, not in the segment store.)
+ * whatever case the exchange sends. The frequency-cap and attribution user (src/events/bid-context.ts
+ * primaryUserHash) and a conversion postback's user hash through the same functions: one device, one user.
  */
 export const KEY_KIND = {
   buyeruid: 1,
