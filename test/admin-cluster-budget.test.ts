@@ -43,10 +43,11 @@ const last = <T>(a: T[]): T => a[a.length - 1];
 
 describe('budgets with --workers 2', () => {
   it('reports the spend of both workers summed, in /admin/budget and in /admin/history', async () => {
-    // The first read after a quiet spell: the workers have not sent a full report yet.
+    // A read asks both workers and waits for their answers.
     const first = await admin('/admin/budget');
-    expect(first.status).toBe(503);
-    expect(first.json.error).toBe('pending');
+    expect(first.status).toBe(200);
+    expect(first.json.workers).toEqual({ reporting: 2, of: 2 });
+    expect(first.json.campaigns[0].account.day.spent).toBe(0);
 
     // Auctions on fresh connections (the kernel spreads them over both workers), each won at its bid price.
     const tally = newTally();
@@ -58,7 +59,8 @@ describe('budgets with --workers 2', () => {
 
     const budget = await until('/admin/budget to show every win', async () => {
       const r = await admin('/admin/budget');
-      return r.status === 200 && r.json.campaigns[0]?.account.day.spent === tally.spentMicros && r.json.workers.reporting === 2 ? r.json : null;
+      expect(r.status).toBe(200);
+      return r.json.campaigns[0]?.account.day.spent === tally.spentMicros && r.json.workers.reporting === 2 ? r.json : null;
     });
     const c = budget.campaigns[0];
     expect(c.id).toBe('shared');
@@ -135,12 +137,29 @@ describe('merging workers\' budget reports', () => {
     expect((m.refusals as Record<string, number>).budget_exhausted).toBe(7);
   });
 
+  it('adds only the spend of the newest day (a worker that has not rolled its day yet adds none of yesterday\'s)', () => {
+    const today = report(100, 10, 1, 'open', 0);
+    const yesterday = report(900, 0, 1, 'open', 0);
+    yesterday.campaigns[0].account.day.index = 19_999;
+    const m = mergeBudgetReports([yesterday, today]);
+    expect(m.campaigns[0].account.day).toEqual({ index: 20_000, budget: 1000, spent: 100, reserved: 10, remaining: 890 });
+    // No worker has ticked a new campaign yet (NaN days): its figures are summed as they are.
+    const fresh = [report(0, 0, 0, 'open', 0), report(0, 5, 0, 'open', 0)];
+    for (const r of fresh) r.campaigns[0].account.day.index = NaN;
+    expect(mergeBudgetReports(fresh).campaigns[0].account.day.reserved).toBe(5);
+    const sample = (dayIndex: number, spentMicros: number): BudgetSample => ({
+      campaigns: [{ id: 'x', name: 'X', dayIndex, dayBudgetMicros: 10, spentMicros, targetMicros: 1, arms: [] }],
+    });
+    const s = mergeBudgetSamples([sample(20_000, 3), sample(19_999, 9), sample(20_000, 4)]);
+    expect(s.campaigns[0]).toMatchObject({ dayIndex: 20_000, spentMicros: 7, targetMicros: 2 });
+  });
+
   it('matches campaigns and arms by id, in first-seen order', () => {
-    const a: BudgetSample = { campaigns: [{ id: 'x', name: 'X', dayBudgetMicros: 10, spentMicros: 1, targetMicros: 2, arms: [{ lineItem: 'l1', segment: 's', share: 0.2, reason: 'explore' }] }] };
+    const a: BudgetSample = { campaigns: [{ id: 'x', name: 'X', dayIndex: 1, dayBudgetMicros: 10, spentMicros: 1, targetMicros: 2, arms: [{ lineItem: 'l1', segment: 's', share: 0.2, reason: 'explore' }] }] };
     const b: BudgetSample = {
       campaigns: [
-        { id: 'y', name: 'Y', dayBudgetMicros: 5, spentMicros: 4, targetMicros: 4, arms: [] },
-        { id: 'x', name: 'X', dayBudgetMicros: 10, spentMicros: 3, targetMicros: 2, arms: [{ lineItem: 'l1', segment: 's', share: 0.4, reason: 'exploit' }] },
+        { id: 'y', name: 'Y', dayIndex: 1, dayBudgetMicros: 5, spentMicros: 4, targetMicros: 4, arms: [] },
+        { id: 'x', name: 'X', dayIndex: 1, dayBudgetMicros: 10, spentMicros: 3, targetMicros: 2, arms: [{ lineItem: 'l1', segment: 's', share: 0.4, reason: 'exploit' }] },
       ],
     };
     const m = mergeBudgetSamples([a, b, a]);

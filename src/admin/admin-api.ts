@@ -71,7 +71,8 @@ interface Endpoint {
   body: boolean;
   /** For write endpoints: what a refused (403) attempt is audited as. */
   audit?: (params: string[]) => { action: AuditAction; target: string };
-  run: (call: Call) => AdminResponse;
+  /** A Promise only from an async read endpoint (addAsyncReadEndpoint). */
+  run: (call: Call) => AdminResponse | Promise<AdminResponse>;
 }
 
 interface Route {
@@ -198,7 +199,37 @@ export class AdminApi {
     return this.maxBodyBytes;
   }
 
-  handle(req: AdminRequest): AdminResponse {
+  /**
+   * A read endpoint whose answer is gathered asynchronously (a cluster's main thread asking its workers). Its
+   * errors map as a synchronous endpoint's (a SegbidError's code to its status, anything else a 500).
+   */
+  addAsyncReadEndpoint(pattern: RegExp, run: (query: URLSearchParams, params: string[]) => Promise<unknown>): void {
+    const path = String(pattern);
+    this.routes.push({
+      pattern,
+      methods: {
+        GET: {
+          role: 'read',
+          body: false,
+          run: (call) =>
+            run(call.query, call.params).then(
+              (value) => json(200, value),
+              (e: unknown) => {
+                if (!(e instanceof SegbidError)) {
+                  this.logger.error({ err: e, path }, 'admin API internal error');
+                  return errorResponse(500, 'internal', 'internal error', []);
+                }
+                const { status, error } = statusOf(e.code);
+                return errorResponse(status, error, e.message.split('\n')[0], e.details);
+              },
+            ),
+        },
+      },
+    });
+  }
+
+  /** The answer; a Promise only for an async read endpoint (it never rejects). */
+  handle(req: AdminRequest): AdminResponse | Promise<AdminResponse> {
     try {
       return this.dispatch(req);
     } catch (e) {
@@ -207,7 +238,7 @@ export class AdminApi {
     }
   }
 
-  private dispatch(req: AdminRequest): AdminResponse {
+  private dispatch(req: AdminRequest): AdminResponse | Promise<AdminResponse> {
     const q = req.path.indexOf('?');
     let path = q < 0 ? req.path : req.path.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : req.path.slice(q + 1));

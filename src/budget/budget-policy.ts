@@ -304,8 +304,12 @@ export class BudgetPolicy implements BudgetBidPolicy {
     return out;
   }
 
-  /** The ops view (GET /admin/budget): per campaign the ledger account, pacing state and per-arm throttle, gate and share. */
-  report(nowMs: number): BudgetReport {
+  /**
+   * The ops view (GET /admin/budget): per campaign the ledger account, pacing state and per-arm throttle, gate and
+   * share; with `allocation`, the allocator's report (it finishes a live reallocation round first: up to tens of
+   * ms of this thread on a large config, so a cluster asks one worker for it, once its round is over).
+   */
+  report(nowMs: number, allocation = true): BudgetReport {
     return {
       campaigns: this.plan.campaigns.map((c) => ({
         id: c.id,
@@ -323,7 +327,7 @@ export class BudgetPolicy implements BudgetBidPolicy {
         })),
       })),
       refusals: this.refusalTotals(),
-      allocation: this.allocator.allocationReport(),
+      allocation: allocation ? this.allocator.allocationReport() : null,
     };
   }
 
@@ -333,6 +337,7 @@ export class BudgetPolicy implements BudgetBidPolicy {
       campaigns: this.plan.campaigns.map((c) => ({
         id: c.id,
         name: c.name,
+        dayIndex: this.ledger.dayIndexOf(c.index),
         dayBudgetMicros: this.ledger.dayBudgetOf(c.index),
         spentMicros: this.ledger.daySpentOf(c.index),
         targetMicros: Math.round(this.pacer.targetSpend(c.index, nowMs, this.ledger)),

@@ -12,9 +12,11 @@
  * then the workers' summed: money, counters, pacing targets and rates. A throttle or share is a per-worker
  * fraction: the merge gives their mean; a gate or reason, the one most workers report (ties: the lowest
  * worker). The allocator's statistics are shared through the learning hub (src/bidding/shared-learning.ts), so
- * every worker reports the same totals up to one sync: the merge keeps the first report's allocation.
- * Campaigns and arms are matched by id, in the order of the first report that names them (the workers serve the
- * same document; during a reload they may differ for a moment).
+ * every worker reports the same totals up to one sync: one worker computes it (the merge keeps the first report
+ * that has one). Campaigns and arms are matched by id, in the order of the first report that names them (the
+ * workers serve the same document; during a reload they may differ for a moment). A campaign's spend is summed
+ * over the workers on its newest day only: a worker that has not rolled its day yet (or a stale image) must not
+ * add yesterday's spend to today's.
  */
 import type { AllocationReport, ReasonName } from './allocator.js';
 import type { AccountView } from './ledger.js';
@@ -41,7 +43,8 @@ export interface BudgetCampaignReport {
 export interface BudgetReport {
   campaigns: BudgetCampaignReport[];
   refusals: Record<RefusalName, number>;
-  allocation: AllocationReport;
+  /** Null when not asked for (a cluster's other workers: see BudgetPolicy.report). */
+  allocation: AllocationReport | null;
 }
 
 export interface BudgetSampleArm {
@@ -55,6 +58,8 @@ export interface BudgetSampleArm {
 export interface BudgetSampleCampaign {
   id: string;
   name: string;
+  /** The ledger's day of the campaign (days since the epoch in its time zone; NaN before its first tick). */
+  dayIndex: number;
   dayBudgetMicros: number;
   /** Spend booked today, integer micros. */
   spentMicros: number;
@@ -100,9 +105,21 @@ function byKey<T>(lists: readonly (readonly T[])[], key: (t: T) => string): Map<
 const sum = <T>(items: readonly T[], f: (t: T) => number): number => items.reduce((s, t) => s + f(t), 0);
 const mean = <T>(items: readonly T[], f: (t: T) => number): number => Math.round((sum(items, f) / items.length) * 1e4) / 1e4;
 
+/** The newest finite day among `days` (NaN when none is: no worker has ticked the campaign yet). */
+function newestDay(days: readonly number[]): number {
+  let newest = NaN;
+  for (const d of days) if (Number.isFinite(d) && !(d <= newest)) newest = d;
+  return newest;
+}
+
+/** Whether a worker's figure for day `day` belongs to the newest day `newest` (all do when no day is known). */
+const onDay = (day: number, newest: number): boolean => Number.isNaN(newest) || day === newest;
+
 function mergeAccounts(accounts: readonly AccountView[]): AccountView {
   const first = accounts[0];
-  const daySpent = sum(accounts, (a) => a.day.spent);
+  const newest = newestDay(accounts.map((a) => a.day.index));
+  const today = accounts.filter((a) => onDay(a.day.index, newest));
+  const daySpent = sum(today, (a) => a.day.spent);
   const reserved = sum(accounts, (a) => a.day.reserved);
   const flightSpent = sum(accounts, (a) => a.flight.spent);
   const counters = { ...first.counters };
@@ -110,7 +127,7 @@ function mergeAccounts(accounts: readonly AccountView[]): AccountView {
   return {
     id: first.id,
     // Workers roll their day at the same instant (the campaign's time zone); the newest day is the one that counts.
-    day: { index: Math.max(...accounts.map((a) => a.day.index)), budget: first.day.budget, spent: daySpent, reserved, remaining: first.day.budget - daySpent - reserved },
+    day: { index: newest, budget: first.day.budget, spent: daySpent, reserved, remaining: first.day.budget - daySpent - reserved },
     flight: { budget: first.flight.budget, spent: flightSpent, reserved, remaining: first.flight.budget - flightSpent - reserved },
     openReservations: sum(accounts, (a) => a.openReservations),
     overrunMicros: sum(accounts, (a) => a.overrunMicros),
@@ -145,7 +162,7 @@ export function mergeBudgetReports(reports: readonly BudgetReport[]): BudgetRepo
   }
   const refusals = { ...reports[0].refusals };
   for (const name of Object.keys(refusals) as RefusalName[]) refusals[name] = sum(reports, (r) => r.refusals[name] ?? 0);
-  return { campaigns, refusals, allocation: reports[0].allocation };
+  return { campaigns, refusals, allocation: reports.find((r) => r.allocation !== null)?.allocation ?? null };
 }
 
 /** The bidder's sample from its workers' (at least one). */
@@ -157,12 +174,15 @@ export function mergeBudgetSamples(samples: readonly BudgetSample[]): BudgetSamp
     for (const a of byKey(group.map((c) => c.arms), (x) => x.lineItem).values()) {
       arms.push({ lineItem: a[0].lineItem, segment: a[0].segment, share: sum(a, (x) => x.share) / a.length, reason: mostCommon(a.map((x) => x.reason)) });
     }
+    const newest = newestDay(group.map((c) => c.dayIndex));
+    const today = group.filter((c) => onDay(c.dayIndex, newest));
     campaigns.push({
       id: group[0].id,
       name: group[0].name,
+      dayIndex: newest,
       dayBudgetMicros: group[0].dayBudgetMicros,
-      spentMicros: sum(group, (c) => c.spentMicros),
-      targetMicros: sum(group, (c) => c.targetMicros),
+      spentMicros: sum(today, (c) => c.spentMicros),
+      targetMicros: sum(today, (c) => c.targetMicros),
       arms,
     });
   }

@@ -611,6 +611,10 @@ export class Ledger {
   daySpentOf(c: number): number {
     return this.daySpent[c];
   }
+  /** The campaign's current day (days since the epoch in its time zone; NaN before its first roll). */
+  dayIndexOf(c: number): number {
+    return this.dayIndex[c];
+  }
   dayBudgetOf(c: number): number {
     return this.dayBudget[c];
   }

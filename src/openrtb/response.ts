@@ -7,7 +7,7 @@
  *   pixel, click    client-scope token, written into the markup (${SEGBID_IMP_URL}, ${SEGBID_CLICK_URL}).
  */
 import type { CompiledConfig } from '../config/compile.js';
-import { ADM_IMP_URL, FORMAT_BANNER } from '../config/compile.js';
+import { ADM_IMP_URL, FORMAT_VIDEO } from '../config/compile.js';
 import type { Decision } from '../bidding/decide.js';
 import type { EventHandler } from '../events/event-handler.js';
 import { emptyToken, hash32, type TokenFields, type TokenPair } from '../events/token.js';
@@ -154,9 +154,9 @@ export function buildBidResponse(
       '","impid":' + jsonString(imp.id) +
       ',"price":' + d.priceMicros[k] / 1e6 + ',' +
       cr.jsonFields +
-      // A banner's w/h are in jsonFields (pre-serialised); other formats' come from the decision (a video's may
-      // be the imp's player size), absent when unknown.
-      (cr.format !== FORMAT_BANNER && d.w[k] > 0 ? ',"w":' + d.w[k] + ',"h":' + d.h[k] : '') +
+      // A banner's w/h are in jsonFields (pre-serialised); a video's come from the decision (its own size, else
+      // the imp's player size), absent unless both are known. Native and audio bids carry none (no creative size).
+      (cr.format === FORMAT_VIDEO && d.w[k] > 0 && d.h[k] > 0 ? ',"w":' + d.w[k] + ',"h":' + d.h[k] : '') +
       (deal !== null ? ',"dealid":' + jsonString(deal) : '') +
       ',"mtype":' + cr.format + ',' +
       adm +

@@ -46,15 +46,20 @@ import { hugePagesMB } from '../common/node-flags.js';
 import { mergeBudgetReports, mergeBudgetSamples, type BudgetReport, type BudgetSample } from '../budget/budget-report.js';
 import { HistoryRecorder, historyQueryFromParams, shadingViewOf, type ShadingImage } from '../admin/history.js';
 
-/** What the main thread holds of a worker's budgets (its last 'budget' message). */
+/** What the main thread holds of a worker's budgets (its last 'budget' message), until the worker exits. */
 interface BudgetImage {
   sample: BudgetSample | null;
   shading: ShadingImage;
-  /** The last full report (undefined: none asked for yet; null: no campaign). */
-  report: BudgetReport | null | undefined;
-  /** When that report came (ms). */
-  reportAt: number;
 }
+
+/** A worker's answer to a budget read (null: no campaign), and the number of the latest read it answers. */
+interface BudgetAnswer {
+  report: BudgetReport | null;
+  seq: number;
+}
+
+/** Longest wait of a budget read for the workers' answers (a worker waits for its reallocation round, <= 2 s). */
+const BUDGET_WAIT_MS = 3000;
 
 /** The options of one bidder that a cluster takes too (its main thread serves the admin API: see startCluster). */
 export interface ClusterOptions
@@ -130,11 +135,10 @@ export type WorkerMessage =
   | { type: 'health'; checks: HealthState[] }
   /** A worker's KPIs and event counts (sent every 2 s when they changed): the admin API reports their sum. */
   | { type: 'kpis'; image: KpiImage; events: ReturnType<EventStats['toJSON']> }
-  /**
-   * A worker's budgets and shading (every 2 s; src/budget/budget-report.ts): the history's sample always, the
-   * full report while the main thread wants it (undefined: not wanted; null: no campaign).
-   */
-  | { type: 'budget'; sample: BudgetSample | null; shading: ShadingImage; report?: BudgetReport | null }
+  /** A worker's budgets and shading for the history (every 2 s; src/budget/budget-report.ts). */
+  | { type: 'budget'; sample: BudgetSample | null; shading: ShadingImage }
+  /** A worker's answer to 'budget-wanted' number `seq` (or a later one; null: no campaign). */
+  | { type: 'budget-report'; report: BudgetReport | null; seq: number }
   | LearnMessage
   | BankRequestMessage
   | NoticeRouteMessage
@@ -147,8 +151,8 @@ export type MainMessage =
   | LearnedMessage
   | BankReplyMessage
   | NoticeDeliverMessage
-  /** Someone reads /admin/budget: send the full budget report for the next minute. */
-  | { type: 'budget-wanted' }
+  /** Someone reads /admin/budget: send the full budget report once (with the allocator's part when `allocation`). */
+  | { type: 'budget-wanted'; allocation: boolean; seq: number }
   | { type: 'shutdown' };
 
 function freeTcpPort(host: string): Promise<number> {
@@ -203,8 +207,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   /** Each worker's last KPIs and event counts (by worker index; a restarted worker replays its log, then sends). */
   const kpiImages: (KpiImage | null)[] = new Array(options.workers).fill(null);
   const eventStats: (ReturnType<EventStats['toJSON']> | null)[] = new Array(options.workers).fill(null);
-  /** Each worker's last budget sample, shading and (while wanted) full budget report. */
+  /** Each live worker's last budget sample and shading, and its last answer to a budget read. */
   const budgetImages: (BudgetImage | null)[] = new Array(options.workers).fill(null);
+  const budgetAnswers: (BudgetAnswer | null)[] = new Array(options.workers).fill(null);
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
   // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
@@ -294,14 +299,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           kpiImages[index] = m.image;
           eventStats[index] = m.events;
         } else if (m.type === 'budget') {
-          const held = budgetImages[index];
-          const fresh = m.report !== undefined;
-          budgetImages[index] = {
-            sample: m.sample,
-            shading: m.shading,
-            report: fresh ? m.report! : (held?.report ?? undefined),
-            reportAt: fresh ? Date.now() : (held?.reportAt ?? 0),
-          };
+          if (workers[index] === worker) budgetImages[index] = { sample: m.sample, shading: m.shading };
+        } else if (m.type === 'budget-report') {
+          if (workers[index] === worker) budgetAnswers[index] = { report: m.report, seq: m.seq };
         } else if (m.type === 'metrics') {
           const p = pending.get(m.id);
           if (p) {
@@ -315,6 +315,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         if (workers[index] === worker) {
           workers[index] = null;
           health[index] = null;
+          // Its figures stop counting (a stale image could be of another day); the bank book keeps its spend.
+          budgetImages[index] = null;
+          budgetAnswers[index] = null;
         }
         if (stopping) return;
         if (bankHost !== null) {
@@ -460,19 +463,29 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   });
   admin.addReadEndpoint(/^\/admin\/events$/, () => mergeEventStats(eventStats.filter((e) => e !== null)));
   // Budgets: the workers' reports summed (budget-report.ts), with the main thread's bank book, the authority on
-  // what was granted and reported spent. A worker sends its full report for a minute after a read: the first
-  // read after a quiet spell asks for them and answers 503 if none has come yet (the console retries).
-  admin.addReadEndpoint(/^\/admin\/budget$/, () => {
-    for (const w of workers) w?.postMessage({ type: 'budget-wanted' } satisfies MainMessage);
-    const images = budgetImages.filter((b): b is BudgetImage => b !== null);
-    const reports = images.map((b) => b.report).filter((r): r is BudgetReport => r !== null && r !== undefined);
-    if (images.length > 0 && images.every((b) => b.report === null)) return { campaigns: [] }; // no campaign
-    if (reports.length === 0) throw new SegbidError('ADMIN_PENDING', 'the workers are sending their budget reports: retry in a second');
-    const merged = mergeBudgetReports(reports);
+  // what was granted and reported spent. Each read asks every live worker for a report (the first one also for
+  // the allocator's part) and waits for their answers; a worker that does not answer within BUDGET_WAIT_MS is
+  // left out (`workers.reporting` < `workers.of`), none answering is a 503 `pending`.
+  let budgetSeq = 0;
+  admin.addAsyncReadEndpoint(/^\/admin\/budget$/, async () => {
+    const seq = ++budgetSeq;
+    const asked: number[] = [];
+    workers.forEach((w, i) => {
+      if (w === null) return;
+      w.postMessage({ type: 'budget-wanted', allocation: asked.length === 0, seq } satisfies MainMessage);
+      asked.push(i);
+    });
+    const answered = () => asked.filter((i) => (budgetAnswers[i]?.seq ?? 0) >= seq);
+    const deadline = Date.now() + BUDGET_WAIT_MS;
+    while (answered().length < asked.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const answers = answered().map((i) => budgetAnswers[i]!);
+    if (answers.length === 0) throw new SegbidError('ADMIN_PENDING', 'no worker answered with its budget report: retry in a second');
+    const reports = answers.map((a) => a.report).filter((r): r is BudgetReport => r !== null);
+    if (reports.length === 0) return { campaigns: [] }; // no campaign
     const book = bankHost?.book ?? null;
     return {
-      ...merged,
-      workers: { reporting: reports.length, of: options.workers, oldestReportAt: Math.min(...images.filter((b) => b.report).map((b) => b.reportAt)) },
+      ...mergeBudgetReports(reports),
+      workers: { reporting: reports.length, of: options.workers },
       bank:
         book === null
           ? null

@@ -38,7 +38,8 @@ function serveAdmin(app: uWS.TemplatedApp, admin: AdminApi): void {
       headers[k] = v;
     });
     let aborted = false;
-    const send = (r: AdminResponse, close = false) => {
+    let watching = false; // onAborted attached
+    const write = (r: AdminResponse, close: boolean) => {
       if (aborted) return;
       aborted = true; // answered: ignore any further data
       res.cork(() => {
@@ -47,12 +48,20 @@ function serveAdmin(app: uWS.TemplatedApp, admin: AdminApi): void {
         res.end(r.body, close);
       });
     };
+    // An async read endpoint answers later: the client may be gone by then (onAborted is set before returning).
+    const send = (r: AdminResponse | Promise<AdminResponse>, close = false) => {
+      if (!(r instanceof Promise)) return write(r, close);
+      if (!watching) res.onAborted(() => (aborted = true));
+      watching = true;
+      void r.then((answer) => write(answer, close));
+    };
     const declared = headers['content-length'];
     const hasBody = (declared !== undefined && declared !== '0') || headers['transfer-encoding'] !== undefined;
     if (!hasBody) {
       send(admin.handle({ method, path, headers, body: null }));
       return;
     }
+    watching = true;
     res.onAborted(() => {
       aborted = true;
     });

@@ -34,8 +34,9 @@ import { shareTouches } from './touch-sharing.js';
 
 /** How often a worker sends its KPIs to the main thread when they changed (the admin API's lag in a cluster). */
 const KPI_PUSH_MS = 2000;
-/** How long after the main thread's last /admin/budget read a worker keeps sending its full budget report. */
-const BUDGET_WANTED_MS = 60_000;
+/** A budget report asked for during a reallocation round waits for its end: checked this often, this long at most. */
+const REPORT_RETRY_MS = 20;
+const REPORT_WAIT_MAX_MS = 2000;
 
 const data = workerData as WorkerData;
 const port = parentPort!;
@@ -154,21 +155,38 @@ try {
     statsSent = statsText;
     send({ type: 'kpis', image: events.kpis.image(), events: stats });
   }, KPI_PUSH_MS).unref();
-  // Budgets and shading for the main thread's /admin/history (a light sample, every 2 s) and /admin/budget (the
-  // full report, with the allocator's posteriors: a few ms on a large config, so only while someone reads it).
-  let budgetWantedUntil = 0;
-  const pushBudget = () => {
-    const now = Date.now();
+  // Budgets and shading for the main thread's /admin/history: a light sample every 2 s. The full report of
+  // /admin/budget only when the main thread asks (a read), once this worker's reallocation round is over: the
+  // allocator's part would finish the round in one go (tens of ms of this thread on a large config).
+  setInterval(() => {
     const policy = handler.budget;
-    const report = now < budgetWantedUntil ? (policy?.report(now) ?? null) : undefined;
-    send({ type: 'budget', sample: policy?.sample(now) ?? null, shading: shadingImage(handler.current.plan.shading), report });
+    send({ type: 'budget', sample: policy?.sample(Date.now()) ?? null, shading: shadingImage(handler.current.plan.shading) });
+  }, KPI_PUSH_MS).unref();
+  let reportWanted = false;
+  let reportAllocation = false;
+  let reportSeq = 0;
+  let reportWaitedMs = 0;
+  const sendReport = () => {
+    const policy = handler.budget;
+    if (policy !== null && policy.allocator.reallocating && reportWaitedMs < REPORT_WAIT_MAX_MS) {
+      reportWaitedMs += REPORT_RETRY_MS;
+      setTimeout(sendReport, REPORT_RETRY_MS).unref();
+      return;
+    }
+    reportWanted = false;
+    const allocation = reportAllocation;
+    reportAllocation = false;
+    send({ type: 'budget-report', report: policy?.report(Date.now(), allocation) ?? null, seq: reportSeq });
   };
-  setInterval(pushBudget, KPI_PUSH_MS).unref();
   port.on('message', (m: MainMessage) => {
     if (m.type !== 'budget-wanted') return;
-    const idle = Date.now() >= budgetWantedUntil;
-    budgetWantedUntil = Date.now() + BUDGET_WANTED_MS;
-    if (idle) pushBudget(); // the reader's next call sees this worker's report without waiting for the timer
+    // Asks that arrive while one is pending share its answer (which then answers the latest of them).
+    reportAllocation ||= m.allocation;
+    reportSeq = m.seq;
+    if (reportWanted) return;
+    reportWanted = true;
+    reportWaitedMs = 0;
+    sendReport();
   });
   lifecycle.ready = true;
   send({ type: 'listening', port: bound });
