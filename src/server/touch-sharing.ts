@@ -9,6 +9,10 @@
  * 100 ms), so every worker's index holds every touch of the process. A worker that starts (or restarts) also
  * reads the touches of its siblings' event logs (`<event-log>/worker-<k>`, read only), as it replays its own.
  *
+ * A touch a sibling sends just before the new worker joins but writes to its log only after the new worker read
+ * that log (the log is flushed every second) would fall between the two: on joining, a worker says hello and every
+ * sibling sends again what it sent in the last RESEND_MS.
+ *
  * Contract: `shareTouches` is called once per worker after its event log was replayed; `close()` sends what is
  * pending and leaves the channel. Between processes (several machines) touches are not shared: a postback must
  * reach the machine that took the click (see README "Running in production").
@@ -25,7 +29,11 @@ const FLUSH_MS = 100;
 /** A batch is sent at once past this size (a burst of impressions does not wait for the timer in a growing array). */
 const MAX_BATCH = 2048;
 
+/** What a sibling sends again to a worker that joins: longer than the event log's flush interval (1 s). */
+const RESEND_MS = 3000;
+
 type TouchBatch = { kind: 'imp' | 'click'; touch: Touch }[];
+type TouchMessage = { hello: true } | { batch: TouchBatch };
 
 export interface TouchSharing {
   close(): void;
@@ -34,11 +42,21 @@ export interface TouchSharing {
 export function shareTouches(events: EventHandler, eventLogDir: string | null, logger: Logger): TouchSharing {
   const channel = new BroadcastChannel(CHANNEL);
   channel.unref(); // the channel alone does not keep a worker alive
-  channel.onmessage = (e) => events.addTouches((e as { data: TouchBatch }).data);
   let pending: TouchBatch = [];
+  /** What this worker sent in the last RESEND_MS, oldest first. */
+  const recent: { at: number; batch: TouchBatch }[] = [];
+  const post = (m: TouchMessage) => channel.postMessage(m);
+  channel.onmessage = (e) => {
+    const m = (e as { data: TouchMessage }).data;
+    if ('batch' in m) events.addTouches(m.batch);
+    else for (const r of recent) post({ batch: r.batch });
+  };
   const flush = () => {
+    const now = Date.now();
+    while (recent.length > 0 && now - recent[0].at > RESEND_MS) recent.shift();
     if (pending.length === 0) return;
-    channel.postMessage(pending);
+    post({ batch: pending });
+    recent.push({ at: now, batch: pending });
     pending = [];
   };
   events.onTouch = (kind, touch) => {
@@ -48,6 +66,7 @@ export function shareTouches(events: EventHandler, eventLogDir: string | null, l
   const timer = setInterval(flush, FLUSH_MS);
   timer.unref();
   // Joined the channel first: a touch a sibling accepts while its log is read arrives by both ways (harmless).
+  post({ hello: true });
   if (eventLogDir !== null) {
     const parent = dirname(eventLogDir);
     const own = basename(eventLogDir);
