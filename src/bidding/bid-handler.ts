@@ -150,6 +150,7 @@ export class BidHandler {
     const restored = previous === null ? (this.budgetState?.initialLedger(plan) ?? null) : null;
     const ledger = previous?.ledger ?? restored ?? new Ledger(Ledger.termsOf(plan), undefined, undefined, this.bank.genBase);
     this.budget = new BudgetPolicy(plan, { ledger });
+    if (previous !== null) this.budget.adoptFrom(previous); // learning and pacing go on across the swap
     this.budget.pacer.share = this.paceShare;
     this.bank.attach(ledger, plan); // grants set before the first request
     this.budgetListener = new BudgetOutcomeListener(this.budget);

@@ -291,6 +291,32 @@ export class BudgetPolicy implements BudgetBidPolicy {
     this.allocator.recordConversion(lineItem, valueMicros);
   }
 
+  /**
+   * A config swap's new policy takes over the previous one's learning and pacing, by line-item and campaign id:
+   * the allocator's evidence (impressions, clicks, conversions, value, cost, bids per arm) and the pacer's state
+   * (today's spend per arm, rate estimates, controller integral, hourly profile, pauses). The ledger is carried
+   * over apart (BidHandler.attachBudget). Without this a trader pausing one line item restarted every arm's
+   * learning and pacing (the state store carried them only when a state dir was set). Call before the first tick.
+   */
+  adoptFrom(previous: BudgetPolicy): void {
+    const stats: Record<string, number[]> = {};
+    const bids = new Map<string, number>();
+    const a = previous.allocator;
+    const before = previous.plan;
+    for (let li = 0; li < before.lineItemCount; li++) {
+      if (before.campaignOf[li] < 0) continue;
+      const id = before.lineItemIds[li];
+      stats[id] = [a.impressions[li], a.clicks[li], a.conversions[li], a.valueMicros[li], a.costMicros[li]];
+      bids.set(id, a.bids[li]);
+    }
+    this.allocator.importStats(stats);
+    for (let li = 0; li < this.plan.lineItemCount; li++) {
+      const n = bids.get(this.plan.lineItemIds[li]);
+      if (n !== undefined && this.plan.campaignOf[li] >= 0) this.allocator.bids[li] = n;
+    }
+    this.pacer.importState(previous.pacer.exportState());
+  }
+
   /* ---------------------------------------------------------------- reports */
 
   /** Refusals by reason, all line items (for metrics: one counter per reason). */

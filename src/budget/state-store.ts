@@ -477,16 +477,13 @@ export class BudgetStateStore {
 
   /**
    * After each attach: the first one loads the saved allocator and pacer state; a later one (a config swap,
-   * including the config manager's start-up swap) carries them over from the previous policy by id, so what
-   * is persisted follows the same id rule as the ledger. Every attach checkpoints (the indices changed).
+   * including the config manager's start-up swap) has them already (BudgetPolicy.adoptFrom, by id, the same id
+   * rule as the ledger). Every attach checkpoints (the indices changed).
    */
   attached(policy: BudgetPolicy | null): void {
-    const previous = this.policy;
     try {
       if (this.firstAttach && policy !== null) {
         this.importPolicyState(policy, this.loaded?.allocator ?? null, this.loaded?.pacer ?? null, Date.now());
-      } else if (previous !== null && policy !== null && previous !== policy) {
-        this.importPolicyState(policy, allocatorStats(previous), previous.pacer.exportState(), Date.now());
       }
     } catch (e) {
       // A snapshot that decodes but holds odd shapes: the ledger is kept, the learning starts over.
