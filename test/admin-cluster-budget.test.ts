@@ -154,6 +154,20 @@ describe('merging workers\' budget reports', () => {
     expect(s.campaigns[0]).toMatchObject({ dayIndex: 20_000, spentMicros: 7, targetMicros: 2 });
   });
 
+  it('reports one worker\'s allocation with the workers\' mean share per arm', () => {
+    const withAllocation = report(100, 0, 1, 'open', 0);
+    withAllocation.allocation = {
+      campaigns: [{ id: 'c', kpi: 'cpc', explorationShare: 0.1, reallocatedAt: 0, marginalValue: 0, budgetLimitedShare: 0, arms: [{ lineItem: 'a', segment: 's', share: 0.25, reason: 'exploit' } as never] }],
+      history: [],
+    };
+    const other = report(100, 0, 1, 'open', 0);
+    other.allocation = null;
+    other.campaigns[0].arms[0].share = 0.35;
+    const m = mergeBudgetReports([withAllocation, other]);
+    expect(m.campaigns[0].arms[0].share).toBe(0.3);
+    expect(m.allocation!.campaigns[0].arms[0]).toMatchObject({ lineItem: 'a', share: 0.3, reason: 'exploit' });
+  });
+
   it('matches campaigns and arms by id, in first-seen order', () => {
     const a: BudgetSample = { campaigns: [{ id: 'x', name: 'X', dayIndex: 1, dayBudgetMicros: 10, spentMicros: 1, targetMicros: 2, arms: [{ lineItem: 'l1', segment: 's', share: 0.2, reason: 'explore' }] }] };
     const b: BudgetSample = {

@@ -13,7 +13,7 @@
  * fraction: the merge gives their mean; a gate or reason, the one most workers report (ties: the lowest
  * worker). The allocator's statistics are shared through the learning hub (src/bidding/shared-learning.ts), so
  * every worker reports the same totals up to one sync: one worker computes it (the merge keeps the first report
- * that has one). Campaigns and arms are matched by id, in the order of the first report that names them (the
+ * that has one, its arms' shares replaced by the workers' mean). Campaigns and arms are matched by id, in the order of the first report that names them (the
  * workers serve the same document; during a reload they may differ for a moment). A campaign's spend is summed
  * over the workers on its newest day only: a worker that has not rolled its day yet (or a stale image) must not
  * add yesterday's spend to today's.
@@ -162,7 +162,24 @@ export function mergeBudgetReports(reports: readonly BudgetReport[]): BudgetRepo
   }
   const refusals = { ...reports[0].refusals };
   for (const name of Object.keys(refusals) as RefusalName[]) refusals[name] = sum(reports, (r) => r.refusals[name] ?? 0);
-  return { campaigns, refusals, allocation: reports.find((r) => r.allocation !== null)?.allocation ?? null };
+  return { campaigns, refusals, allocation: withShares(reports.find((r) => r.allocation !== null)?.allocation ?? null, campaigns) };
+}
+
+/**
+ * The allocation report of one worker, with each arm's share replaced by the workers' mean (the merged campaign
+ * arms'): each worker draws its own Thompson shares for its part of the spend, and the bidder's share is their mean,
+ * the figure the campaign arms and the history show.
+ */
+function withShares(allocation: AllocationReport | null, campaigns: readonly BudgetCampaignReport[]): AllocationReport | null {
+  if (allocation === null) return null;
+  const shares = new Map(campaigns.map((c) => [c.id, new Map(c.arms.map((a) => [a.lineItem, a.share] as const))] as const));
+  return {
+    ...allocation,
+    campaigns: allocation.campaigns.map((c) => ({
+      ...c,
+      arms: c.arms.map((a) => ({ ...a, share: shares.get(c.id)?.get(a.lineItem) ?? a.share })),
+    })),
+  };
 }
 
 /** The bidder's sample from its workers' (at least one). */
