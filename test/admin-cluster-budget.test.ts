@@ -148,10 +148,11 @@ describe('merging workers\' budget reports', () => {
     for (const r of fresh) r.campaigns[0].account.day.index = NaN;
     expect(mergeBudgetReports(fresh).campaigns[0].account.day.reserved).toBe(5);
     const sample = (dayIndex: number, spentMicros: number): BudgetSample => ({
-      campaigns: [{ id: 'x', name: 'X', dayIndex, dayBudgetMicros: 10, spentMicros, targetMicros: 1, arms: [] }],
+      campaigns: [{ id: 'x', name: 'X', dayIndex, dayBudgetMicros: 10, spentMicros, targetMicros: 1, exploration: 0.1 * spentMicros, arms: [] }],
     });
     const s = mergeBudgetSamples([sample(20_000, 3), sample(19_999, 9), sample(20_000, 4)]);
     expect(s.campaigns[0]).toMatchObject({ dayIndex: 20_000, spentMicros: 7, targetMicros: 2 });
+    expect(s.campaigns[0].exploration).toBeCloseTo((0.3 + 0.9 + 0.4) / 3, 12); // the workers' mean
   });
 
   it('reports one worker\'s allocation with the workers\' mean share per arm', () => {

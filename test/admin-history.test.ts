@@ -14,7 +14,7 @@ import { raw, startTestBidder } from './helpers/bidder.js';
 import { demoUserId } from '../src/fixtures/demo.js';
 import { ensureDemoStore } from '../src/fixtures/ensure-demo.js';
 import { DEMO_DIR } from '../src/common/paths.js';
-import { HistoryRecorder } from '../src/admin/history.js';
+import { HistoryRecorder, MIN_WINDOW_BIDS } from '../src/admin/history.js';
 import type { Counters } from '../src/events/kpis.js';
 import type { HistoryReport } from '../src/admin/history.js';
 
@@ -168,6 +168,16 @@ describe('GET /admin/history', () => {
         expect(last(arms[k].reason)).toBe(arm.reason);
       });
       expect(arms.reduce((sum, a) => sum + last(a.share)!, 0)).toBeCloseTo(1, 5);
+      // The exploration part: at most the campaign's exploration share, less than the shares of the arms
+      // labelled explore put together (each of them also holds its exploitation part).
+      const exploration = last(x.campaigns[0].exploration)!;
+      expect(exploration).toBeGreaterThanOrEqual(0);
+      expect(exploration).toBeLessThanOrEqual(b2.explorationShare + 1e-9);
+      const labelled = arms.filter((a) => last(a.reason) === 'explore').reduce((sum, a) => sum + last(a.share)!, 0);
+      if (labelled > 0) {
+        expect(exploration).toBeGreaterThan(0);
+        expect(exploration).toBeLessThan(labelled);
+      } else expect(exploration).toBe(0);
       return true;
     });
     // Increments: nothing after the last point; the last point alone with after = to - 2.
@@ -276,12 +286,20 @@ describe('GET /admin/history', () => {
     const spring = h.campaigns.find((c) => c.id === 'spring')!;
     expect(spring.spentMicros.filter((v) => v !== null && v > 0).length).toBeGreaterThan(1);
 
-    // Win rate: the window (60 s) covers the whole test, so the last point is the KPI's wins / bids.
+    // Win rate: the window (60 s) covers the whole test, so the last point is the KPI's wins / bids; none over
+    // fewer than MIN_WINDOW_BIDS bids.
+    let rated = 0;
     for (const row of kpis.rows as { key: string; counters: { bids: number; wins: number } }[]) {
       const l = h.lineItems.find((li) => li.id === row.key)!;
       if (row.counters.bids === 0) continue;
+      if (row.counters.bids < MIN_WINDOW_BIDS) {
+        expect(last(l.winRate), row.key).toBeNull();
+        continue;
+      }
       expect(last(l.winRate)!, row.key).toBeCloseTo(Math.min(1, row.counters.wins / row.counters.bids), 4);
+      rated++;
     }
+    expect(rated).toBeGreaterThan(0);
     const ron = h.lineItems.find((li) => li.id === RON)!;
     expect(last(ron.winRate)!).toBeGreaterThan(0.05);
     expect(last(ron.winRate)!).toBeLessThan(0.5);

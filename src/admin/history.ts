@@ -10,7 +10,8 @@
  *     item the KPI store's cumulative bids and wins and the shading table's mean factor (bid / value). The win
  *     rate is derived at sampling time over a trailing window (wins / bids between the point `windowMs` back
  *     and now; for a series' first point, since the counts began), capped at 1: bids are tallied in batches
- *     while wins arrive one by one, so a short window can see a win before its bid.
+ *     while wins arrive one by one, so a short window can see a win before its bid. Fewer than
+ *     MIN_WINDOW_BIDS bids in the window: no rate (null).
  *   - Bounded memory: `capacity` points per series and at most `maxSeries` series; a series over the cap is
  *     not recorded (counted in droppedSeries); a series absent for a whole ring (a line item removed by a
  *     reload) is forgotten. Each series is keyed by ids, not config indices, so a reload (new indices, a new
@@ -109,6 +110,8 @@ export interface HistoryReport {
     spentMicros: (number | null)[];
     /** Pacing target of today at that instant: day budget x F(t). */
     targetMicros: (number | null)[];
+    /** The part of the spend the allocator gave to exploration (0..1; the arms labelled explore hold more). */
+    exploration: (number | null)[];
     arms: { lineItem: string; segment: string; share: (number | null)[]; reason: (ReasonName | null)[] }[];
   }[];
   lineItems: {
@@ -129,6 +132,12 @@ export interface HistoryReport {
 
 const NO_REASON = 255;
 
+/**
+ * Fewest bids in the window for a win rate: over a handful (the tail of traffic that stopped, one bid tallied
+ * after its win) a rate reads 0 %, 67 % or 100 % and says nothing; the point is then absent.
+ */
+export const MIN_WINDOW_BIDS = 10;
+
 interface CampaignSeries {
   id: string;
   name: string;
@@ -136,6 +145,7 @@ interface CampaignSeries {
   lastSeq: number;
   spent: Float64Array;
   target: Float64Array;
+  exploration: Float64Array;
   /** Arm keys in config order (as of the last sample that saw the campaign). */
   arms: string[];
 }
@@ -211,6 +221,7 @@ export class HistoryRecorder {
     for (const c of this.campaigns.values()) {
       c.spent[pos] = NaN;
       c.target[pos] = NaN;
+      c.exploration[pos] = NaN;
     }
     for (const a of this.arms.values()) {
       a.share[pos] = NaN;
@@ -233,6 +244,7 @@ export class HistoryRecorder {
         c.dayBudgetMicros = camp.dayBudgetMicros;
         c.spent[pos] = camp.spentMicros;
         c.target[pos] = camp.targetMicros;
+        c.exploration[pos] = camp.exploration;
         const keys: string[] = [];
         for (const arm of camp.arms) {
           const key = camp.id + '\u0001' + arm.lineItem;
@@ -275,7 +287,7 @@ export class HistoryRecorder {
         }
       }
       const dBids = bids - bids0;
-      l.winRate[pos] = dBids > 0 ? Math.min(1, Math.max(0, wins - wins0) / dBids) : NaN;
+      l.winRate[pos] = dBids >= MIN_WINDOW_BIDS ? Math.min(1, Math.max(0, wins - wins0) / dBids) : NaN;
     });
 
     this.seq = s + 1;
@@ -315,7 +327,7 @@ export class HistoryRecorder {
         }
         arms.push({ lineItem: a.lineItem, segment: a.segment, share: floats(a.share, 6), reason });
       }
-      campaigns.push({ id: c.id, name: c.name, dayBudgetMicros: c.dayBudgetMicros, spentMicros: floats(c.spent, 0), targetMicros: floats(c.target, 0), arms });
+      campaigns.push({ id: c.id, name: c.name, dayBudgetMicros: c.dayBudgetMicros, spentMicros: floats(c.spent, 0), targetMicros: floats(c.target, 0), exploration: floats(c.exploration, 6), arms });
     }
     const lineItems: HistoryReport['lineItems'] = [];
     const idleLineItems: string[] = [];
@@ -383,7 +395,7 @@ export class HistoryRecorder {
     let c = this.campaigns.get(id);
     if (c === undefined) {
       if (!this.admit()) return null;
-      c = { id, name: id, dayBudgetMicros: 0, lastSeq: -1, spent: this.ring(), target: this.ring(), arms: [] };
+      c = { id, name: id, dayBudgetMicros: 0, lastSeq: -1, spent: this.ring(), target: this.ring(), exploration: this.ring(), arms: [] };
       this.campaigns.set(id, c);
     }
     return c;

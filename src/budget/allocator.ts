@@ -143,6 +143,12 @@ export abstract class Allocator {
   readonly budgetLimited: Float64Array;
   private lambdaAcc = 0;
   private limitedAcc = 0;
+  /**
+   * Per campaign: the part of its spend the last reallocation gave to exploration (at most its explorationShare;
+   * 1 before the first, when every arm shares evenly on no evidence). An arm labelled `explore` holds its
+   * exploration part and its exploitation part together: this is the campaign's total of the former.
+   */
+  readonly explored: Float64Array;
   /* outputs, per line item */
   readonly share: Float64Array;
   readonly reason: Uint8Array;
@@ -216,6 +222,7 @@ export abstract class Allocator {
     this.targetRate = new Float64Array(plan.campaigns.length);
     this.lambda = new Float64Array(plan.campaigns.length);
     this.budgetLimited = new Float64Array(plan.campaigns.length);
+    this.explored = new Float64Array(plan.campaigns.length).fill(1);
     this.share = new Float64Array(n);
     this.reason = new Uint8Array(n);
     this.priority = new Float64Array(n).fill(1);
@@ -515,6 +522,7 @@ export abstract class Allocator {
     this.budgetLimited[c.index] = this.limitedAcc;
     const explore = new Float64Array(n);
     const exploreUsed = this.exploreShares(c, explore);
+    this.explored[c.index] = exploreUsed;
     const shares = new Float64Array(n);
     let total = 0;
     for (let k = 0; k < n; k++) total += exploit[k];

@@ -367,6 +367,7 @@ export class BudgetPolicy implements BudgetBidPolicy {
         dayBudgetMicros: this.ledger.dayBudgetOf(c.index),
         spentMicros: this.ledger.daySpentOf(c.index),
         targetMicros: Math.round(this.pacer.targetSpend(c.index, nowMs, this.ledger)),
+        exploration: this.allocator.explored[c.index],
         arms: Array.from(c.arms, (li, k) => ({
           lineItem: this.plan.lineItemIds[li],
           segment: c.groups[c.armGroup[k]].segmentId,

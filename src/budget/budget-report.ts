@@ -65,6 +65,8 @@ export interface BudgetSampleCampaign {
   spentMicros: number;
   /** Pacing target of today at that instant (day budget x F(t), times the pace share of a worker). */
   targetMicros: number;
+  /** The part of the spend the allocator gives to exploration now (Allocator.explored). */
+  exploration: number;
   arms: BudgetSampleArm[];
 }
 
@@ -200,6 +202,7 @@ export function mergeBudgetSamples(samples: readonly BudgetSample[]): BudgetSamp
       dayBudgetMicros: group[0].dayBudgetMicros,
       spentMicros: sum(today, (c) => c.spentMicros),
       targetMicros: sum(today, (c) => c.targetMicros),
+      exploration: sum(group, (c) => c.exploration) / group.length,
       arms,
     });
   }

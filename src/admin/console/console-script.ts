@@ -256,7 +256,7 @@ export const CONSOLE_JS = String.raw`(function () {
   var PALETTE = ['#2f6fdf', '#1f8a4c', '#c0392b', '#8a5a00', '#7b3fb5', '#0e8a8a', '#c2185b', '#5d6b82', '#e07b00', '#3b8e3b'];
   var REASON_TEXT = { explore: 'explore', exploit: 'exploit', guard_rail_min: 'guard rail (min)', guard_rail_max: 'guard rail (max)' };
   var MAX_LINE_ITEM_CHARTS = 24;
-  var FIELDS = { campaign: ['spent', 'target'], arm: ['share', 'reason'], lineItem: ['bids', 'wins', 'winRate', 'shading'] };
+  var FIELDS = { campaign: ['spent', 'target', 'exploration'], arm: ['share', 'reason'], lineItem: ['bids', 'wins', 'winRate', 'shading'] };
 
   function emptyHistory() { return { to: 0, t: [], meta: null, campaigns: {}, lineItems: {}, idle: [], omitted: 0, missing: false }; }
 
@@ -307,6 +307,7 @@ export const CONSOLE_JS = String.raw`(function () {
       s.armOrder = c.arms.map(function (a) { return a.lineItem; });
       take(s, 'spent', c.spentMicros);
       take(s, 'target', c.targetMicros);
+      take(s, 'exploration', c.exploration);
       s.taken = true;
       c.arms.forEach(function (a) {
         var as = s.arms[a.lineItem] || (s.arms[a.lineItem] = { lineItem: a.lineItem });
@@ -471,7 +472,10 @@ export const CONSOLE_JS = String.raw`(function () {
           if (isGuard) anyGuard = true;
           g = (g || 0) + (isGuard ? a.share[i] * 100 : 0);
         });
-        explore.push(e);
+        // The campaign's exploration part (an arm labelled explore also holds its exploitation part, so the sum
+        // of their shares overstates it); a bidder that does not send it: that sum.
+        var ex = c.exploration ? c.exploration[i] : undefined;
+        explore.push(ex === undefined ? e : ex === null ? null : ex * 100);
         guard.push(g);
       }
       var data = [xs];
@@ -543,9 +547,12 @@ export const CONSOLE_JS = String.raw`(function () {
       var key = 'line-item:' + l.id;
       keep[key] = true;
       var box = chartBox(grid, key, l.id);
-      var wr = lastOf(l.winRate), sh = lastOf(l.shading);
+      // The win rate now: the latest point (null: too few bids in the window), not the last one that had a rate.
+      var wr = l.winRate.length ? l.winRate[l.winRate.length - 1] : null, sh = lastOf(l.shading);
+      var windowSec = h.meta ? Math.round(h.meta.windowMs / 1000) : 60;
       box.querySelector('.summary').textContent =
-        'bids ' + fmtInt(lastOf(l.bids)) + ' · wins ' + fmtInt(lastOf(l.wins)) + ' · win rate ' + fmtPct(wr) + ' · bids ' + fmtPct(sh) + ' of value' + (l.trials > 0 ? ' (learned)' : ' (prior)');
+        'bids ' + fmtInt(lastOf(l.bids)) + ' · wins ' + fmtInt(lastOf(l.wins)) + ' · win rate ' + (wr === null || wr === undefined ? '– (few bids in the last ' + windowSec + ' s)' : fmtPct(wr)) +
+        ' · bids ' + fmtPct(sh) + ' of value' + (l.trials > 0 ? ' (learned)' : ' (prior)');
       upsertChart(box, key, 'w', function (w) {
         var o = baseOpts(w, function () { return [0, 100]; }, function (v) { return v + '%'; });
         o.series.push({ label: 'win rate', stroke: '#2f6fdf', width: 2, points: { show: true, size: 3 }, value: legendValue(pctText) });
