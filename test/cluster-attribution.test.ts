@@ -16,6 +16,7 @@ import { readyz, sleep, spawnSegbid, waitFor, type SegbidProcess } from './helpe
 import { demoUserId } from '../src/fixtures/demo.js';
 
 const SECRET = 'conv-secret-cluster-attribution-0123';
+const READ = 'read-token-cluster-attribution-01';
 const dir = mkdtempSync(join(tmpdir(), 'segbid-cluster-attr-'));
 const trigger = join(dir, 'crash-now');
 let proc: SegbidProcess | null = null;
@@ -40,7 +41,7 @@ describe('conversion attribution across workers', () => {
   it('finds every click whichever worker took it, also after a worker restarted', async () => {
     proc = await spawnSegbid({
       args: ['--workers', '2', '--event-log', join(dir, 'events')],
-      env: { SEGBID_CONV_SECRET: SECRET, SEGBID_FAULT_WORKER_CRASH: `0:${trigger}`, LOG_LEVEL: 'warn' },
+      env: { SEGBID_CONV_SECRET: SECRET, SEGBID_FAULT_WORKER_CRASH: `0:${trigger}`, SEGBID_ADMIN_TOKENS: `read:${READ}`, LOG_LEVEL: 'warn' },
       cwd: dir,
     });
     await waitFor('both workers ready', async () => ((await readyz(proc!.adminPort)).status === 200 ? true : undefined), 60_000);
@@ -86,6 +87,12 @@ describe('conversion attribution across workers', () => {
       }
     };
     await attributeAll();
+    // The cluster's event counts (each worker sends its own every 2 s): every click once.
+    const clicksAccepted = async () => {
+      const r = await fetch(`http://127.0.0.1:${proc!.adminPort}/admin/events`, { headers: { authorization: `Bearer ${READ}` } });
+      return ((await r.json()) as { results: Record<string, Record<string, number>> }).results.click?.accepted ?? 0;
+    };
+    await waitFor('the workers\' event counts', async () => ((await clicksAccepted()) === 12 ? true : undefined), 10_000, 100);
 
     // Worker 0 crashes and is restarted: it has only the event logs to learn the clicks from.
     writeFileSync(trigger, '');
@@ -99,5 +106,8 @@ describe('conversion attribution across workers', () => {
       100,
     );
     await attributeAll();
+    // The crashed worker's event counts still count (its replacement counts from zero).
+    await sleep(2500);
+    expect(await clicksAccepted()).toBe(12);
   }, 120_000);
 });

@@ -207,6 +207,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   /** Each worker's last KPIs and event counts (by worker index; a restarted worker replays its log, then sends). */
   const kpiImages: (KpiImage | null)[] = new Array(options.workers).fill(null);
   const eventStats: (ReturnType<EventStats['toJSON']> | null)[] = new Array(options.workers).fill(null);
+  /** The last event counts of workers that exited (a restarted worker counts from zero again). */
+  let departedEvents: ReturnType<EventStats['toJSON']> = { results: {}, notes: {} };
   /** Each live worker's last budget sample and shading, and its last answer to a budget read. */
   const budgetImages: (BudgetImage | null)[] = new Array(options.workers).fill(null);
   const budgetAnswers: (BudgetAnswer | null)[] = new Array(options.workers).fill(null);
@@ -318,6 +320,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           // Its figures stop counting (a stale image could be of another day); the bank book keeps its spend.
           budgetImages[index] = null;
           budgetAnswers[index] = null;
+          // Its event counts are not in its log's replay (the KPIs are): kept, so the cluster's never go back.
+          const last = eventStats[index];
+          if (last !== null) departedEvents = mergeEventStats([departedEvents, last]);
+          eventStats[index] = null;
         }
         if (stopping) return;
         if (bankHost !== null) {
@@ -461,7 +467,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     const q = discrepancyQueryFromParams(query);
     return { rows: discrepancies(mergedKpis(), q.threshold, q.from, q.to) };
   });
-  admin.addReadEndpoint(/^\/admin\/events$/, () => mergeEventStats(eventStats.filter((e) => e !== null)));
+  admin.addReadEndpoint(/^\/admin\/events$/, () => mergeEventStats([departedEvents, ...eventStats.filter((e) => e !== null)]));
   // Budgets: the workers' reports summed (budget-report.ts), with the main thread's bank book, the authority on
   // what was granted and reported spent. Each read asks every live worker for a report (the first one also for
   // the allocator's part) and waits for their answers; a worker that does not answer within BUDGET_WAIT_MS is
