@@ -218,3 +218,22 @@ describe('through the admin API', () => {
     expect(audit.entries[0]).toMatchObject({ author: 'read:bob', action: 'patch_line_item', target: 'lineItem:li-1', result: 'rejected', errorCount: 1 });
   });
 });
+
+describe('async read endpoints', () => {
+  it('answer a value JSON cannot write with a 500, and a SegbidError with its status, never a rejection', async () => {
+    const a = api(new AdminAuth([{ role: 'read', token: READ }]));
+    a.addAsyncReadEndpoint(/^\/admin\/async-bigint$/, async () => ({ n: 1n }));
+    a.addAsyncReadEndpoint(/^\/admin\/async-pending$/, async () => {
+      throw new SegbidError('ADMIN_PENDING', 'not yet');
+    });
+    a.addAsyncReadEndpoint(/^\/admin\/async-ok$/, async () => ({ ok: true }));
+    const get = (path: string) => a.handle({ method: 'GET', path, headers: { authorization: `Bearer ${READ}` } });
+    const big = get('/admin/async-bigint');
+    expect(big).toBeInstanceOf(Promise);
+    expect((await big).status).toBe(500);
+    expect((await get('/admin/async-pending')).status).toBe(503);
+    const ok = await get('/admin/async-ok');
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body)).toEqual({ ok: true });
+  });
+});

@@ -29,4 +29,13 @@ describe('TouchIndex.add', () => {
     expect(index.attribute('', 'user-1', 25_000).touch!.b).toBe('c');
     expect(index.attribute('', 'user-1', 35_000).touch!.b).toBe('a');
   });
+
+  it('keeps a touch it is given twice once (read from a sibling\'s log and sent again): a real one is not pushed out', () => {
+    const index = new TouchIndex({ clickWindowSec: 3600, viewWindowSec: 600, perUser: 2 });
+    index.add('click', touch('a', 10_000));
+    index.add('click', touch('b', 20_000));
+    index.add('click', touch('b', 20_000)); // the same click again
+    expect(index.attribute('', 'user-1', 15_000).touch?.b).toBe('a');
+    expect(index.attribute('', 'user-1', 25_000).touch?.b).toBe('b');
+  });
 });

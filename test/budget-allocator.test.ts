@@ -305,6 +305,28 @@ class RankWriter extends ThompsonAllocator {
   }
 }
 
+describe('the exploration part (Allocator.explored, the console\'s exploration total)', () => {
+  it('is what the exploring arms hold once the guard rails have clamped their segment', () => {
+    // Arm 0 has no evidence (it explores) in a segment capped at 2 %; arms 1 and 2 are well known.
+    const p = plan([0, 1, 2], { explorationShare: 0.15, guardRails: { 'seg-0': { minShare: 0, maxShare: 0.02 } }, learning: { samples: 32, minImpressions: 1000, minClicks: 3 } });
+    const a = new ThompsonAllocator(p, 7);
+    expect(a.explored[0]).toBe(1); // before any reallocation: even shares on no evidence
+    for (const k of [1, 2]) {
+      a.bids[k] = 20_000;
+      a.impressions[k] = 10_000;
+      a.costMicros[k] = 10_000 * 1500;
+      a.clicks[k] = 50;
+      a.conversions[k] = 5;
+      a.valueMicros[k] = 5 * 60_000_000;
+    }
+    a.capacity.fill(1);
+    a.reallocate(T0, true);
+    expect(a.share[0]).toBeLessThanOrEqual(0.02 + 1e-9);
+    expect(a.explored[0]).toBeGreaterThan(0);
+    expect(a.explored[0]).toBeLessThanOrEqual(a.share[0] + 1e-9); // not the 15 % asked for
+  });
+});
+
 describe('rank order (the decider walks budgeted candidates by it)', () => {
   it('lists the budgeted line items by this draw\'s rank, highest first, after any sequence of rank rewrites', () => {
     // 6 campaigns of 10 arms, interleaved with 20 unbudgeted line items (indices 0, 4, 8...).

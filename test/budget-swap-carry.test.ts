@@ -48,4 +48,37 @@ describe('a config swap keeps the budgets\' learning and pacing', () => {
     }
     expect(kept).toBeGreaterThan(1);
   });
+
+  it('keeps the recent clicks\' maturity, and does not carry an arm\'s spend into another campaign', () => {
+    const path = budgetedDemo(1000, 5);
+    const handler = new BidHandler(loadDecider(path), new Metrics({ defaultMetrics: false }));
+    const before = handler.budget!;
+    const arms = Array.from(before.plan.campaigns[0].arms);
+    const now = Date.now();
+    const delay = 3600_000;
+    // 100 clicks a minute old: most are too young to have converted yet.
+    const [stay, move] = [arms[0], arms[1]];
+    for (let i = 0; i < 100; i++) before.onClick(stay, now - 60_000);
+    before.pacer.spentToday[move] = 60_000_000;
+    before.pacer.spentToday[stay] = 5_000_000;
+    const mature = (p: typeof before, li: number) => (p.allocator as unknown as { matureClicks(li: number, d: number, n: number): number }).matureClicks(li, delay, now);
+    const matureBefore = mature(before, stay);
+    expect(matureBefore).toBeLessThan(20);
+
+    // The arm `move` goes to a campaign of its own.
+    const doc = JSON.parse(readFileSync(path, 'utf8'));
+    const moved = before.plan.lineItemIds[move];
+    const shared = doc.campaigns[0];
+    shared.lineItems = shared.lineItems.filter((id: string) => id !== moved);
+    doc.campaigns.push({ ...shared, id: 'other', name: 'Other', lineItems: [moved] });
+    handler.swap(deciderFromDocument(doc, dirname(path), path));
+    const after = handler.budget!;
+    const stayNow = after.plan.lineItemIds.indexOf(before.plan.lineItemIds[stay]);
+    const moveNow = after.plan.lineItemIds.indexOf(moved);
+    expect(after.allocator.clicks[stayNow]).toBe(100);
+    expect(mature(after, stayNow)).toBeCloseTo(matureBefore, 6);
+    expect(after.pacer.spentToday[stayNow]).toBe(5_000_000);
+    expect(after.plan.campaigns[after.plan.campaignOf[moveNow]].id).toBe('other');
+    expect(after.pacer.spentToday[moveNow]).toBe(0);
+  });
 });

@@ -212,17 +212,20 @@ export class AdminApi {
           role: 'read',
           body: false,
           run: (call) =>
-            run(call.query, call.params).then(
-              (value) => json(200, value),
-              (e: unknown) => {
-                if (!(e instanceof SegbidError)) {
-                  this.logger.error({ err: e, path }, 'admin API internal error');
-                  return errorResponse(500, 'internal', 'internal error', []);
-                }
-                const { status, error } = statusOf(e.code);
-                return errorResponse(status, error, e.message.split('\n')[0], e.details);
-              },
-            ),
+            run(call.query, call.params)
+              .then(
+                (value) => json(200, value),
+                (e: unknown) => {
+                  if (!(e instanceof SegbidError)) throw e;
+                  const { status, error } = statusOf(e.code);
+                  return errorResponse(status, error, e.message.split('\n')[0], e.details);
+                },
+              )
+              // Anything else (a throw of the endpoint, a value JSON cannot write): a 500, never a rejection.
+              .catch((e: unknown) => {
+                this.logger.error({ err: e, path }, 'admin API internal error');
+                return errorResponse(500, 'internal', 'internal error', []);
+              }),
         },
       },
     });

@@ -305,6 +305,14 @@ export abstract class Allocator {
     this.clickBucket[slot]++;
   }
 
+  /** Takes over `previous`'s recent-click buckets of arm `from` as arm `li`'s (a config swap, by line-item id). */
+  adoptRecentClicks(li: number, previous: Allocator, from: number): void {
+    const to = li * CLICK_BUCKETS;
+    const at = from * CLICK_BUCKETS;
+    this.clickBucket.set(previous.clickBucket.subarray(at, at + CLICK_BUCKETS), to);
+    this.clickBucketId.set(previous.clickBucketId.subarray(at, at + CLICK_BUCKETS), to);
+  }
+
   /**
    * Clicks of arm li that count in its conversion rate at nowMs: each recent click weighs the chance that it
    * would have converted by now, 1 - exp(-age / mean delay) (the buckets cover the last 24 hours).
@@ -522,14 +530,18 @@ export abstract class Allocator {
     this.budgetLimited[c.index] = this.limitedAcc;
     const explore = new Float64Array(n);
     const exploreUsed = this.exploreShares(c, explore);
-    this.explored[c.index] = exploreUsed;
     const shares = new Float64Array(n);
     let total = 0;
     for (let k = 0; k < n; k++) total += exploit[k];
     for (let k = 0; k < n; k++) shares[k] = explore[k] + (1 - exploreUsed) * (total > 0 ? exploit[k] / total : 1 / n);
     const reasons = new Uint8Array(n);
     for (let k = 0; k < n; k++) reasons[k] = explore[k] > 0 ? REASON.explore : REASON.exploit;
+    const unrailed = shares.slice();
     applyGuardRails(c, shares, reasons, this.guardRailWeights(c));
+    // What exploration holds once the rails have clamped the groups (they keep the proportions inside a group).
+    let explored = 0;
+    for (let k = 0; k < n; k++) if (explore[k] > 0 && unrailed[k] > 0) explored += (explore[k] * shares[k]) / unrailed[k];
+    this.explored[c.index] = Math.min(exploreUsed, explored);
     for (let k = 0; k < n; k++) {
       this.share[arms[k]] = shares[k];
       this.reason[arms[k]] = reasons[k];

@@ -300,21 +300,28 @@ export class BudgetPolicy implements BudgetBidPolicy {
    */
   adoptFrom(previous: BudgetPolicy): void {
     const stats: Record<string, number[]> = {};
-    const bids = new Map<string, number>();
-    const a = previous.allocator;
     const before = previous.plan;
+    const a = previous.allocator;
+    const was = new Map<string, number>();
     for (let li = 0; li < before.lineItemCount; li++) {
       if (before.campaignOf[li] < 0) continue;
       const id = before.lineItemIds[li];
+      was.set(id, li);
       stats[id] = [a.impressions[li], a.clicks[li], a.conversions[li], a.valueMicros[li], a.costMicros[li]];
-      bids.set(id, a.bids[li]);
     }
     this.allocator.importStats(stats);
+    const pacing = previous.pacer.exportState();
     for (let li = 0; li < this.plan.lineItemCount; li++) {
-      const n = bids.get(this.plan.lineItemIds[li]);
-      if (n !== undefined && this.plan.campaignOf[li] >= 0) this.allocator.bids[li] = n;
+      const c = this.plan.campaignOf[li];
+      const from = was.get(this.plan.lineItemIds[li]);
+      if (c < 0 || from === undefined) continue;
+      this.allocator.bids[li] = a.bids[from];
+      // Recent clicks, so that the conversion rate keeps discounting the clicks too young to have converted.
+      this.allocator.adoptRecentClicks(li, a, from);
+      // Today's spend of an arm moved to another campaign was booked on the other's account: not carried.
+      if (before.campaigns[before.campaignOf[from]].id !== this.plan.campaigns[c].id) delete pacing.lineItems[this.plan.lineItemIds[li]];
     }
-    this.pacer.importState(previous.pacer.exportState());
+    this.pacer.importState(pacing);
   }
 
   /* ---------------------------------------------------------------- reports */

@@ -100,6 +100,8 @@ export class TouchIndex {
     const list = kind === 'click' ? u.clicks : u.imps;
     let at = list.length;
     while (at > 0 && list[at - 1].t > touch.t) at--;
+    // The same touch twice (read from a sibling's log and sent again): once, or it would push a real one out.
+    for (let i = at - 1; i >= 0 && list[i].t === touch.t; i--) if (list[i].b === touch.b) return;
     list.splice(at, 0, touch);
     if (list.length > this.perUser) list.shift();
   }

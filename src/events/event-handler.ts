@@ -240,6 +240,8 @@ export class EventHandler {
   private readonly tally: BidTally;
   private readonly shared: SharedDedupe | null;
   private clock = 0;
+  /** True while restore() replays a log. */
+  private restoring = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(options: EventHandlerOptions) {
@@ -260,7 +262,8 @@ export class EventHandler {
       ttl: maxAge * 1000,
       dispose: (value, _key, reason) => {
         // Evicted for room while still within its window: a later duplicate of it would count again.
-        if (reason === 'evict' && value.until > this.clock) this.stats.note('dedupe_evicted');
+        // (Not while a log is replayed: the worker that accepted those notices counted their evictions then.)
+        if (reason === 'evict' && value.until > this.clock && !this.restoring) this.stats.note('dedupe_evicted');
       },
     });
     const attribution = this.kpis.config.attribution;
@@ -384,6 +387,15 @@ export class EventHandler {
    */
   restore(dir: string, nowMs: number): ReplayStats {
     this.clock = nowMs;
+    this.restoring = true;
+    try {
+      return this.replay(dir, nowMs);
+    } finally {
+      this.restoring = false;
+    }
+  }
+
+  private replay(dir: string, nowMs: number): ReplayStats {
     return replayEventLog(dir, (r) => {
       this.kpis.apply(r);
       if (r.k === 'bids') return;

@@ -44,6 +44,7 @@ import { DAY_MS } from '../budget/types.js';
 import { hostname } from 'node:os';
 import { hugePagesMB } from '../common/node-flags.js';
 import { mergeBudgetReports, mergeBudgetSamples, type BudgetReport, type BudgetSample } from '../budget/budget-report.js';
+import type { AllocationReport } from '../budget/allocator.js';
 import { HistoryRecorder, historyQueryFromParams, shadingViewOf, type ShadingImage } from '../admin/history.js';
 
 /** What the main thread holds of a worker's budgets (its last 'budget' message), until the worker exits. */
@@ -212,6 +213,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   /** Each live worker's last budget sample and shading, and its last answer to a budget read. */
   const budgetImages: (BudgetImage | null)[] = new Array(options.workers).fill(null);
   const budgetAnswers: (BudgetAnswer | null)[] = new Array(options.workers).fill(null);
+  /**
+   * The last allocation a worker sent, and for which read: a later read's answer (without it) may have replaced
+   * that worker's answer before the read that asked for it collected it.
+   */
+  let lastAllocation: { seq: number; allocation: AllocationReport } | null = null;
   const lifecycle = new Lifecycle();
   const mainMetrics = new Metrics({ defaultMetrics: true });
   // One caps table for all workers, and the hub of their learning statistics (with Redis: of every machine's).
@@ -304,6 +310,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           if (workers[index] === worker) budgetImages[index] = { sample: m.sample, shading: m.shading };
         } else if (m.type === 'budget-report') {
           if (workers[index] === worker) budgetAnswers[index] = { report: m.report, seq: m.seq };
+          if (m.report !== null && m.report.allocation !== null) lastAllocation = { seq: m.seq, allocation: m.report.allocation };
         } else if (m.type === 'metrics') {
           const p = pending.get(m.id);
           if (p) {
@@ -488,6 +495,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     if (answers.length === 0) throw new SegbidError('ADMIN_PENDING', 'no worker answered with its budget report: retry in a second');
     const reports = answers.map((a) => a.report).filter((r): r is BudgetReport => r !== null);
     if (reports.length === 0) return { campaigns: [] }; // no campaign
+    if (reports.every((r) => r.allocation === null) && lastAllocation !== null && lastAllocation.seq >= seq) {
+      reports[0] = { ...reports[0], allocation: lastAllocation.allocation };
+    }
     const book = bankHost?.book ?? null;
     return {
       ...mergeBudgetReports(reports),

@@ -53,7 +53,10 @@ function serveAdmin(app: uWS.TemplatedApp, admin: AdminApi): void {
       if (!(r instanceof Promise)) return write(r, close);
       if (!watching) res.onAborted(() => (aborted = true));
       watching = true;
-      void r.then((answer) => write(answer, close));
+      void r.then(
+        (answer) => write(answer, close),
+        () => write({ status: 500, headers: { 'content-type': 'application/json' }, body: '{"error":"internal"}' }, close),
+      );
     };
     const declared = headers['content-length'];
     const hasBody = (declared !== undefined && declared !== '0') || headers['transfer-encoding'] !== undefined;

@@ -11,13 +11,15 @@
  *
  * A touch a sibling sends just before the new worker joins but writes to its log only after the new worker read
  * that log (the log is flushed every second) would fall between the two: on joining, a worker says hello and every
- * sibling sends again what it sent in the last RESEND_MS.
+ * sibling sends again what it sent in the last RESEND_MS, addressed to it (the others ignore it); a touch it then
+ * has twice (from the log and again) is kept once (TouchIndex.add).
  *
  * Contract: `shareTouches` is called once per worker after its event log was replayed; `close()` sends what is
  * pending and leaves the channel. Between processes (several machines) touches are not shared: a postback must
  * reach the machine that took the click (see README "Running in production").
  */
 import { BroadcastChannel } from 'node:worker_threads';
+import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -33,7 +35,8 @@ const MAX_BATCH = 2048;
 const RESEND_MS = 3000;
 
 type TouchBatch = { kind: 'imp' | 'click'; touch: Touch }[];
-type TouchMessage = { hello: true } | { batch: TouchBatch };
+/** A batch for every worker (`to` absent) or resent for the one that said hello with that id. */
+type TouchMessage = { hello: string } | { batch: TouchBatch; to?: string };
 
 export interface TouchSharing {
   close(): void;
@@ -46,10 +49,12 @@ export function shareTouches(events: EventHandler, eventLogDir: string | null, l
   /** What this worker sent in the last RESEND_MS, oldest first. */
   const recent: { at: number; batch: TouchBatch }[] = [];
   const post = (m: TouchMessage) => channel.postMessage(m);
+  const self = randomUUID();
   channel.onmessage = (e) => {
     const m = (e as { data: TouchMessage }).data;
-    if ('batch' in m) events.addTouches(m.batch);
-    else for (const r of recent) post({ batch: r.batch });
+    if ('batch' in m) {
+      if (m.to === undefined || m.to === self) events.addTouches(m.batch);
+    } else for (const r of recent) post({ batch: r.batch, to: m.hello }); // the others had these already
   };
   const flush = () => {
     const now = Date.now();
@@ -66,7 +71,7 @@ export function shareTouches(events: EventHandler, eventLogDir: string | null, l
   const timer = setInterval(flush, FLUSH_MS);
   timer.unref();
   // Joined the channel first: a touch a sibling accepts while its log is read arrives by both ways (harmless).
-  post({ hello: true });
+  post({ hello: self });
   if (eventLogDir !== null) {
     const parent = dirname(eventLogDir);
     const own = basename(eventLogDir);

@@ -307,7 +307,7 @@ export const CONSOLE_JS = String.raw`(function () {
       s.armOrder = c.arms.map(function (a) { return a.lineItem; });
       take(s, 'spent', c.spentMicros);
       take(s, 'target', c.targetMicros);
-      take(s, 'exploration', c.exploration);
+      if (c.exploration !== undefined) take(s, 'exploration', c.exploration); // absent from an older bidder
       s.taken = true;
       c.arms.forEach(function (a) {
         var as = s.arms[a.lineItem] || (s.arms[a.lineItem] = { lineItem: a.lineItem });
@@ -331,6 +331,7 @@ export const CONSOLE_JS = String.raw`(function () {
     if (drop > 0) h.t.splice(0, drop);
     eachSeries(h, function (s, kind) {
       FIELDS[kind].forEach(function (f) {
+        if (f === 'exploration' && !s[f]) return; // optional: only a series the bidder sends is kept aligned
         if (!s.taken) take(s, f, null);
         if (drop > 0) s[f].splice(0, drop);
       });
