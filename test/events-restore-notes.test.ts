@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileConfig } from '../src/config/compile.js';
 import { validateConfigDocument } from '../src/config/load.js';
+import { smallConfig } from './helpers/small-config.js';
 import { EventHandler } from '../src/events/event-handler.js';
 import { EventLog } from '../src/events/event-log.js';
 import { parseKeySpec } from '../src/events/keyring.js';
@@ -16,19 +17,7 @@ import { NO_DEAL, hash32 } from '../src/events/token.js';
 import { configEpoch } from '../src/events/bid-context.js';
 
 const KEYS = parseKeySpec('7:' + 'ab'.repeat(32));
-const CONFIG = compileConfig(
-  validateConfigDocument(
-    {
-      version: 1,
-      bidder: { currency: 'USD', rates: { USD: 1 } },
-      segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
-      creatives: [{ id: 'cr-a', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<a>' }],
-      lineItems: [{ id: 'li-a', bid: { cpm: 4 }, creatives: ['cr-a'] }],
-    },
-    tmpdir(),
-    'inline',
-  ),
-);
+const CONFIG = compileConfig(validateConfigDocument(smallConfig(), tmpdir(), 'inline'));
 const dir = mkdtempSync(join(tmpdir(), 'segbid-restore-notes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { pino } from 'pino';
 import { compileConfig } from '../src/config/compile.js';
 import { validateConfigDocument } from '../src/config/load.js';
+import { smallConfig } from './helpers/small-config.js';
 import { EventHandler } from '../src/events/event-handler.js';
 import { parseKeySpec } from '../src/events/keyring.js';
 import { NO_DEAL, hash32 } from '../src/events/token.js';
@@ -19,19 +20,7 @@ import { shareTouches, type TouchSharing } from '../src/server/touch-sharing.js'
 
 const SECRET = 'conversion-shared-secret-0123456789';
 const KEYS = parseKeySpec('7:' + 'ab'.repeat(32));
-const CONFIG = compileConfig(
-  validateConfigDocument(
-    {
-      version: 1,
-      bidder: { currency: 'USD', rates: { USD: 1 } },
-      segmentation: { segments: [{ id: 'loyal', name: 'Loyal', kind: 'crm', rule: { col: 'tier', eq: 'x' } }] },
-      creatives: [{ id: 'cr-a', format: 'banner', w: 300, h: 250, adomain: ['shop.example'], adm: '<a>' }],
-      lineItems: [{ id: 'li-a', bid: { cpm: 4 }, creatives: ['cr-a'] }],
-    },
-    tmpdir(),
-    'inline',
-  ),
-);
+const CONFIG = compileConfig(validateConfigDocument(smallConfig(), tmpdir(), 'inline'));
 const logger = pino({ level: 'silent' });
 const open: TouchSharing[] = [];
 afterEach(() => {
