@@ -43,4 +43,27 @@ describe('event log replay', () => {
     // The replayed windows still work: a retry of the last notice is a duplicate.
     expect(replayed.kpis.total.wins).toBe(10);
   });
+
+  it('reads a sibling\'s segments for touches only when written to within twice the attribution window', async () => {
+    const sibling = mkdtempSync(join(tmpdir(), 'segbid-sibling-'));
+    try {
+      const live = new EventHandler({ config: CONFIG, keyring: KEYS });
+      const log = EventLog.open({ dir: sibling, fsync: 'never' });
+      live.setLog(log);
+      const now = Date.now();
+      const t = live.sign(
+        { requestHash: hash32('r'), impHash: hash32('i'), impIndex: 0, epoch: configEpoch(CONFIG), lineItem: 0, arm: 0, segmentBit: -1, creative: 0, deal: NO_DEAL, priceMicros: 1_000_000, currency: 'USD', timeSec: Math.floor(now / 1000), test: false, exchange: 0, userHi: 1, userLo: 2, bidId: 'clicked-1' },
+        'client',
+      );
+      expect(live.handle({ method: 'GET', path: '/ev/click', query: new URLSearchParams({ t }).toString() }, now).status).toBe(302);
+      await log.close();
+      const fresh = new EventHandler({ config: CONFIG, keyring: KEYS });
+      expect(fresh.restoreTouches(sibling, now).records).toBe(1);
+      // The same segment seen 15 days later (the default click window is 7 days): not read.
+      const later = new EventHandler({ config: CONFIG, keyring: KEYS });
+      expect(later.restoreTouches(sibling, now + 15 * 86_400_000).segments).toBe(0);
+    } finally {
+      rmSync(sibling, { recursive: true, force: true });
+    }
+  });
 });

@@ -127,6 +127,11 @@ export class TouchIndex {
     return { attr: 'none', touch: null };
   }
 
+  /** The oldest a touch can be and still be attributed a conversion of now (the longer window), ms. */
+  get horizonMs(): number {
+    return Math.max(this.clickWindowMs, this.viewWindowMs);
+  }
+
   get size(): { users: number; clicks: number } {
     return { users: this.users.size, clicks: this.clicks.size };
   }

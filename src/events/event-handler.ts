@@ -431,12 +431,19 @@ export class EventHandler {
 
   /**
    * The touches of another writer's event log (a sibling worker's directory): read only, nothing but the
-   * attribution index is fed (its KPIs and dedupe windows are that worker's).
+   * attribution index is fed (its KPIs and dedupe windows are that worker's). Only the segments written to within
+   * twice the longer attribution window: an older touch could only serve a conversion backdated by more than a
+   * window, and a cluster's start would otherwise read every worker's whole log once per worker.
    */
-  restoreTouches(dir: string): ReplayStats {
-    return replayEventLog(dir, (r) => {
-      if (r.k === 'imp' || r.k === 'click') this.touches.noteTouch(r);
-    });
+  restoreTouches(dir: string, nowMs = Date.now()): ReplayStats {
+    const since = nowMs - 2 * this.touches.horizonMs;
+    return replayEventLog(
+      dir,
+      (r) => {
+        if (r.k === 'imp' || r.k === 'click') this.touches.noteTouch(r);
+      },
+      since,
+    );
   }
 
   // -------------------------------------------------------------------------------------------------------

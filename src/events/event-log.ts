@@ -31,7 +31,7 @@
  * keeps the records that were not written and retries them into a fresh segment at the next flush; events
  * appended while it is failed are refused (false). One process per log directory.
  */
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
@@ -103,6 +103,15 @@ function segmentName(seq: number): string {
 }
 
 /** Segment file names of a log directory, oldest first. Throws EVENT_LOG_UNREADABLE if the dir cannot be read. */
+/** A file's last modification time, ms (+Infinity when it cannot be read: the caller then reads the file). */
+function modifiedOf(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
+
 export function listSegments(dir: string): string[] {
   let names: string[];
   try {
@@ -470,10 +479,15 @@ export interface ReplayStats {
   bytes: number;
 }
 
-/** Replays every record of every segment in `dir`, oldest first. Throws EVENT_LOG_UNREADABLE on I/O errors. */
-export function replayEventLog(dir: string, onRecord: (record: EventRecord) => void): ReplayStats {
+/**
+ * Replays every record of every segment in `dir`, oldest first; with `modifiedSinceMs`, only the segments written
+ * to since then (file mtime: a segment's records are all older than its last write). Throws EVENT_LOG_UNREADABLE on
+ * I/O errors.
+ */
+export function replayEventLog(dir: string, onRecord: (record: EventRecord) => void, modifiedSinceMs = -Infinity): ReplayStats {
   const stats: ReplayStats = { segments: 0, records: 0, tornSegments: 0, corruptSegments: 0, bytes: 0 };
   for (const name of listSegments(dir)) {
+    if (modifiedSinceMs > -Infinity && modifiedOf(join(dir, name)) < modifiedSinceMs) continue;
     let buf: Buffer;
     try {
       buf = readFileSync(join(dir, name));

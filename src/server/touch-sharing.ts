@@ -7,7 +7,8 @@
  * and the allocator saw N times too few conversions. Here each worker sends the touches it accepts to the others
  * over a BroadcastChannel, in batches every FLUSH_MS (a postback comes seconds after the click, not within
  * 100 ms), so every worker's index holds every touch of the process. A worker that starts (or restarts) also
- * reads the touches of its siblings' event logs (`<event-log>/worker-<k>`, read only), as it replays its own.
+ * reads the touches of its siblings' event logs (`<event-log>/worker-<k>`, read only, the segments written to
+ * within twice the attribution window: EventHandler.restoreTouches), as it replays its own.
  *
  * A touch a sibling sends just before the new worker joins but writes to its log only after the new worker read
  * that log (the log is flushed every second) would fall between the two: on joining, a worker says hello and every
