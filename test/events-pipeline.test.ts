@@ -8,6 +8,7 @@ import { compileConfig, type CompiledConfig } from '../src/config/compile.js';
 import { validateConfigDocument } from '../src/config/load.js';
 import { EventHandler, safeLanding, type EventRequest, type EventsConfig } from '../src/events/event-handler.js';
 import { EventLog, replayEventLog } from '../src/events/event-log.js';
+import { CHECKPOINT_FILE } from '../src/events/replay-checkpoint.js';
 import { KpiStore, kpiReport } from '../src/events/kpis.js';
 import { parseKeySpec, type Keyring } from '../src/events/keyring.js';
 import { NO_DEAL, TokenSigner, hash32, type TokenFields } from '../src/events/token.js';
@@ -654,9 +655,12 @@ describe('event log replay', () => {
     first.handle(get('/ev/win', { t, p: '2' }), NOW);
     first.handle(get('/ev/imp', { t: first.sign(bid(), 'client') }), NOW);
     await first.close(NOW);
+    // The log itself, without the checkpoint the clean close saved (test/events-replay-checkpoint.test.ts).
+    rmSync(join(dir, CHECKPOINT_FILE));
 
     const second = setup().handler;
     const stats = second.restore(dir, NOW + 1000);
+    expect(stats.checkpoint).toBe(false);
     expect(stats.records).toBe(2);
     expect(second.kpis.snapshot()).toEqual(first.kpis.snapshot());
     // the retried win after a restart is still a duplicate

@@ -33,6 +33,12 @@ interface UserTouches {
   imps: Touch[];
 }
 
+/** TouchIndex.image(): users and click ids, least recently used first. */
+export interface TouchImage {
+  users: [string, UserTouches][];
+  clicks: [string, Touch][];
+}
+
 export interface TouchIndexOptions {
   clickWindowSec: number;
   viewWindowSec: number;
@@ -125,6 +131,21 @@ export class TouchIndex {
       }
     }
     return { attr: 'none', touch: null };
+  }
+
+  /** The index as plain data, least recently used first (a replay checkpoint). */
+  image(): TouchImage {
+    const users: [string, UserTouches][] = [];
+    for (const [k, v] of this.users.rentries() as Iterable<[string, UserTouches]>) users.push([k, { clicks: [...v.clicks], imps: [...v.imps] }]);
+    const clicks: [string, Touch][] = [];
+    for (const [k, t] of this.clicks.rentries() as Iterable<[string, Touch]>) clicks.push([k, t]);
+    return { users, clicks };
+  }
+
+  /** Loads an image() into this (empty) index, keeping its recency order. */
+  load(image: TouchImage): void {
+    for (const [k, v] of image.users) this.users.set(k, { clicks: [...v.clicks], imps: [...v.imps] });
+    for (const [k, t] of image.clicks) this.clicks.set(k, t);
   }
 
   /** The oldest a touch can be and still be attributed a conversion of now (the longer window), ms. */

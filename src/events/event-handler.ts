@@ -25,6 +25,7 @@
  * not passed to the listeners. Never throws for request content.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import type { CompiledConfig, CompiledCreative, CompiledLineItem } from '../config/compile.js';
 import { KEY_KIND, hashEidKey, hashIfa, hashKey, keyHash } from '../segments/key-hash.js';
@@ -34,6 +35,7 @@ import { BidTally } from './bid-tally.js';
 import { ExchangeTable, configEpoch, dealList } from './bid-context.js';
 import type { EventLog, ReplayStats } from './event-log.js';
 import { replayEventLog } from './event-log.js';
+import { readCheckpoint, writeCheckpoint, type DedupeImageEntry, type HandlerImage } from './replay-checkpoint.js';
 import { dedupeKey as sharedKey, type SharedDedupe } from './shared-dedupe.js';
 import { EventStats, type EventKindLabel, type EventResult } from './event-stats.js';
 import { KpiStore, OTHER, kpiReport, type KpiQuery, type KpiReport } from './kpis.js';
@@ -374,28 +376,74 @@ export class EventHandler {
   }
 
   /** Stops the timer, flushes the bid tally and closes the log (flush + fsync): nothing accepted is lost. */
+  /**
+   * Flushes the bid tallies and closes the log; when the log wrote everything, saves the replay checkpoint
+   * (src/events/replay-checkpoint.ts) so that the next start replays only what comes after. A checkpoint that
+   * cannot be written is skipped: the next start replays the whole log, as without one.
+   */
   async close(nowMs = Date.now()): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.flushBids(nowMs);
-    if (this.log !== null) await this.log.close();
+    if (this.log === null) return;
+    await this.log.close();
+    const s = this.log.status;
+    if (!s.ok || s.droppedRecords > 0 || s.failedRecords > 0) return;
+    try {
+      writeCheckpoint(this.log.dir, this.checkpointImage(nowMs), nowMs);
+    } catch {
+      // (disk full, read-only directory): the log itself is complete
+    }
   }
 
   /**
-   * Rebuilds the KPIs, the dedupe window and the touch index from an event log directory (call on start,
-   * before traffic; a missing directory is an empty log). Returns the replay statistics.
+   * Rebuilds the KPIs, the dedupe windows and the touch index from an event log directory (call on start,
+   * before traffic; a missing directory is an empty log): from its replay checkpoint and the segments written
+   * since, else from every segment. Returns the replay statistics.
    */
-  restore(dir: string, nowMs: number): ReplayStats {
+  restore(dir: string, nowMs: number): ReplayStats & { checkpoint: boolean } {
     this.clock = nowMs;
     this.restoring = true;
     try {
-      return this.replay(dir, nowMs);
+      const checkpoint = existsSync(dir) ? readCheckpoint(dir) : null;
+      if (checkpoint !== null) this.loadImage(checkpoint.state, nowMs);
+      const stats = this.replay(dir, nowMs, checkpoint?.covered ?? null);
+      return { ...stats, checkpoint: checkpoint !== null };
     } finally {
       this.restoring = false;
     }
   }
 
-  private replay(dir: string, nowMs: number): ReplayStats {
+  /** What a replay checkpoint saves: the KPIs, the dedupe windows still open, the touch index. */
+  checkpointImage(nowMs: number): HandlerImage {
+    const dedupe: [string, DedupeImageEntry][] = [];
+    for (const [key, e] of this.dedupe.rentries() as Iterable<[string, DedupeEntry]>) if (e.until > nowMs) dedupe.push([key, { fp: e.fp, until: e.until }]);
+    const window = this.conversionWindowMs();
+    const conversions: [string, number][] = [];
+    for (const [key, t] of this.conversions.rentries() as Iterable<[string, number]>) if (t + window > nowMs) conversions.push([key, t]);
+    return { kpis: this.kpis.image(), dedupe, conversions, touches: this.touches.image() };
+  }
+
+  /** Loads a checkpointImage() into this handler (before any replay or traffic). */
+  private loadImage(image: HandlerImage, nowMs: number): void {
+    this.kpis.load(image.kpis);
+    for (const [key, e] of image.dedupe) {
+      if (!(e.until > nowMs)) continue;
+      this.dedupe.set(key, { fp: e.fp, until: e.until }, { ttl: e.until - nowMs });
+      const bar = key.lastIndexOf('|');
+      this.claimShared(key.slice(0, bar), key.slice(bar + 1), nowMs, e.until);
+    }
+    const window = this.conversionWindowMs();
+    for (const [key, t] of image.conversions) {
+      if (!(t + window > nowMs)) continue;
+      this.conversions.set(key, t, { ttl: t + window - nowMs });
+      this.claimShared(key, 'conv', nowMs, t + window);
+    }
+    this.touches.load(image.touches);
+  }
+
+  private replay(dir: string, nowMs: number, covered: ReadonlySet<string> | null): ReplayStats {
+    const skip = covered === null ? undefined : (segment: string) => covered.has(segment);
     return replayEventLog(dir, (r) => {
       this.kpis.apply(r);
       if (r.k === 'bids') return;
@@ -415,7 +463,7 @@ export class EventHandler {
         this.claimShared(r.b, r.k, nowMs, r.t + maxAgeMs);
       }
       this.touches.noteTouch(r);
-    });
+    }, { skip });
   }
 
   /**
@@ -442,7 +490,7 @@ export class EventHandler {
       (r) => {
         if (r.k === 'imp' || r.k === 'click') this.touches.noteTouch(r);
       },
-      since,
+      { modifiedSinceMs: since },
     );
   }
 

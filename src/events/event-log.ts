@@ -479,15 +479,20 @@ export interface ReplayStats {
   bytes: number;
 }
 
-/**
- * Replays every record of every segment in `dir`, oldest first; with `modifiedSinceMs`, only the segments written
- * to since then (file mtime: a segment's records are all older than its last write). Throws EVENT_LOG_UNREADABLE on
- * I/O errors.
- */
-export function replayEventLog(dir: string, onRecord: (record: EventRecord) => void, modifiedSinceMs = -Infinity): ReplayStats {
+export interface ReplayOptions {
+  /** Only the segments written to since then (file mtime: a segment's records are all older than its last write). */
+  modifiedSinceMs?: number;
+  /** Segments left out by name (those a replay checkpoint covers). */
+  skip?: (segment: string) => boolean;
+}
+
+/** Replays every record of every segment in `dir` (see ReplayOptions), oldest first. Throws EVENT_LOG_UNREADABLE on I/O errors. */
+export function replayEventLog(dir: string, onRecord: (record: EventRecord) => void, options: ReplayOptions = {}): ReplayStats {
   const stats: ReplayStats = { segments: 0, records: 0, tornSegments: 0, corruptSegments: 0, bytes: 0 };
+  const since = options.modifiedSinceMs ?? -Infinity;
   for (const name of listSegments(dir)) {
-    if (modifiedSinceMs > -Infinity && modifiedOf(join(dir, name)) < modifiedSinceMs) continue;
+    if (options.skip !== undefined && options.skip(name)) continue;
+    if (since > -Infinity && modifiedOf(join(dir, name)) < since) continue;
     let buf: Buffer;
     try {
       buf = readFileSync(join(dir, name));

@@ -439,6 +439,35 @@ export class KpiStore implements KpiView {
     return kind === 'line_item' ? this.dailyLineItems : this.dailyDeals;
   }
 
+  /** Adds an image's counts (a replay checkpoint's, src/events/replay-checkpoint.ts) to this store's. */
+  load(image: KpiImage): void {
+    addInto(this.total, image.total);
+    addInto(this.test, image.test);
+    addInto(this.unattributed, image.unattributed);
+    for (const [dim, rows] of image.dims) {
+      const into = this.dims[dim];
+      if (into === undefined) continue;
+      for (const [key, c] of rows) {
+        const row = into.get(key);
+        if (row === undefined) into.set(key, { ...c });
+        else addInto(row, c);
+      }
+    }
+    for (const [kind, byDay] of image.daily) {
+      const into = kind === 'line_item' ? this.dailyLineItems : kind === 'deal' ? this.dailyDeals : undefined;
+      if (into === undefined) continue;
+      for (const [day, rows] of byDay) {
+        let m = into.get(day);
+        if (m === undefined) into.set(day, (m = new Map()));
+        for (const [key, c] of rows) {
+          const row = m.get(key);
+          if (row === undefined) m.set(key, { ...c });
+          else addInto(row, c);
+        }
+      }
+    }
+  }
+
   /** Everything counted, as plain arrays (MergedKpis sums the images of a cluster's workers). */
   image(): KpiImage {
     const rows = <T extends object>(m: ReadonlyMap<string, T>): [string, T][] => [...m].map(([k, v]) => [k, { ...v }]);
