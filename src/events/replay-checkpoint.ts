@@ -12,6 +12,8 @@
  * read or is of another version, or when a covered segment is still there with another size (not the file it was).
  * A covered segment that is gone was archived: its records stay counted through the checkpoint. After a crash the
  * checkpoint of the last clean shutdown still holds, and the segments written since are replayed on top of it.
+ * The KPIs it holds are as they were counted: a segmentation tree or `kpis` section changed since shapes only what
+ * is replayed on top (delete the file to recount the whole log under the new config).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
