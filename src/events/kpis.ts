@@ -241,6 +241,44 @@ function addInto<T extends object>(into: T, from: T): void {
   for (const k in b) a[k] = (a[k] ?? 0) + b[k];
 }
 
+/** Where addImage adds an image's counts: a KpiStore's own maps, or a MergedKpis'. */
+interface ImageTarget {
+  total: Counters;
+  test: Counters;
+  unattributed: Counters;
+  dim(d: Dimension): Map<string, Counters> | undefined;
+  days(kind: string): Map<string, Map<string, DayCounters>> | undefined;
+}
+
+/** Adds every count of `image` into `into` (rows and days it lacks are created as copies). */
+function addImage(into: ImageTarget, image: KpiImage): void {
+  addInto(into.total, image.total);
+  addInto(into.test, image.test);
+  addInto(into.unattributed, image.unattributed);
+  for (const [dim, rows] of image.dims) {
+    const target = into.dim(dim);
+    if (target === undefined) continue;
+    for (const [key, c] of rows) {
+      const row = target.get(key);
+      if (row === undefined) target.set(key, { ...c });
+      else addInto(row, c);
+    }
+  }
+  for (const [kind, byDay] of image.daily) {
+    const target = into.days(kind);
+    if (target === undefined) continue;
+    for (const [day, rows] of byDay) {
+      let m = target.get(day);
+      if (m === undefined) target.set(day, (m = new Map()));
+      for (const [key, c] of rows) {
+        const row = m.get(key);
+        if (row === undefined) m.set(key, { ...c });
+        else addInto(row, c);
+      }
+    }
+  }
+}
+
 /**
  * The KPIs of a cluster: its workers' KpiImages summed, read through the same report as one store (counters
  * add up; the derived KPIs and the discrepancy gaps are computed from the sums, never averaged).
@@ -259,33 +297,14 @@ export class MergedKpis implements KpiView {
     readonly config: KpiConfig,
     images: readonly KpiImage[],
   ) {
-    for (const image of images) {
-      addInto(this.total, image.total);
-      addInto(this.test, image.test);
-      addInto(this.unattributed, image.unattributed);
-      for (const [dim, rows] of image.dims) {
-        const into = this.dims.get(dim);
-        if (into === undefined) continue;
-        for (const [key, c] of rows) {
-          const row = into.get(key);
-          if (row === undefined) into.set(key, { ...c });
-          else addInto(row, c);
-        }
-      }
-      for (const [kind, byDay] of image.daily) {
-        const into = this.days.get(kind);
-        if (into === undefined) continue;
-        for (const [day, rows] of byDay) {
-          let m = into.get(day);
-          if (m === undefined) into.set(day, (m = new Map()));
-          for (const [key, c] of rows) {
-            const row = m.get(key);
-            if (row === undefined) m.set(key, { ...c });
-            else addInto(row, c);
-          }
-        }
-      }
-    }
+    const target: ImageTarget = {
+      total: this.total,
+      test: this.test,
+      unattributed: this.unattributed,
+      dim: (d) => this.dims.get(d),
+      days: (kind) => this.days.get(kind as 'line_item' | 'deal'),
+    };
+    for (const image of images) addImage(target, image);
   }
 
   dimension(dim: Dimension): ReadonlyMap<string, Counters> {
@@ -441,31 +460,16 @@ export class KpiStore implements KpiView {
 
   /** Adds an image's counts (a replay checkpoint's, src/events/replay-checkpoint.ts) to this store's. */
   load(image: KpiImage): void {
-    addInto(this.total, image.total);
-    addInto(this.test, image.test);
-    addInto(this.unattributed, image.unattributed);
-    for (const [dim, rows] of image.dims) {
-      const into = this.dims[dim];
-      if (into === undefined) continue;
-      for (const [key, c] of rows) {
-        const row = into.get(key);
-        if (row === undefined) into.set(key, { ...c });
-        else addInto(row, c);
-      }
-    }
-    for (const [kind, byDay] of image.daily) {
-      const into = kind === 'line_item' ? this.dailyLineItems : kind === 'deal' ? this.dailyDeals : undefined;
-      if (into === undefined) continue;
-      for (const [day, rows] of byDay) {
-        let m = into.get(day);
-        if (m === undefined) into.set(day, (m = new Map()));
-        for (const [key, c] of rows) {
-          const row = m.get(key);
-          if (row === undefined) m.set(key, { ...c });
-          else addInto(row, c);
-        }
-      }
-    }
+    addImage(
+      {
+        total: this.total,
+        test: this.test,
+        unattributed: this.unattributed,
+        dim: (d) => this.dims[d],
+        days: (kind) => (kind === 'line_item' ? this.dailyLineItems : kind === 'deal' ? this.dailyDeals : undefined),
+      },
+      image,
+    );
   }
 
   /** Everything counted, as plain arrays (MergedKpis sums the images of a cluster's workers). */
