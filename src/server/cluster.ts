@@ -59,6 +59,12 @@ interface BudgetAnswer {
   seq: number;
 }
 
+/**
+ * How long a stopping worker gets before it is terminated: its drain (<= 2 s), the budget given back, then the
+ * event log closed and its replay checkpoint written (about 2 s for the largest, 60 MB at the default caps).
+ */
+const WORKER_STOP_MS = 10_000;
+
 /** Longest wait of a budget read for the workers' answers (a worker waits for its reallocation round, <= 2 s). */
 const BUDGET_WAIT_MS = 3000;
 
@@ -572,7 +578,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         (w) =>
           w &&
           new Promise<void>((resolve) => {
-            const timer = setTimeout(() => void w.terminate().then(() => resolve()), 5000);
+            const timer = setTimeout(() => void w.terminate().then(() => resolve()), WORKER_STOP_MS);
             w.once('exit', () => (clearTimeout(timer), resolve()));
             w.postMessage({ type: 'shutdown' } satisfies MainMessage);
           }),

@@ -42,7 +42,7 @@ const data = workerData as WorkerData;
 const port = parentPort!;
 const send = (m: WorkerMessage) => port.postMessage(m);
 
-/** Bound of a graceful shutdown's wait for bodies still arriving (well under the main thread's 5 s terminate). */
+/** Bound of a graceful shutdown's wait for bodies still arriving (well under the main thread's 10 s terminate). */
 const DRAIN_MS = 2000;
 
 /* What a dying worker must still close and flush (set once listening). */
