@@ -16,8 +16,8 @@ import { smallConfig } from './helpers/small-config.js';
 import { EventHandler } from '../src/events/event-handler.js';
 import { EventLog } from '../src/events/event-log.js';
 import { parseKeySpec } from '../src/events/keyring.js';
-import { NO_DEAL, hash32 } from '../src/events/token.js';
-import { configEpoch } from '../src/events/bid-context.js';
+import { hash32 } from '../src/events/token.js';
+import { tokenFields } from './helpers/token-fields.js';
 import { CHECKPOINT_FILE } from '../src/events/replay-checkpoint.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 
@@ -42,25 +42,8 @@ let bid = 0;
 function traffic(h: EventHandler, user: string): { bidId: string; win: string } {
   const bidId = `cp-${++bid}`;
   hashKey(KEY_KIND.buyeruid, user);
-  const fields = {
-    requestHash: hash32('r' + bid),
-    impHash: hash32('i'),
-    impIndex: 0,
-    epoch: configEpoch(CONFIG),
-    lineItem: 0,
-    arm: 0,
-    segmentBit: -1,
-    creative: 0,
-    deal: NO_DEAL,
-    priceMicros: 2_000_000,
-    currency: 'USD',
-    timeSec: Math.floor(Date.now() / 1000),
-    test: false,
-    exchange: 0,
-    userHi: keyHash.hi,
-    userLo: keyHash.lo,
-    bidId,
-  };
+  const fields = tokenFields(CONFIG, { requestHash: hash32('r' + bid), priceMicros: 2_000_000, userHi: keyHash.hi, userLo: keyHash.lo, bidId });
+
   const now = Date.now();
   const server = h.sign(fields, 'exchange');
   const client = h.sign(fields, 'client');

@@ -13,8 +13,8 @@ import { smallConfig } from './helpers/small-config.js';
 import { EventHandler } from '../src/events/event-handler.js';
 import { EventLog } from '../src/events/event-log.js';
 import { parseKeySpec } from '../src/events/keyring.js';
-import { NO_DEAL, hash32 } from '../src/events/token.js';
-import { configEpoch } from '../src/events/bid-context.js';
+import { hash32 } from '../src/events/token.js';
+import { tokenFields } from './helpers/token-fields.js';
 
 const KEYS = parseKeySpec('7:' + 'ab'.repeat(32));
 const CONFIG = compileConfig(validateConfigDocument(smallConfig(), tmpdir(), 'inline'));
@@ -30,7 +30,7 @@ describe('event log replay', () => {
     const now = Date.now();
     for (let i = 0; i < 10; i++) {
       const t = live.sign(
-        { requestHash: hash32('r' + i), impHash: hash32('i'), impIndex: 0, epoch: configEpoch(CONFIG), lineItem: 0, arm: 0, segmentBit: -1, creative: 0, deal: NO_DEAL, priceMicros: 1_000_000, currency: 'USD', timeSec: Math.floor(now / 1000), test: false, exchange: 0, userHi: 0, userLo: 0, bidId: 'b' + i },
+        tokenFields(CONFIG, { requestHash: hash32('r' + i), timeSec: Math.floor(now / 1000), bidId: 'b' + i }),
         'exchange',
       );
       expect(live.handle({ method: 'GET', path: '/ev/win', query: new URLSearchParams({ t, p: '1' }).toString() }, now).status).toBe(204);
@@ -52,7 +52,7 @@ describe('event log replay', () => {
       live.setLog(log);
       const now = Date.now();
       const t = live.sign(
-        { requestHash: hash32('r'), impHash: hash32('i'), impIndex: 0, epoch: configEpoch(CONFIG), lineItem: 0, arm: 0, segmentBit: -1, creative: 0, deal: NO_DEAL, priceMicros: 1_000_000, currency: 'USD', timeSec: Math.floor(now / 1000), test: false, exchange: 0, userHi: 1, userLo: 2, bidId: 'clicked-1' },
+        tokenFields(CONFIG, { timeSec: Math.floor(now / 1000), userHi: 1, userLo: 2, bidId: 'clicked-1' }),
         'client',
       );
       expect(live.handle({ method: 'GET', path: '/ev/click', query: new URLSearchParams({ t }).toString() }, now).status).toBe(302);

@@ -13,8 +13,7 @@ import { validateConfigDocument } from '../src/config/load.js';
 import { smallConfig } from './helpers/small-config.js';
 import { EventHandler } from '../src/events/event-handler.js';
 import { parseKeySpec } from '../src/events/keyring.js';
-import { NO_DEAL, hash32 } from '../src/events/token.js';
-import { configEpoch } from '../src/events/bid-context.js';
+import { tokenFields } from './helpers/token-fields.js';
 import { KEY_KIND, hashKey, keyHash } from '../src/segments/key-hash.js';
 import { shareTouches, type TouchSharing } from '../src/server/touch-sharing.js';
 
@@ -37,28 +36,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function click(h: EventHandler, bidId: string, user: string): number {
   hashKey(KEY_KIND.buyeruid, user);
-  const t = h.sign(
-    {
-      requestHash: hash32('req-1'),
-      impHash: hash32('imp-1'),
-      impIndex: 0,
-      epoch: configEpoch(CONFIG),
-      lineItem: 0,
-      arm: 0,
-      segmentBit: -1,
-      creative: 0,
-      deal: NO_DEAL,
-      priceMicros: 1_000_000,
-      currency: 'USD',
-      timeSec: Math.floor(Date.now() / 1000),
-      test: false,
-      exchange: 0,
-      userHi: keyHash.hi,
-      userLo: keyHash.lo,
-      bidId,
-    },
-    'client',
-  );
+  const t = h.sign(tokenFields(CONFIG, { userHi: keyHash.hi, userLo: keyHash.lo, bidId }), 'client');
   return h.handle({ method: 'GET', path: '/ev/click', query: new URLSearchParams({ t }).toString() }, Date.now()).status;
 }
 
